@@ -141,7 +141,7 @@ def test_unix_port_transcript(split: int) -> None:
     chatter = board_bytes(steps, "power-on") + board_bytes(steps, "interrupt twice")
     assert events(client, chatter, split=split) == []
     assert events(client, board_bytes(steps, "enter raw REPL"), split=split) == [RawReplEntered()]
-    assert b"Type \"help()\"" in client.chatter
+    assert b'Type "help()"' in client.chatter
 
     # Raw-paste: request, 'R' 0x01 + window 128 + one increment, the code, the outcome.
     assert client.exec(b"print(6*7)") == host_bytes(steps, "raw-paste request")
@@ -436,7 +436,7 @@ def test_transition_table_allows_enter_everywhere() -> None:
 def test_garbage_instead_of_ok_is_a_protocol_error_and_resync_recovers() -> None:
     client = ready_client()
     send_all(client, client.exec(b"1", raw_paste=False))
-    with pytest.raises(ProtocolError, match="expected 'OK'.*b'XY'"):
+    with pytest.raises(ProtocolError, match=r"expected 'OK'.*b'XY'"):
         events(client, b"XY")
     assert client.state is State.ERROR
     with pytest.raises(ProtocolError, match="out of step"):
