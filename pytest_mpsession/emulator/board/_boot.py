@@ -1,0 +1,28 @@
+# The board around the interpreter, run by the unix port (-i) before its REPL starts.
+# The relay prepends `_CFG = {...}` (the profile and this board's identity) to this file.
+# Everything happens inside a function and is deleted at the end, so the REPL's globals are
+# as empty as a board's.
+
+
+def _mpmock_boot(cfg):
+    import sys
+    import micropython
+
+    # The unix port starts with its SIGINT handler installed; a board's Ctrl-C is only
+    # active while code runs.  Without a handler at the prompt the relay can tell from
+    # /proc whether a SIGINT would interrupt code (it is sent only then).
+    micropython.kbd_intr(-1)
+    ctl = int(sys.argv[-1])
+    sys.argv[:] = []
+    if not cfg["disguise"]:
+        return
+    sys.path.insert(0, cfg["board_dir"])
+    try:
+        import _mpmock_board
+    finally:
+        sys.path.pop(0)
+    _mpmock_board.setup(cfg, ctl)
+
+
+_mpmock_boot(_CFG)
+del _mpmock_boot, _CFG

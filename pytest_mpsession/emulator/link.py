@@ -1,0 +1,795 @@
+"""The link: a relay between the host side of an emulated board and its engine.
+
+It changes only what a board does differently from the unix port:
+
+- a soft reset (Ctrl-D on an empty raw-REPL line, ``sys.exit()``) ends the unix port: the
+  relay restarts it and shows the reboot as a board does (``MPY: soft reboot``, back in the
+  raw REPL if it was there);
+- a Ctrl-C byte is not read by the unix port while code runs: the relay turns it into SIGINT
+  then, and only then (at a prompt SIGINT would end the process, so there the byte goes through);
+- the banner and, for old boards, CRLF line ends, no raw-paste and a small receive buffer;
+- faults from the board's options: line-rate throttling, latency, garbage, dropped bytes,
+  disconnects, spontaneous resets and hangs.
+
+To do so it follows the raw REPL from the bytes themselves (prompt, line, raw-paste, running)
+using :mod:`pytest_mpsession.protocol.constants`.  Everything happens on one thread per board,
+blocked in ``select`` with deadlines; the engine processes are started from that thread, so
+the kernel kills them (``PR_SET_PDEATHSIG``) if it ever dies.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import re
+import select
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_mpsession.emulator.engine import EmulatorError, Engine, find_engine
+from pytest_mpsession.emulator.options import Options
+from pytest_mpsession.emulator.profiles import Profile
+from pytest_mpsession.protocol.constants import (
+    CTRL_A,
+    CTRL_B,
+    CTRL_C,
+    CTRL_D,
+    CTRL_E,
+    FRIENDLY_PROMPT,
+    RAW_REPL_BANNER,
+    RAW_REPL_PROMPT,
+)
+
+__all__ = ["Link"]
+
+BOARD_DIR = Path(__file__).parent / "board"
+
+_RAW_SPECIAL = re.compile(rb"[\x01-\x05]")
+_FRIENDLY_SPECIAL = re.compile(rb"[\x01\x03\x04\r\n]")
+_LONE_LF = re.compile(rb"(?<!\r)\n")
+_ENGINE_BANNER = re.compile(rb"MicroPython [^\r\n]*\r\n")
+_GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
+
+_C, _D, _A, _B, _E = CTRL_C[0], CTRL_D[0], CTRL_A[0], CTRL_B[0], CTRL_E[0]
+_CTL_HARD_RESET = b"H"  # written by the board's machine.reset() on its control pipe
+
+# how long to wait for an engine to reach its prompt before calling the board broken
+_BOOT_TIMEOUT = 10.0
+# engine output kept back when the host does not read (the board then blocks, as over USB)
+_OUT_BACKLOG = 64 * 1024
+
+
+class Link:
+    """One emulated board: its engine process, its REPL state and the relay to the host.
+
+    The host side is a file descriptor given to :meth:`attach` (the master of the PTY a
+    :class:`~pytest_mpsession.emulator.PtyBoard` serves, or one end of the socket pair behind
+    an ``mpmock://`` Serial).  ``on_drop`` is called (from the relay thread) when the link
+    drops as a USB board's does; the host side is then detached until :meth:`attach`.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        options: Options,
+        *,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.options = options
+        self.on_drop = on_drop
+        self._prefix = find_engine()
+        self._rng = options.rng()
+        self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
+        self._flash = options.flash or os.path.join(self._dir, "flash.img")
+        self._uid = bytes(self._rng.getrandbits(8) for _ in range(8)) if options.seed is not None \
+            else os.urandom(8)
+        self._boot_script = self._write_boot_script()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._cmd_lock = threading.Lock()
+        self._cmds: list[tuple[str, object]] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._host_fd = -1
+        self._engine: Engine | None = None
+        self._ctl_r = -1
+        self._ctl_data = b""
+        # bytes on their way, with the time they are due at the other end
+        self._inq: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._outq: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._in_free_at = 0.0  # line-rate bookkeeping, host -> board
+        self._out_free_at = 0.0  # board -> host
+        self._to_engine = bytearray()
+        self._held_rx = bytearray()  # host bytes that arrived while the board was booting
+        self._rx_level = 0.0  # legacy UART receive buffer fill, and when it was computed
+        self._rx_time = 0.0
+        self._bytes_seen = 0
+        self._disconnected_once = False
+        # REPL state, followed from the bytes
+        self._mode = "friendly"
+        self._line_len = 0
+        self._ctrl_e = 0  # 1: held Ctrl-E at line start, 2: held Ctrl-E 'A'
+        self._paste = False
+        self._running = False
+        self._eots = 0  # end-of-transmission bytes still expected before the prompt
+        self._soft_reset_pending = False
+        self._banner_hold: bytearray | None = None
+        self._last_out = 0
+        self._hung = False
+        self._mute_reply = False
+        self._booting = ""
+        self._boot_stage = ""
+        self._boot_target = "friendly"
+        self._boot_buf = bytearray()
+        self._boot_deadline = 0.0
+        #: counters a test can read: engine starts, soft and hard resets seen
+        self.stats: dict[str, int] = collections.Counter()
+        self._thread = threading.Thread(
+            target=self._run, name=f"mpmock-{profile.name}", daemon=True
+        )
+
+    # ----------------------------------------------------------------- host-facing API
+
+    def start(self, timeout: float = _BOOT_TIMEOUT) -> None:
+        """Start the relay thread and wait until the board has booted."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.close()
+            raise EmulatorError(f"the emulated board did not boot within {timeout:g} s")
+        if self._error is not None:
+            err = self._error
+            self.close()
+            raise EmulatorError(f"the emulated board failed to start: {err}") from err
+
+    def attach(self, fd: int) -> None:
+        """Serve the host on ``fd`` (non-blocking); replaces any previous host side."""
+        os.set_blocking(fd, False)
+        self._command("attach", fd)
+
+    def detach(self) -> None:
+        """Stop serving the host: the board keeps running, its output is lost."""
+        self._command("detach", None)
+
+    def hard_reset(self) -> None:
+        """Pulse the reset line: RAM gone, flash kept, the board boots to the friendly REPL."""
+        self._command("hard_reset", None)
+
+    def exec_sideband(self, code: str) -> None:  # pragma: no cover - reserved
+        """Reserved."""
+        raise NotImplementedError
+
+    @property
+    def hung(self) -> bool:
+        """True while a ``hang`` fault keeps the board from answering."""
+        return self._hung
+
+    @property
+    def flash_path(self) -> str:
+        """The host file holding the board's flash image."""
+        return self._flash
+
+    def close(self) -> None:
+        """End the board: the engine process is killed, the relay thread joined."""
+        if self._closed:
+            return
+        self._closed = True
+        self._command("close", None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(5.0)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _command(self, name: str, arg: object) -> None:
+        with self._cmd_lock:
+            self._cmds.append((name, arg))
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    # --------------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        try:
+            self._boot("power")
+            self._loop()
+        except BaseException as exc:  # reported to start(); the board is dead either way
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._kill_engine()
+            if self._host_fd >= 0:
+                self._host_fd = -1
+
+    def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._deliver(now)
+            if self._booting and now > self._boot_deadline:
+                raise EmulatorError("the MicroPython engine did not reach its prompt")
+            due = [q[0][0] for q in (self._inq, self._outq) if q]
+            if self._booting:
+                due.append(self._boot_deadline)
+            timeout = max(0.0, min(due) - now) if due else None
+            rlist = [self._wake_r]
+            wlist: list[int] = []
+            eng = self._engine
+            if eng is not None and eng.fd >= 0:
+                if self._out_pending() < _OUT_BACKLOG:
+                    rlist.append(eng.fd)
+                if self._to_engine:
+                    wlist.append(eng.fd)
+            if self._ctl_r >= 0:
+                rlist.append(self._ctl_r)
+            if self._host_fd >= 0:
+                rlist.append(self._host_fd)
+                if self._outq and self._outq[0][0] <= now:
+                    wlist.append(self._host_fd)
+            r, w, _ = select.select(rlist, wlist, [], timeout)
+            if self._wake_r in r:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                with self._cmd_lock:
+                    cmds, self._cmds = self._cmds, []
+                for name, arg in cmds:
+                    if name == "close":
+                        return
+                    self._do_command(name, arg)
+            if self._ctl_r >= 0 and self._ctl_r in r:
+                self._read_ctl()
+            if eng is not None and eng is self._engine and eng.fd >= 0:
+                if eng.fd in w:
+                    self._flush_to_engine()
+                if eng.fd in r:
+                    self._read_engine(eng)
+            if self._host_fd >= 0 and self._host_fd in r:
+                self._read_host()
+
+    def _do_command(self, name: str, arg: object) -> None:
+        if name == "attach":
+            assert isinstance(arg, int)
+            self._host_fd = arg
+            if self._hung:  # reopening the port of a hung board: it is reset (re-enumerated)
+                self._hard_reset(drop=False)
+        elif name == "detach":
+            self._host_fd = -1
+        elif name == "hard_reset":
+            self._hard_reset(drop=False)
+
+    # ------------------------------------------------------------------ engine process
+
+    def _write_boot_script(self) -> str:
+        """The script the engine runs (``-i``) before its REPL: the board around it."""
+        p = self.profile
+        cfg = {
+            "name": p.name,
+            "disguise": p.disguise,
+            "platform": p.platform,
+            "version": p.version,
+            "sysname": p.sysname,
+            "nodename": p.nodename,
+            "release": ".".join(str(x) for x in p.version),
+            "uversion": p.version_string(),
+            "machine": p.machine,
+            "heap": p.heap,
+            "flash": self._flash if p.flash_size else "",
+            "flash_size": p.flash_size,
+            "block_size": p.block_size,
+            "missing": list(p.missing),
+            "modules": list(p.modules),
+            "freq": p.freq,
+            "uid": self._uid,
+            "board_dir": str(BOARD_DIR),
+        }
+        path = os.path.join(self._dir, "boot.py")
+        with open(path, "w") as f:
+            f.write(f"_CFG = {cfg!r}\n")
+            f.write((BOARD_DIR / "_boot.py").read_text())
+        return path
+
+    def _spawn(self) -> None:
+        self._kill_engine()
+        ctl_r, ctl_w = os.pipe()
+        os.set_blocking(ctl_r, False)
+        args = ["-X", f"heapsize={self.profile.heap}", "-i", self._boot_script, str(ctl_w)]
+        try:
+            self._engine = Engine(self._prefix, args, pass_fds=(ctl_w,))
+        finally:
+            os.close(ctl_w)
+        self._ctl_r = ctl_r
+        self._ctl_data = b""
+        self.stats["engine_starts"] += 1
+
+    def _kill_engine(self) -> None:
+        if self._engine is not None:
+            self._engine.kill()
+            self._engine = None
+        if self._ctl_r >= 0:
+            os.close(self._ctl_r)
+            self._ctl_r = -1
+        self._to_engine.clear()
+
+    def _read_ctl(self) -> None:
+        try:
+            data = os.read(self._ctl_r, 256)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            os.close(self._ctl_r)
+            self._ctl_r = -1
+            return
+        self._ctl_data += data
+
+    def _read_engine(self, eng: Engine) -> None:
+        try:
+            data = os.read(eng.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if data:
+            self._from_engine(data)
+        else:
+            self._engine_ended()
+
+    def _write_engine(self, data: bytes) -> None:
+        if not data:
+            return
+        self._to_engine += data
+        self._flush_to_engine()
+
+    def _flush_to_engine(self) -> None:
+        eng = self._engine
+        if eng is None or eng.fd < 0 or not self._to_engine:
+            return
+        try:
+            n = os.write(eng.fd, self._to_engine)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._to_engine.clear()  # the engine is gone; its EOF is handled on read
+            return
+        del self._to_engine[:n]
+
+    def _engine_ended(self) -> None:
+        """The engine process ended: show it as the board's soft or hard reset."""
+        if self._ctl_r >= 0:
+            self._read_ctl()
+        hard = _CTL_HARD_RESET in self._ctl_data
+        self._kill_engine()
+        if hard:
+            self._hard_reset(drop=self.profile.usb)
+        else:
+            # Ctrl-D on an empty line, sys.exit(), or a SIGINT that lost the race with the
+            # prompt: a board reboots softly and comes back where it was.
+            self._boot("soft")
+
+    def _hard_reset(self, *, drop: bool) -> None:
+        self._kill_engine()
+        self._hung = False
+        self._mute_reply = False
+        self._inq.clear()
+        self._held_rx.clear()
+        self.stats["hard_resets"] += 1
+        if drop and self._host_fd >= 0:
+            self._drop_link()
+        self._boot("hard")
+
+    def _drop_link(self) -> None:
+        self._host_fd = -1
+        self._outq.clear()
+        self.stats["link_drops"] += 1
+        if self.on_drop is not None:
+            self.on_drop()
+
+    def _boot(self, kind: str) -> None:
+        """(Re)start the engine; its start-up text is replaced by the board's when it is up."""
+        if kind == "soft":
+            self.stats["soft_resets"] += 1
+            target = self._mode
+        else:
+            target = "friendly"
+        self._spawn()
+        self._booting = kind
+        self._boot_target = target
+        self._boot_stage = "prompt"
+        self._boot_buf = bytearray()
+        self._boot_deadline = time.monotonic() + _BOOT_TIMEOUT
+        self._running = False
+        self._paste = False
+        self._line_len = 0
+        self._ctrl_e = 0
+        self._eots = 0
+        self._banner_hold = None
+
+    def _boot_output(self, data: bytes) -> None:
+        self._boot_buf += data
+        buf = bytes(self._boot_buf)
+        if self._boot_stage == "prompt":
+            if not buf.endswith(FRIENDLY_PROMPT):
+                return
+            if self._boot_target == "raw":
+                self._boot_stage = "raw"
+                self._boot_buf = bytearray()
+                self._write_engine(CTRL_A)
+                return
+            text = self._rewrite_banner(buf)
+        else:
+            if not buf.endswith(RAW_REPL_BANNER + RAW_REPL_PROMPT):
+                return
+            text = RAW_REPL_BANNER + RAW_REPL_PROMPT
+        kind = self._booting
+        prefix = b""
+        if kind == "soft":
+            prefix = self.profile.soft_reboot.encode() + b"\r\n"
+        self._booting = ""
+        self._mode = self._boot_target
+        self._emit(prefix + text)
+        self._ready.set()
+        if self._held_rx:
+            held = bytes(self._held_rx)
+            self._held_rx.clear()
+            self._board_rx(held)
+
+    def _rewrite_banner(self, text: bytes) -> bytes:
+        if not self.profile.disguise:
+            return text
+        line = self.profile.banner_line() + b"\r\n"
+        return _ENGINE_BANNER.sub(lambda _m: line, text, count=1)
+
+    # ---------------------------------------------------------------- board -> host
+
+    def _from_engine(self, data: bytes) -> None:
+        if self._booting:
+            self._boot_output(data)
+            return
+        if self._banner_hold is not None:
+            # After Ctrl-B the engine prints its banner: hold it until the prompt to swap it.
+            self._banner_hold += data
+            if not self._banner_hold.endswith(FRIENDLY_PROMPT):
+                return
+            data = self._rewrite_banner(bytes(self._banner_hold))
+            self._banner_hold = None
+        if self._running:
+            self._track_reply_end(data)
+        self._emit(data)
+
+    def _track_reply_end(self, data: bytes) -> None:
+        i = 0
+        while self._eots > 0:
+            j = data.find(CTRL_D, i)
+            if j < 0:
+                return
+            self._eots -= 1
+            i = j + 1
+        if data.find(RAW_REPL_PROMPT, i) >= 0:
+            self._running = False
+            if self._mute_reply:
+                self._mute_reply = False
+
+    def _emit(self, data: bytes, *, raw: bool = False) -> None:
+        """Send board output towards the host, through the link's character and faults."""
+        if not data or self._hung:
+            return
+        if self._mute_reply:
+            return
+        if self.profile.crlf and not raw:
+            data = self._crlf(data)
+        now = time.monotonic()
+        opts = self.options
+        if not opts.baudrate and not opts.latency_ms:
+            self._queue_out(now, data)
+            return
+        due = now + opts.latency_ms / 1000.0
+        if not opts.baudrate:
+            self._queue_out(due, data)
+            return
+        # each byte occupies the line for 10 bit times (8N1); slice so that the host sees
+        # the bytes arrive at the line rate, not in a lump at the end
+        per_byte = 10.0 / opts.baudrate
+        step = max(1, int(opts.baudrate / 10 / 1000))  # about 1 ms of line time per slice
+        start = max(due, self._out_free_at)
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            start += len(piece) * per_byte
+            self._queue_out(start, piece)
+        self._out_free_at = start
+
+    def _queue_out(self, due: float, data: bytes) -> None:
+        if self._outq and self._outq[-1][0] >= due:
+            # merge with a queued slice that is not due before this one
+            d, prev = self._outq.pop()
+            self._outq.append((d, prev + data))
+        else:
+            self._outq.append((due, data))
+
+    def _crlf(self, data: bytes) -> bytes:
+        out = _LONE_LF.sub(b"\r\n", data)
+        if data[:1] == b"\n" and self._last_out == 0x0D:
+            out = out[1:]  # the previous chunk ended with the "\r" of this pair
+        self._last_out = data[-1]
+        return out
+
+    def _out_pending(self) -> int:
+        return sum(len(d) for _, d in self._outq)
+
+    def _deliver(self, now: float) -> None:
+        while self._inq and self._inq[0][0] <= now:
+            _, data = self._inq.popleft()
+            self._board_rx(data)
+        if self._outq and self._outq[0][0] <= now:
+            if self._host_fd < 0:
+                # nobody listening: the board's output is lost, as on a closed port
+                while self._outq and self._outq[0][0] <= now:
+                    self._outq.popleft()
+                return
+            while self._outq and self._outq[0][0] <= now:
+                due, data = self._outq[0]
+                data = self._count_bytes(data)
+                if data is None:
+                    return
+                try:
+                    n = os.write(self._host_fd, data)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    self._host_fd = -1
+                    return
+                if n < len(data):
+                    self._outq[0] = (due, data[n:])
+                    return
+                self._outq.popleft()
+
+    def _count_bytes(self, data: bytes) -> bytes | None:
+        """Apply ``disconnect_after``: the link drops once N bytes went over it."""
+        limit = self.options.disconnect_after
+        if limit is None or self._disconnected_once:
+            return data
+        left = limit - self._bytes_seen
+        if left > len(data):
+            self._bytes_seen += len(data)
+            return data
+        self._disconnected_once = True
+        if left > 0:
+            try:
+                os.write(self._host_fd, data[:left])
+            except OSError:
+                pass
+        self._drop_link()
+        return None
+
+    # ---------------------------------------------------------------- host -> board
+
+    def _read_host(self) -> None:
+        try:
+            data = os.read(self._host_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._host_fd = -1  # the other end is gone (socket closed)
+            return
+        opts = self.options
+        if opts.disconnect_after is not None and not self._disconnected_once:
+            left = opts.disconnect_after - self._bytes_seen
+            if left <= len(data):
+                self._disconnected_once = True
+                data = data[: max(left, 0)]
+                self._drop_link()
+            else:
+                self._bytes_seen += len(data)
+        if opts.drop:
+            rnd = self._rng.random
+            data = bytes(b for b in data if rnd() >= opts.drop)
+        if not data:
+            return
+        now = time.monotonic()
+        if not opts.baudrate:
+            self._inq.append((now, data)) if self._inq else self._board_rx(data)
+            return
+        per_byte = 10.0 / opts.baudrate
+        step = max(1, int(opts.baudrate / 10 / 1000))
+        start = max(now, self._in_free_at)
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            start += len(piece) * per_byte
+            self._inq.append((start, piece))
+        self._in_free_at = start
+
+    def _rx_buffer(self, data: bytes) -> bytes:
+        """A small UART receive buffer: what the board cannot take in time is lost."""
+        p = self.profile
+        now = time.monotonic()
+        self._rx_level = max(0.0, self._rx_level - (now - self._rx_time) * p.rx_rate)
+        self._rx_time = now
+        room = int(p.rx_buffer - self._rx_level)
+        if room < len(data):
+            self.stats["rx_overruns"] += 1
+            data = data[: max(room, 0)]
+        self._rx_level += len(data)
+        return data
+
+    def _board_rx(self, data: bytes) -> None:
+        """Bytes arrive at the board: follow the REPL state, act on control bytes."""
+        if self._hung:
+            return
+        if self._booting:
+            self._held_rx += data
+            return
+        if self.profile.rx_buffer:
+            data = self._rx_buffer(data)
+        out = bytearray()
+        i = 0
+        n = len(data)
+        while i < n:
+            if self._booting:
+                self._held_rx += data[i:]
+                break
+            if self._running:
+                j = data.find(CTRL_C, i)
+                if j < 0:
+                    out += data[i:]
+                    break
+                out += data[i:j]
+                i = j + 1
+                self._write_engine(bytes(out))
+                out.clear()
+                if not self._interrupt():
+                    out += CTRL_C
+                continue
+            if self._paste:
+                j = data.find(CTRL_D, i)
+                if j < 0:
+                    out += data[i:]
+                    break
+                out += data[i:j]
+                i = j + 1
+                self._paste = False
+                if self._exchange(out, CTRL_D, eots=3):
+                    out.clear()
+                    continue
+                out.clear()
+                break
+            if self._mode == "raw":
+                if self._ctrl_e:
+                    b = data[i]
+                    i += 1
+                    if self._ctrl_e == 1 and b == ord("A"):
+                        self._ctrl_e = 2
+                        continue
+                    if self._ctrl_e == 2 and b == _A:
+                        self._ctrl_e = 0
+                        if self.profile.raw_paste:
+                            out += CTRL_E + b"A" + CTRL_A
+                            self._paste = True
+                        else:
+                            # 1.9 firmware: Ctrl-E is nothing, Ctrl-A re-enters the raw REPL
+                            self._write_engine(bytes(out))
+                            out.clear()
+                            self._emit(RAW_REPL_BANNER + RAW_REPL_PROMPT)
+                        self._line_len = 0
+                        continue
+                    out += CTRL_E + (b"A" if self._ctrl_e == 2 else b"")
+                    self._line_len += self._ctrl_e
+                    self._ctrl_e = 0
+                    i -= 1
+                    continue
+                m = _RAW_SPECIAL.search(data, i)
+                if m is None:
+                    out += data[i:]
+                    self._line_len += n - i
+                    break
+                j = m.start()
+                out += data[i:j]
+                self._line_len += j - i
+                i = j + 1
+                b = data[j]
+                if b == _A:
+                    self._line_len = 0
+                    out += CTRL_A
+                elif b == _B:
+                    self._mode = "friendly"
+                    self._line_len = 0
+                    self._banner_hold = bytearray()
+                    out += CTRL_B
+                elif b == _C:
+                    if self._interrupt():
+                        continue
+                    self._line_len = 0
+                    out += CTRL_C
+                elif b == _D:
+                    if self._line_len == 0:
+                        self._soft_reset_pending = True
+                        out += CTRL_D
+                    else:
+                        self._line_len = 0
+                        if not self._exchange(out, CTRL_D, eots=2):
+                            out.clear()
+                            break
+                        out.clear()
+                elif b == _E:
+                    if self._line_len == 0:
+                        self._ctrl_e = 1
+                    else:
+                        self._line_len += 1
+                        out += CTRL_E
+                continue
+            # friendly REPL
+            m = _FRIENDLY_SPECIAL.search(data, i)
+            if m is None:
+                out += data[i:]
+                self._line_len += n - i
+                break
+            j = m.start()
+            out += data[i:j]
+            self._line_len += j - i
+            i = j + 1
+            b = data[j]
+            if b == _C and self._interrupt():
+                continue
+            if b == _A:
+                self._mode = "raw"
+            if b in (_A, _C, 0x0D, 0x0A):
+                self._line_len = 0
+            out.append(b)
+        self._write_engine(bytes(out))
+
+    def _interrupt(self) -> bool:
+        eng = self._engine
+        return eng is not None and eng.interrupt()
+
+    def _exchange(self, code: bytearray, end: bytes, *, eots: int) -> bool:
+        """The host gave the board code to run: apply per-exchange faults, then run it.
+
+        Returns False when a fault took the board away (the rest of the input is lost).
+        """
+        self.stats["exchanges"] += 1
+        opts = self.options
+        if opts.faulty:
+            rnd = self._rng.random
+            garbage, disconnect, reset, hang = rnd(), rnd(), rnd(), rnd()
+            if garbage < opts.garbage:
+                k = self._rng.randint(1, 24)
+                self._emit(bytes(self._rng.choice(_GARBAGE_ALPHABET) for _ in range(k)), raw=True)
+                self.stats["garbage"] += 1
+            if reset < opts.reset:
+                self.stats["fault_resets"] += 1
+                self._hard_reset(drop=False)
+                return False
+            if hang < opts.hang:
+                self.stats["hangs"] += 1
+                self._write_engine(bytes(code))
+                self._hung = True
+                return False
+            if disconnect < opts.disconnect:
+                # the reply is lost with the link; the board runs the code all the same
+                self.stats["disconnects"] += 1
+                self._write_engine(bytes(code) + end)
+                self._running = True
+                self._eots = eots
+                self._mute_reply = True
+                if self._host_fd >= 0:
+                    self._drop_link()
+                return False
+        self._write_engine(bytes(code) + end)
+        self._running = True
+        self._eots = eots
+        return True

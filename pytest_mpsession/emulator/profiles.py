@@ -1,0 +1,235 @@
+"""Board profiles: who the emulated board says it is, its RAM, flash and link quirks.
+
+Built-in profiles: ``generic`` (the ``--mp-mock`` default, a current board), ``esp32``,
+``rp2``, ``stm32``, ``unix`` (the bare interpreter, nothing disguised) and ``legacy`` (a
+MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``).
+
+User profiles live in a TOML file, one table per profile, each based on a built-in one::
+
+    [mydevice]
+    base = "esp32"                   # required: a built-in profile (or one defined earlier)
+    banner = "MicroPython v1.23.0 on 2024-06-02; My Device with ESP32"
+    heap = 65536                     # bytes of RAM
+    flash_size = 1048576             # bytes of littlefs flash
+    missing = ["bluetooth"]          # modules that raise ImportError on this board
+
+The file is found, in order: ``load_profile(name, profiles_file=...)``, the ``profiles=PATH``
+option of an ``mpmock://`` URL, then the ``MP_MOCK_PROFILES`` environment variable.  Any field
+of :class:`Profile` except ``name`` may be set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_mpsession.emulator.engine import EmulatorError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["BUILTIN_PROFILES", "PROFILES_ENV", "Profile", "load_profile"]
+
+PROFILES_ENV = "MP_MOCK_PROFILES"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that makes one kind of emulated board differ from another."""
+
+    name: str
+    #: False for ``unix``: the bare interpreter, no board disguise, host filesystem untouched.
+    disguise: bool = True
+    #: ``sys.platform``
+    platform: str = "generic"
+    #: firmware version reported (``sys.implementation.version``, ``os.uname().release``)
+    version: tuple[int, int, int] = (1, 24, 1)
+    #: ``os.uname()`` fields
+    sysname: str = "generic"
+    nodename: str = "generic"
+    machine: str = "Generic board with emulated MCU"
+    build_date: str = "2024-11-29"
+    #: the friendly REPL's first banner line (without CRLF); "" derives it from the above
+    banner: str = ""
+    #: printed on a soft reset (current firmware: "MPY: soft reboot")
+    soft_reboot: str = "MPY: soft reboot"
+    #: interpreter heap in bytes (-X heapsize)
+    heap: int = 256 * 1024
+    #: littlefs flash in bytes (0: no filesystem) and its block size
+    flash_size: int = 1024 * 1024
+    block_size: int = 4096
+    #: the raw REPL answers the raw-paste request (False: answers with the banner, as 1.9)
+    raw_paste: bool = True
+    #: the board sends "\r\n" for every "\n" of its output
+    crlf: bool = False
+    #: UART receive buffer in bytes, 0 = unlimited (USB CDC); bytes beyond it are dropped
+    rx_buffer: int = 0
+    #: how fast the board empties its receive buffer, bytes per second
+    rx_rate: int = 0
+    #: modules (or "module.attr") the board does not have: ImportError / AttributeError
+    missing: tuple[str, ...] = ()
+    #: fake peripheral modules loaded from emulator/board/ (besides machine)
+    modules: tuple[str, ...] = ()
+    #: CPU frequency reported by machine.freq()
+    freq: int = 160_000_000
+    #: whether the board's link is USB (drops on hard reset) or a UART (stays)
+    usb: bool = True
+
+    def banner_line(self) -> bytes:
+        """The first line of the friendly REPL's banner, as the board prints it."""
+        if self.banner:
+            return self.banner.encode()
+        v = ".".join(str(x) for x in self.version)
+        return f"MicroPython v{v} on {self.build_date}; {self.machine}".encode()
+
+    def version_string(self) -> str:
+        """``os.uname().version`` as firmware of this age reports it."""
+        v = ".".join(str(x) for x in self.version)
+        return f"v{v} on {self.build_date}"
+
+
+_HOST_MODULES = ("ffi", "termios", "select", "socket", "ssl", "_thread_host")
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    "unix": Profile(
+        name="unix",
+        disguise=False,
+        platform="linux",
+        version=(1, 29, 0),
+        sysname="Linux",
+        soft_reboot="MPY: soft reboot",
+        heap=1024 * 1024,
+        flash_size=0,
+    ),
+    "generic": Profile(name="generic"),
+    "esp32": Profile(
+        name="esp32",
+        platform="esp32",
+        sysname="esp32",
+        nodename="esp32",
+        machine="Generic ESP32 module with ESP32",
+        heap=160 * 1024,
+        flash_size=2 * 1024 * 1024,
+        modules=("network", "bluetooth", "esp", "esp32"),
+        freq=160_000_000,
+    ),
+    "rp2": Profile(
+        name="rp2",
+        platform="rp2",
+        sysname="rp2",
+        nodename="rp2",
+        machine="Raspberry Pi Pico with RP2040",
+        heap=192 * 1024,
+        flash_size=1024 * 1024,
+        modules=("rp2",),
+        freq=125_000_000,
+    ),
+    "stm32": Profile(
+        name="stm32",
+        platform="pyboard",
+        sysname="pyboard",
+        nodename="pyboard",
+        machine="PYBv1.1 with STM32F405RG",
+        heap=100 * 1024,
+        flash_size=512 * 1024,
+        block_size=512,
+        modules=("pyb",),
+        freq=168_000_000,
+    ),
+    "legacy": Profile(
+        name="legacy",
+        platform="microbit",
+        version=(1, 9, 2),
+        sysname="microbit",
+        nodename="microbit",
+        machine="micro:bit v1.0.1 with nRF51822",
+        build_date="2017-09-01",
+        banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
+        soft_reboot="soft reboot",
+        heap=16 * 1024,
+        flash_size=64 * 1024,
+        block_size=512,
+        raw_paste=False,
+        crlf=True,
+        rx_buffer=256,
+        rx_rate=64 * 1024,
+        missing=("_thread", "asyncio", "uasyncio", "os.ilistdir", "os.stat", "os.mkdir",
+                 "os.chdir", "os.getcwd", "os.rmdir", "os.rename", "os.statvfs", "vfs",
+                 "threading"),
+        freq=16_000_000,
+        usb=True,
+    ),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+
+
+def _coerce(profile_name: str, key: str, value: Any, where: str) -> Any:
+    """Check one TOML value against the field's type; tuples arrive as TOML arrays."""
+    default = getattr(BUILTIN_PROFILES["generic"], key)
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise EmulatorError(f"{where}: [{profile_name}] {key} must be an array, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise EmulatorError(f"{where}: [{profile_name}] {key} must be true or false")
+        return value
+    if not isinstance(value, type(default)) or isinstance(value, bool):
+        raise EmulatorError(
+            f"{where}: [{profile_name}] {key} must be a {type(default).__name__}, got {value!r}"
+        )
+    return value
+
+
+def _load_file(path: str) -> dict[str, Profile]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise EmulatorError(f"cannot read the profiles file {path!r}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise EmulatorError(f"profiles file {path!r} is not valid TOML: {exc}") from exc
+    known: dict[str, Profile] = dict(BUILTIN_PROFILES)
+    found: dict[str, Profile] = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise EmulatorError(f"{path}: {name!r} must be a table ([{name}])")
+        base_name = table.get("base")
+        if base_name not in known:
+            raise EmulatorError(
+                f"{path}: [{name}] needs base = one of {', '.join(sorted(known))}"
+                f" (got {base_name!r})"
+            )
+        changes: dict[str, Any] = {"name": name}
+        for key, value in table.items():
+            if key == "base":
+                continue
+            if key not in _FIELDS or key == "name":
+                valid = ", ".join(sorted(k for k in _FIELDS if k != "name"))
+                raise EmulatorError(f"{path}: [{name}] unknown key {key!r}; valid keys: {valid}")
+            changes[key] = _coerce(name, key, value, path)
+        prof = dataclasses.replace(known[base_name], **changes)
+        known[name] = found[name] = prof
+    return found
+
+
+def load_profile(name: str, profiles_file: str | None = None) -> Profile:
+    """Return the profile called ``name``: a built-in one or one from the profiles file.
+
+    ``profiles_file`` defaults to ``$MP_MOCK_PROFILES``.  An unknown name is an
+    :class:`EmulatorError` listing the valid ones.
+    """
+    path = profiles_file or os.environ.get(PROFILES_ENV) or None
+    user = _load_file(path) if path else {}
+    if name in user:
+        return user[name]
+    if name in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[name]
+    valid = ", ".join([*BUILTIN_PROFILES, *user])
+    raise EmulatorError(f"unknown emulator profile {name!r}; valid profiles: {valid}")
