@@ -1,0 +1,221 @@
+r"""Board-side helper code of the session core, as MicroPython source text.
+
+Everything here runs on the board and is written for MicroPython 1.9 on a 16 KB board: no
+f-strings, no ``type.__name__``, no ``os.ilistdir``/``os.stat`` required, no ``hashlib``
+required, one-space indentation (every byte is RAM while it compiles).
+
+The helpers live in the raw REPL's globals (``__main__``) and are sent in parts, only when the
+board lacks them: the manager prefixes a part to the next exchange after a reset emptied the
+board's RAM (``Communicator.reset_count`` changed), so installing costs no extra round trip.
+Each part is idempotent: sending it twice keeps every session's namespace.
+
+Board names (all start with ``_mps`` so they never meet a user's names in ``__main__``):
+
+``_mps_ns``  ``{session key: namespace dict}``; session keys are small ints, never strings,
+             because every string literal the board compiles may be interned for good (a
+             qstr), and 10,000 sessions must not leak 10,000 strings.
+``_mps_th``  ``{session key: {thread id: 1 running | 0 finished | 'repr(exception)'}}``
+``_mps_sf``  the session keys whose threads are asked to stop (``mps_should_stop()``)
+``_mps_r(v)`` prints the result marker ``\x1e`` then ``repr(v)``: the host takes what follows
+             the last marker as the value, so a function's own prints never mix into it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PARTS", "RESULT_MARKER"]
+
+#: Printed by ``_mps_r`` right before a result's repr.
+RESULT_MARKER = "\x1e"
+
+# The core: namespaces, exec/eval/call inside one, and the one-round-trip cleanup.
+# _mps_d(k, w): ask k's threads to stop, wait for them at most w ms (the board has no timed
+# lock acquire, so it polls every 5 ms: on the board, not the host), drop the namespace and
+# collect garbage; prints (ids of threads still running, {id: error of failed threads},
+# gc.mem_free()).
+CORE = r"""try:
+ _mps_ns
+except NameError:
+ _mps_ns={}
+ _mps_th={}
+ _mps_sf=set()
+def _mps_r(v):
+ print('\x1e'+repr(v))
+def _mps_g(k):
+ n=_mps_ns.get(k)
+ if n is None:
+  n={}
+  _mps_ns[k]=n
+ return n
+def _mps_x(k,c):
+ exec(c,_mps_g(k))
+def _mps_e(k,c):
+ _mps_r(eval(c,_mps_g(k)))
+def _mps_c(k,f,a,w):
+ _mps_r(_mps_g(k)[f](*a,**w))
+def _mps_v(k):
+ n=_mps_ns.get(k) or {}
+ _mps_r([(x,repr(n[x])) for x in n])
+def _mps_h(k,x):
+ _mps_r(x in (_mps_ns.get(k) or {}))
+def _mps_d(k,w):
+ import gc
+ r=_mps_th.pop(k,None)
+ s=[]
+ e={}
+ if r:
+  _mps_sf.add(k)
+  import time
+  while 1:
+   s=[i for i in r if r[i]==1]
+   if not s or w<=0:
+    break
+   time.sleep_ms(5)
+   w-=5
+  for i in r:
+   if isinstance(r[i],str):
+    e[i]=r[i]
+  if not s:
+   _mps_sf.discard(k)
+ r=None
+ _mps_ns.pop(k,None)
+ gc.collect()
+ _mps_r((s,e,gc.mem_free()))
+"""
+
+# Background threads. mps_should_stop() is put in the session's namespace so the function
+# can poll it; it stays true for a stuck thread even after its session is gone.
+THREAD = r"""def _mps_t(k,i,f,a):
+ import _thread
+ r=_mps_th.get(k)
+ if r is None:
+  r={}
+  _mps_th[k]=r
+ n=_mps_g(k)
+ if 'mps_should_stop' not in n:
+  n['mps_should_stop']=lambda:k in _mps_sf
+ g=n[f]
+ r[i]=1
+ def w():
+  try:
+   g(*a)
+   r[i]=0
+  except BaseException as x:
+   r[i]=repr(x)
+ _thread.start_new_thread(w,())
+def _mps_q(k):
+ _mps_r(_mps_th.get(k) or {})
+"""
+
+# Files, without os.stat/os.ilistdir/hashlib where the board lacks them (1.9 has os.size).
+# _mps_fs(p): ('f'|'d', size) or None when p does not exist.
+# _mps_fh(p,d,a): does file p hold the content whose sha256 digest is d (or, without a
+#   hashlib, whose adler-32 pair is a)?
+# _mps_fw(p,z,d,a,b,m): unless p already holds that content (size z), write chunk b to p
+#   and keep it open in _mps_wf when more chunks (m) follow; prints 1 written / 0 skipped.
+FS = r"""def _mps_fs(p):
+ import os
+ try:
+  s=os.stat(p)
+  return ('d' if s[0]&16384 else 'f',s[6])
+ except AttributeError:
+  pass
+ except OSError:
+  return None
+ try:
+  return ('f',os.size(p))
+ except Exception:
+  return None
+def _mps_fj(d,n):
+ if d in ('','.'):
+  return n
+ if d[-1]=='/':
+  return d+n
+ return d+'/'+n
+def _mps_fl(p,i):
+ import os
+ try:
+  l=os.listdir(p)
+ except TypeError:
+  l=os.listdir()
+ if i:
+  l=[(x,_mps_fs(_mps_fj(p,x))) for x in l]
+ _mps_r(l)
+def _mps_fc():
+ import os
+ try:
+  _mps_r(os.getcwd())
+ except AttributeError:
+  _mps_r('')
+def _mps_fr(p,n):
+ f=open(p,'rb')
+ try:
+  while 1:
+   b=f.read(n)
+   if not b:
+    break
+   _mps_r(b)
+ finally:
+  f.close()
+def _mps_fh(p,d,a):
+ h=None
+ try:
+  import hashlib
+  h=hashlib.sha256()
+ except Exception:
+  try:
+   import uhashlib
+   h=uhashlib.sha256()
+  except Exception:
+   pass
+ x=1
+ y=0
+ f=open(p,'rb')
+ try:
+  while 1:
+   b=f.read(256)
+   if not b:
+    break
+   if h is not None:
+    h.update(b)
+   else:
+    for c in b:
+     x=(x+c)%65521
+     y=(y+x)%65521
+ finally:
+  f.close()
+ if h is not None:
+  return h.digest()==d
+ return (x,y)==a
+def _mps_fw(p,z,d,a,b,m):
+ global _mps_wf
+ s=_mps_fs(p)
+ if s and s[0]=='f' and s[1]==z and _mps_fh(p,d,a):
+  _mps_r(0)
+  return
+ f=open(p,'wb')
+ f.write(b)
+ if m:
+  _mps_wf=f
+ else:
+  f.close()
+ _mps_r(1)
+def _mps_fa(b,m):
+ global _mps_wf
+ _mps_wf.write(b)
+ if not m:
+  _mps_wf.close()
+  _mps_wf=None
+def _mps_fm(p):
+ import os
+ try:
+  m=os.mkdir
+ except AttributeError:
+  raise NotImplementedError('this board has no os.mkdir: its filesystem is flat')
+ m(p)
+def _mps_fd(p):
+ import os
+ os.remove(p)
+"""
+
+#: The helper parts by name, in the order they must be installed ("core" first).
+PARTS: dict[str, str] = {"core": CORE, "thread": THREAD, "fs": FS}
