@@ -304,6 +304,7 @@ class RawReplClient:
         self._interrupted = False
         self._sync_count = 0
         self._sync_marker = b""
+        self._fresh = False  # bytes received since the last NEED_DATA
         self.chatter = bytearray()  # the last bytes skipped while looking for a banner
 
     # -- the table ----------------------------------------------------------------------
@@ -407,6 +408,11 @@ class RawReplClient:
         """True while plain raw code is still to be sent (the driver paces these writes)."""
         return self.state is State.RAW_WAIT_OK and self._sent < len(self._payload) + 1
 
+    @property
+    def has_input(self) -> bool:
+        """True when bytes were received since :meth:`next_event` last returned NEED_DATA."""
+        return self._fresh
+
     def data_to_send(self) -> bytes:
         """The bytes to write now (``b""``: nothing until the board says more)."""
         out = bytes(self._out)
@@ -433,20 +439,20 @@ class RawReplClient:
         if self.state is State.ERROR and data:
             raise ProtocolError("the raw REPL is out of step; resynchronise with enter_raw_repl()")
         self._buf += data
+        if data:
+            self._fresh = True
 
     def next_event(self) -> Event | NeedData:
         """The next event parsed from the received bytes, or NEED_DATA."""
-        while True:
-            if not self._buf:
-                return NEED_DATA
-            handler = _HANDLERS[self.state]
-            result = handler(self)
+        while self._buf:
+            result = _HANDLERS[self.state](self)
+            if result is NEED_DATA:
+                break
             if result is not None:
                 return result
-            # The handler consumed input without producing an event; a handler that
-            # returns None and consumes nothing must have left the buffer too short.
-            if not self._buf:
-                return NEED_DATA
+            # None: the handler consumed input silently; parse on.
+        self._fresh = False
+        return NEED_DATA
 
     # Each handler parses from self._buf for one state. It returns an event, NEED_DATA when
     # the buffer is too short to decide, or None after consuming something silently.
