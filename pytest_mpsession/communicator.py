@@ -113,14 +113,19 @@ def _literal(node: ast.expr) -> object:
         return tuple(_literal(e) for e in node.elts)
     if isinstance(node, ast.Set):
         return {_literal(e) for e in node.elts}
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.Dict):
+        pairs = []
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:  # a ** expansion
+                raise TypeError("dict expansion")
+            pairs.append((_literal(key), _literal(value)))
+        return dict(pairs)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         args = [_literal(a) for a in node.args]
-        if node.func.id == "bytearray" and (
-            not args or (len(args) == 1 and type(args[0]) is bytes)
-        ):
-            return bytearray(*args)  # type: ignore[arg-type]
+        if node.func.id == "bytearray" and not args:
+            return bytearray()
+        if node.func.id == "bytearray" and len(args) == 1 and isinstance(args[0], bytes):
+            return bytearray(args[0])
         if node.func.id == "set" and not args:
             return set()
     raise TypeError(ast.dump(node)[:60])
