@@ -156,6 +156,8 @@ class Communicator:
         # None until an exec tried raw-paste; forced plain raw mode never tries.
         self.raw_paste: bool | None = False if raw_paste is False else None
         self.plain_chunk_pause = plain_chunk_pause
+        #: how long an interrupted board gets to come back before DeviceTimeout says so
+        self.recovery_timeout = RECOVERY_TIMEOUT
         self.lock = threading.RLock()
         self.reset_count = 0
         self._transport = transport
@@ -402,7 +404,7 @@ class Communicator:
     def _recover(self, timeout: float) -> None:
         """After a timeout: interrupt, read the KeyboardInterrupt, resync; then raise."""
         eng = self._engine
-        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        deadline = time.monotonic() + self.recovery_timeout
         back = False
         try:
             self._write(eng.interrupt())
@@ -414,7 +416,7 @@ class Communicator:
             back = False
         if not back:
             try:
-                self._enter(time.monotonic() + RECOVERY_TIMEOUT, RECOVERY_TIMEOUT)
+                self._enter(time.monotonic() + self.recovery_timeout, self.recovery_timeout)
                 back = True
             except (DeviceConnectionError, ProtocolError):
                 back = False
@@ -436,7 +438,7 @@ class Communicator:
     def _resync_after_error(self) -> None:
         """After a ProtocolError: get back to the prompt if possible, quietly."""
         try:
-            self._enter(time.monotonic() + RECOVERY_TIMEOUT, RECOVERY_TIMEOUT)
+            self._enter(time.monotonic() + self.recovery_timeout, self.recovery_timeout)
         except (DeviceConnectionError, ProtocolError):
             pass
 
@@ -474,7 +476,7 @@ class Communicator:
                 if not self._wait_for(RawReplEntered, deadline):
                     # A board that came back quiet, or a boot.py that printed over the
                     # banner: ask again.
-                    self._enter(time.monotonic() + RECOVERY_TIMEOUT, RECOVERY_TIMEOUT)
+                    self._enter(time.monotonic() + self.recovery_timeout, self.recovery_timeout)
             except ProtocolError:
                 self._resync_after_error()
                 raise
@@ -490,25 +492,25 @@ class Communicator:
             self._ensure_ready(deadline, limit)
             # A variable in RAM tells whether a reset really happened.
             self.exec(f"{_HARD_RESET_MARK}=1", timeout=limit)
-            done = False
+            reset: bool | None = None
             if self._transport.pulse_reset():
-                done = self._came_back_reset(deadline, limit)
-            if not done:
+                share = min(deadline, time.monotonic() + max(2.0, limit / 2))
+                reset = self._came_back_reset(share, limit)
+            if reset is not True:
                 eng = self._engine
                 try:
                     self._write(eng.exec(b"import machine\nmachine.reset()", raw_paste=False))
-                    self._wait_for(ExecFinished, min(deadline, time.monotonic() + 0.5))
+                    self._wait_for(ExecStarted, deadline)
                 except (DeviceConnectionError, ProtocolError):
                     pass  # the board is resetting: its port may vanish meanwhile
-                if eng.state is State.READY:
-                    # It ran to the end: machine.reset() is missing or raised.
-                    raise DeviceConnectionError(
-                        f"{self.port}: cannot hard-reset the board: no reset line and "
-                        "machine.reset() did not reset it",
-                        port=self.port,
-                    )
-                done = self._came_back_reset(deadline, limit)
-            if not done:
+                reset = self._came_back_reset(deadline, limit)
+            if reset is False:
+                raise DeviceConnectionError(
+                    f"{self.port}: cannot hard-reset the board: its port has no reset line "
+                    "and machine.reset() did not reset it",
+                    port=self.port,
+                )
+            if reset is None:
                 raise DeviceConnectionError(
                     f"{self.port}: the board did not come back from a hard reset within "
                     f"{limit:g} s",
@@ -517,17 +519,21 @@ class Communicator:
             self.reset_count += 1
         self._notify_reset()
 
-    def _came_back_reset(self, deadline: float, limit: float) -> bool:
-        """Reconnect (reopening the port if it vanished); True if the board's RAM is new."""
-        while time.monotonic() < deadline:
+    def _came_back_reset(self, deadline: float, limit: float) -> bool | None:
+        """Reconnect, reopening the port if it vanished: True if the board's RAM is new,
+        False if the board answers with its RAM intact, None if it did not answer."""
+        while True:
             try:
                 self._enter(deadline, limit)
                 return self.eval(f"'{_HARD_RESET_MARK}' in globals()", timeout=limit) is False
             except DeviceConnectionError:
-                if time.monotonic() >= deadline:
-                    return False
-                self._transport.reopen(max(0.0, deadline - time.monotonic()))
-        return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    self._transport.reopen(remaining)
+                except DeviceConnectionError:
+                    return None
 
     def add_reset_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after every reset this communicator makes (RAM lost)."""
