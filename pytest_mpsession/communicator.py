@@ -265,7 +265,7 @@ class Communicator:
                 )
 
     def _chatter_hint(self) -> str:
-        chatter = bytes(self._engine.chatter)
+        chatter = self._engine.recent_input
         if not chatter:
             return (
                 "it sent nothing (is it powered and running MicroPython, and is the baudrate "

@@ -409,6 +409,11 @@ class RawReplClient:
         return self.state is State.RAW_WAIT_OK and self._sent < len(self._payload) + 1
 
     @property
+    def recent_input(self) -> bytes:
+        """The last bytes received while looking for a banner, parsed or not (for errors)."""
+        return bytes(self.chatter + self._buf)[-_CHATTER_KEPT:]
+
+    @property
     def has_input(self) -> bool:
         """True when bytes were received since :meth:`next_event` last returned NEED_DATA."""
         return self._fresh
