@@ -102,6 +102,7 @@ THREAD = r"""def _mps_t(k,i,f,a):
   except BaseException as x:
    r[i]=repr(x)
  _thread.start_new_thread(w,())
+ _mps_r(i)
 def _mps_q(k):
  _mps_r(_mps_th.get(k) or {})
 """

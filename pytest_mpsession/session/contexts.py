@@ -221,6 +221,10 @@ class ExecutorContext:
         with self._lock:
             return {d.name: d.host for d in self._deployments.values() if d.host is not None}
 
+    def _unrecord(self, prepared: Prepared) -> None:
+        with self._lock:
+            self._deployments.pop(prepared.signature, None)
+
     def _deploy_prefix(self, prepared: Prepared, epoch: int) -> str:
         """The exec line that deploys ``prepared``, or "" when the board already has it."""
         with self._lock:
@@ -248,18 +252,19 @@ class ExecutorContext:
         with session.manager.board(timeout):
             epoch = session.manager.reset_count
             prefix = self._deploy_prefix(prepared, epoch)
-            try:
-                value = session._call_helper(prefix + line, timeout=timeout, parts=parts)
-            except DeviceTimeout:
-                raise
-            except DeviceError as exc:
-                # The deploy line ran unless the source itself failed to compile.
-                if prefix and exc.exc_type not in ("SyntaxError", "MemoryError"):
-                    self._record(prepared, epoch)
-                raise
             if prefix:
+                # Recorded before sending, so an error in this very call maps to the host.
                 self._record(prepared, epoch)
-            return value
+            try:
+                return session._call_helper(prefix + line, timeout=timeout, parts=parts)
+            except DeviceError as exc:
+                # The deploy line ran unless the source failed to compile, or the exchange
+                # timed out (unknown how far it got): then it is not deployed.
+                if prefix and (
+                    isinstance(exc, DeviceTimeout) or exc.exc_type in ("SyntaxError", "MemoryError")
+                ):
+                    self._unrecord(prepared)
+                raise
 
     # -- calls -------------------------------------------------------------------------------
 

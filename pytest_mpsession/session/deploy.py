@@ -77,6 +77,18 @@ def prepare(func: Callable[..., object]) -> Prepared:
     return prepared
 
 
+def _parameters(func: types.FunctionType) -> str:
+    # Resolve string annotations (``from __future__ import annotations``) when possible, so
+    # the signature reads as written.
+    try:
+        return str(inspect.signature(func, eval_str=True))
+    except Exception:
+        try:
+            return str(inspect.signature(func))
+        except (TypeError, ValueError):
+            return "(...)"
+
+
 def _prepare(func: types.FunctionType) -> Prepared:
     name = func.__name__
     if name == "<lambda>":
@@ -108,10 +120,7 @@ def _prepare(func: types.FunctionType) -> Prepared:
         source_lines[i] = ""
     text = "\n".join(source_lines) + "\n"
     data = text.encode()
-    try:
-        signature = f"{func.__module__}.{func.__qualname__}{inspect.signature(func)}"
-    except (TypeError, ValueError):
-        signature = f"{func.__module__}.{func.__qualname__}(...)"
+    signature = f"{func.__module__}.{func.__qualname__}{_parameters(func)}"
     host_file = inspect.getsourcefile(func) or func.__code__.co_filename
     return Prepared(
         name=name,

@@ -1,0 +1,446 @@
+"""Host-side tests of the session core: no board needed (the board behaviour is proven in
+test_session_board.py on the real unix port and the emulator)."""
+
+from __future__ import annotations
+
+import ast
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_mpsession.errors import DeviceError, MpSessionError
+from pytest_mpsession.session import (
+    TRANSITIONS,
+    CleanupPolicy,
+    DeviceSessionManager,
+    ResourceCleanupError,
+    ResourceState,
+    SessionResource,
+    SessionState,
+    StateTransitionError,
+)
+from pytest_mpsession.session.board import RESULT_MARKER
+from pytest_mpsession.session.deploy import prepare
+from pytest_mpsession.session.literals import to_board_literal
+from pytest_mpsession.session.states import check_transition
+from pytest_mpsession.session.tracebacks import HostSource, clean_traceback
+
+
+class FakeCommunicator:
+    """Records what it is asked to run and answers from a script; no board."""
+
+    port = "fake://board"
+    raw_paste: bool | None = True
+
+    def __init__(self, reply: Callable[[str], str] | None = None) -> None:
+        self.lock = threading.RLock()
+        self.reset_count = 0
+        self.sent: list[str] = []
+        self.listeners: list[Callable[[], None]] = []
+        self.reply = reply or (lambda code: f"{RESULT_MARKER}([], {{}}, 1000)\n")
+        self.closed = False
+
+    def exec(self, code: str | bytes, timeout: float | None = None, on_stdout: Any = None) -> str:
+        assert isinstance(code, str)
+        self.sent.append(code)
+        return self.reply(code)
+
+    def interrupt(self, timeout: float | None = None) -> None:
+        pass
+
+    def soft_reset(self, timeout: float | None = None) -> None:
+        self.reset_count += 1
+        for cb in self.listeners:
+            cb()
+
+    hard_reset = soft_reset
+
+    def add_reset_listener(self, callback: Callable[[], None]) -> None:
+        self.listeners.append(callback)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake() -> FakeCommunicator:
+    return FakeCommunicator()
+
+
+@pytest.fixture
+def manager(fake: FakeCommunicator, monkeypatch: pytest.MonkeyPatch) -> DeviceSessionManager:
+    # parse_literal is the communicator's; until it exists these tests use literal_eval.
+    import pytest_mpsession.session.contexts as contexts
+
+    monkeypatch.setattr(contexts, "_parse", ast.literal_eval)
+    import pytest_mpsession.session.session as session_mod
+
+    monkeypatch.setattr(session_mod, "_parse", ast.literal_eval)
+    return DeviceSessionManager(fake)
+
+
+# -- the state table ---------------------------------------------------------------------------
+
+
+def test_table_covers_every_state_and_closed_is_final() -> None:
+    assert set(TRANSITIONS) == set(SessionState)
+    assert TRANSITIONS[SessionState.CLOSED] == frozenset()
+    # BUSY is only entered from CONNECTED, and CONNECTED is reached only by working paths.
+    assert [s for s, t in TRANSITIONS.items() if SessionState.BUSY in t] == [
+        SessionState.CONNECTED
+    ]
+
+
+@pytest.mark.parametrize("old", list(SessionState))
+@pytest.mark.parametrize("new", list(SessionState))
+def test_check_transition_follows_the_table(old: SessionState, new: SessionState) -> None:
+    if new in TRANSITIONS[old]:
+        check_transition(old, new)
+    else:
+        with pytest.raises(StateTransitionError, match=f"{old.value} -> {new.value}"):
+            check_transition(old, new)
+
+
+def test_forbidden_transition_in_the_manager_raises(manager: DeviceSessionManager) -> None:
+    with pytest.raises(StateTransitionError):
+        manager._set_state(SessionState.CONNECTING)  # CONNECTED -> CONNECTING is not allowed
+    assert manager.state is SessionState.CONNECTED
+
+
+def test_busy_while_a_call_runs_and_listeners_see_every_change(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    seen: list[tuple[SessionState, SessionState]] = []
+    during: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append((old, new)))
+
+    def reply(code: str) -> str:
+        during.append(manager.state)
+        return f"{RESULT_MARKER}42\n"
+
+    fake.reply = reply
+    session = manager.create_session()
+    assert session.eval("6*7") == 42
+    assert during == [SessionState.BUSY]
+    assert seen == [
+        (SessionState.CONNECTED, SessionState.BUSY),
+        (SessionState.BUSY, SessionState.CONNECTED),
+    ]
+
+
+def test_a_raising_listener_is_logged_not_fatal(
+    manager: DeviceSessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[object] = []
+
+    def bad(old: object, new: object) -> None:
+        raise RuntimeError("listener bug")
+
+    manager.add_listener("state_changed", bad)
+    manager.add_listener("state_changed", lambda old, new: calls.append(new))
+    manager.create_session().exec("x = 1")
+    assert calls == [SessionState.BUSY, SessionState.CONNECTED]
+    assert "listener bug" in caplog.text
+    with pytest.raises(ValueError, match="unknown event 'nope'"):
+        manager.add_listener("nope", print)
+
+
+def test_broken_link_recovers_or_goes_to_error(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    from pytest_mpsession.errors import DeviceConnectionError
+
+    seen: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append(new))
+
+    def broken(code: str) -> str:
+        raise DeviceConnectionError("link dropped", port="fake")
+
+    fake.reply = broken
+    with pytest.raises(DeviceConnectionError, match="link dropped"):
+        manager.create_session().exec("x = 1")
+    assert seen == [SessionState.BUSY, SessionState.RECOVERING, SessionState.CONNECTED]
+
+    def no_interrupt(timeout: float | None = None) -> None:
+        raise DeviceConnectionError("still dead", port="fake")
+
+    fake.interrupt = no_interrupt  # type: ignore[method-assign]
+    fake.hard_reset = no_interrupt  # type: ignore[method-assign]
+    seen.clear()
+    with pytest.raises(DeviceConnectionError, match="link dropped"):
+        manager.create_session().exec("x = 1")
+    assert seen == [SessionState.BUSY, SessionState.RECOVERING, SessionState.ERROR]
+    with pytest.raises(DeviceConnectionError, match=r"unusable.*recover\(\)"):
+        manager.create_session()
+
+
+def test_terminate_then_close(manager: DeviceSessionManager, fake: FakeCommunicator) -> None:
+    seen: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append(new))
+    a, b = manager.create_session(), manager.create_session()
+    a.exec("x = 1")
+    assert manager.sessions == [a, b]
+    manager.terminate_session()
+    assert a.closed and b.closed and fake.closed
+    assert manager.state is SessionState.DISCONNECTED
+    manager.close()
+    assert manager.state is SessionState.CLOSED
+    manager.close()  # idempotent
+    assert seen[-2:] == [SessionState.DISCONNECTED, SessionState.CLOSED]
+    with pytest.raises(MpSessionError, match="manager is closed"):
+        manager.create_session()
+
+
+# -- sessions on the host ---------------------------------------------------------------------
+
+
+def test_host_state_is_per_session_and_thread_safe(manager: DeviceSessionManager) -> None:
+    a, b = manager.create_session(), manager.create_session()
+    a.set_state("k", 1)
+    assert b.get_state("k", "none") == "none"
+
+    def bump() -> None:
+        for _ in range(1000):
+            with a._lock:
+                a.set_state("n", int(a.get_state("n", 0)) + 1)  # type: ignore[call-overload]
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.get_state("n") == 4000
+    a.clear_state("k")
+    assert a.get_state("k") is None and a.get_state("n") == 4000
+    a.clear_state()
+    assert a.get_state("n") is None
+    a.set_state("x", 1)
+    a.cleanup()
+    assert a.get_state("x") is None
+
+
+def test_session_identity_and_duration(manager: DeviceSessionManager) -> None:
+    with manager.create_session() as s:
+        assert s.session_id.startswith(manager.session_id + "-")
+        assert s.created_at.tzinfo is not None
+    d = s.duration
+    assert s.closed and s.duration == d  # frozen at cleanup
+
+
+def test_untouched_session_cleanup_costs_no_round_trip(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    manager.create_session().cleanup()
+    assert fake.sent == []
+    s = manager.create_session()
+    s.exec("x = 1")
+    s.cleanup()
+    assert len(fake.sent) == 2 and fake.sent[1].startswith("_mps_d(")
+    s.cleanup()  # idempotent
+    assert len(fake.sent) == 2
+
+
+def test_policies(manager: DeviceSessionManager, fake: FakeCommunicator) -> None:
+    s = manager.create_session()
+    s.exec("x = 1")
+    s.cleanup(policy="none")
+    assert len(fake.sent) == 1
+    s = manager.create_session()
+    s.cleanup(policy=CleanupPolicy.SOFT)
+    assert fake.reset_count == 1
+    with pytest.raises(ValueError, match="unknown cleanup policy 'bogus': use one of clean"):
+        manager.create_session().cleanup(policy="bogus")
+
+
+def test_helpers_sent_once_per_board_life(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    s = manager.create_session()
+    s.exec("a = 1")
+    s.exec("b = 2")
+    assert "def _mps_x" in fake.sent[0] and "def _mps_x" not in fake.sent[1]
+    fake.soft_reset()
+    s.exec("c = 3")
+    assert "def _mps_x" in fake.sent[2]
+
+
+def test_device_error_traceback_is_cleaned(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    tb = (
+        "Traceback (most recent call last):\n"
+        '  File "<stdin>", line 1, in <module>\n'
+        '  File "<stdin>", line 16, in _mps_x\n'
+        '  File "<string>", line 3, in <module>\n'
+        "ZeroDivisionError: divide by zero\n"
+    )
+
+    def fail(code: str) -> str:
+        raise DeviceError("divide by zero", exc_type="ZeroDivisionError", traceback=tb)
+
+    fake.reply = fail
+    with pytest.raises(DeviceError) as info:
+        manager.create_session().exec("a = 1\nb = 2\n1//0\n")
+    assert info.value.exc_type == "ZeroDivisionError"
+    assert "<stdin>" not in info.value.traceback
+    assert 'File "<string>", line 3' in info.value.traceback
+
+
+# -- resources ----------------------------------------------------------------------------------
+
+
+class Recorder(SessionResource):
+    log: list[str] = []
+
+    def __init__(self, name: str, fail_init: bool = False, fail_cleanup: bool = False) -> None:
+        # Deliberately no super().__init__(): the class-level defaults must do.
+        self.resource_id = name
+        self.fail_init, self.fail_cleanup = fail_init, fail_cleanup
+
+    def initialize(self, session: Any) -> None:
+        self.log.append(f"init {self.resource_id}")
+        if self.fail_init:
+            raise OSError(f"cannot init {self.resource_id}")
+
+    def cleanup(self, session: Any) -> None:
+        self.log.append(f"clean {self.resource_id}")
+        if self.fail_cleanup:
+            raise RuntimeError(f"cannot clean {self.resource_id}")
+
+
+def test_resources_newest_first_failures_collected(manager: DeviceSessionManager) -> None:
+    Recorder.log = []
+    s = manager.create_session()
+    r1, r2, r3 = Recorder("r1", fail_cleanup=True), Recorder("r2"), Recorder("r3", fail_cleanup=True)
+    assert r1.state is ResourceState.CREATED and r1.resource_type == ""
+    for r in (r1, r2, r3):
+        s.register_resource(r)
+    bad = Recorder("bad", fail_init=True)
+    with pytest.raises(OSError, match="cannot init bad"):
+        s.register_resource(bad)
+    assert bad.state is ResourceState.FAILED
+    assert s.get_active_resources() == [r1, r2, r3]
+    with pytest.raises(ValueError, match="already registered"):
+        s.register_resource(r2)
+    with pytest.raises(ResourceCleanupError) as info:
+        s.cleanup()
+    assert Recorder.log[-3:] == ["clean r3", "clean r2", "clean r1"]
+    assert [str(e) for e in info.value.errors] == ["cannot clean r3", "cannot clean r1"]
+    assert (r1.state, r2.state, r3.state) == (
+        ResourceState.FAILED,
+        ResourceState.CLEANED_UP,
+        ResourceState.FAILED,
+    )
+    assert s.get_active_resources() == [] and s.closed
+    assert "Recorder" in repr(SessionResource.__new__(Recorder))
+
+
+def test_bare_subclass_and_register_after_cleanup(manager: DeviceSessionManager) -> None:
+    class Bare(SessionResource):
+        def __init__(self) -> None:
+            pass
+
+    s = manager.create_session()
+    res = Bare()
+    s.register_resource(res)
+    assert res.state is ResourceState.ACTIVE
+    s.cleanup()
+    assert res.state is ResourceState.CLEANED_UP
+    with pytest.raises(MpSessionError, match="cleaned up"):
+        s.register_resource(Bare())
+
+
+def test_execute_in_session_always_cleans_up(manager: DeviceSessionManager) -> None:
+    seen = []
+    assert manager.execute_in_session(lambda s: seen.append(s) or 5) == 5
+    assert seen[0].closed
+
+    def boom(s: Any) -> None:
+        seen.append(s)
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        manager.execute_in_session(boom)
+    assert seen[1].closed and manager.sessions == []
+
+
+# -- literals, deployment, tracebacks ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 3, -2**70, 1.5, "é\n'\"", b"\x00\xff'", (1,), (), [1, [2]], {"a": (1, 2)}],
+)
+def test_literals_round_trip(value: object) -> None:
+    assert ast.literal_eval(to_board_literal(value)) == value
+
+
+def test_special_literals() -> None:
+    assert to_board_literal(float("inf")) == "float('inf')"
+    assert to_board_literal(float("nan")) == "float('nan')"
+    assert to_board_literal(bytearray(b"a")) == "bytearray(b'a')"
+    assert to_board_literal(set()) == "set()"
+    assert to_board_literal(1 + 2j) == "complex(1.0,2.0)"
+    with pytest.raises(TypeError, match="cannot send a object to the board"):
+        to_board_literal(object())
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="contains itself"):
+        to_board_literal(loop)
+
+
+def _deco(f: Callable[..., object]) -> Callable[..., object]:
+    return f
+
+
+def test_prepare_blanks_decorators_and_caches() -> None:
+    @_deco
+    def inner(a: int, b: int = 2) -> int:
+        return a + b
+
+    p = prepare(inner)
+    lines = p.source.split("\n")
+    assert lines[0] == "" and lines[1].startswith("def inner(")
+    assert p.host.first_line + 1 == inner.__code__.co_firstlineno + 1
+    assert p.signature.endswith("inner(a: int, b: int = 2) -> int")
+    assert prepare(inner) is p  # cached
+    assert len(p.hash) == 16 and p.size == len(p.source.encode())
+
+
+def test_prepare_rejects_what_cannot_deploy() -> None:
+    x = 1
+
+    def closure() -> int:
+        return x
+
+    with pytest.raises(TypeError, match=r"enclosing function \(x\)"):
+        prepare(closure)
+    with pytest.raises(TypeError, match="lambda"):
+        prepare(lambda: 1)
+    with pytest.raises(TypeError, match="plain function"):
+        prepare(print)
+
+
+def test_clean_traceback_maps_deployed_functions() -> None:
+    src = HostSource("/host/test_x.py", 10, ("def f(a):\n", "    return g(a)\n", "    1//0\n"))
+    tb = (
+        "Traceback (most recent call last):\r\n"
+        '  File "<stdin>", line 2, in <module>\r\n'
+        '  File "<stdin>", line 20, in _mps_c\r\n'
+        '  File "<string>", line 2, in f\r\n'
+        '  File "<string>", line 3, in g\r\n'
+        "ZeroDivisionError: divide by zero\r\n"
+    )
+    out = clean_traceback(tb, {"f": src})
+    assert out.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "/host/test_x.py", line 11, in f',
+        "    return g(a)",
+        '  File "/host/test_x.py", line 12, in g',
+        "    1//0",
+        "ZeroDivisionError: divide by zero",
+    ]
+    only_plugin = 'Traceback:\n  File "<stdin>", line 5, in _mps_g\nKeyError: 3\n'
+    assert clean_traceback(only_plugin, {}) == only_plugin
