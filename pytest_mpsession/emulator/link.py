@@ -56,8 +56,13 @@ _ENGINE_BANNER = re.compile(rb"MicroPython [^\r\n]*\r\n")
 _GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
 
 _C, _D, _A, _B, _E = CTRL_C[0], CTRL_D[0], CTRL_A[0], CTRL_B[0], CTRL_E[0]
-_CTL_HARD_RESET = b"H"  # written by the board's machine.reset() on its control pipe
+# machine.reset_cause() values, passed to each engine start
+_CAUSE_POWER, _CAUSE_HARD, _CAUSE_WDT, _CAUSE_DEEPSLEEP, _CAUSE_SOFT = 1, 2, 3, 4, 5
 
+# extra engine heap for the board's own set-up; returned to the board's size by a ballast
+_SETUP_HEAP = 64 * 1024
+# run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py)
+_SHRINK = b"__import__('_mpmock')._shrink()" + CTRL_D + b"__import__('_mpmock')._trim()"
 # how long to wait for an engine to reach its prompt before calling the board broken
 _BOOT_TIMEOUT = 10.0
 # engine output kept back when the host does not read (the board then blocks, as over USB)
@@ -90,6 +95,9 @@ class Link:
         self._uid = bytes(self._rng.getrandbits(8) for _ in range(8)) if options.seed is not None \
             else os.urandom(8)
         self._boot_script = self._write_boot_script()
+        self._cause = _CAUSE_POWER
+        if profile.flash_size and profile.disguise:
+            self._make_flash()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._cmd_lock = threading.Lock()
@@ -128,6 +136,7 @@ class Link:
         self._boot_stage = ""
         self._boot_target = "friendly"
         self._boot_buf = bytearray()
+        self._boot_text = b""
         self._boot_deadline = 0.0
         #: counters a test can read: engine starts, soft and hard resets seen
         self.stats: dict[str, int] = collections.Counter()
@@ -300,11 +309,36 @@ class Link:
             f.write((BOARD_DIR / "_boot.py").read_text())
         return path
 
+    def _make_flash(self) -> None:
+        """Create the flash image (erased) unless it exists; the board formats it on boot."""
+        try:
+            with open(self._flash, "ab") as f:
+                if f.tell() < self.profile.flash_size:
+                    f.truncate(self.profile.flash_size)
+        except OSError as exc:
+            raise EmulatorError(
+                f"cannot use {self._flash!r} as the board's flash image: {exc.strerror}"
+            ) from exc
+
+    def _engine_heap(self) -> int:
+        # A disguised board needs room to set itself up (compiling its modules); what is
+        # left over is then taken by a ballast block so the board has the profile's RAM.
+        if not self.profile.disguise:
+            return self.profile.heap
+        return self.profile.heap + _SETUP_HEAP
+
     def _spawn(self) -> None:
         self._kill_engine()
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
-        args = ["-X", f"heapsize={self.profile.heap}", "-i", self._boot_script, str(ctl_w)]
+        args = [
+            "-X",
+            f"heapsize={self._engine_heap()}",
+            "-i",
+            self._boot_script,
+            str(ctl_w),
+            str(self._cause),
+        ]
         try:
             self._engine = Engine(self._prefix, args, pass_fds=(ctl_w,))
         finally:
@@ -334,6 +368,15 @@ class Link:
             self._ctl_r = -1
             return
         self._ctl_data += data
+        # the board asked for a reset (machine.reset(), soft_reset(), deepsleep()): it waits
+        # in a sleep loop until the relay ends it, as a real reset never returns
+        code = self._ctl_data[-1:]
+        if code == b"S":
+            self._kill_engine()
+            self._boot("soft")
+        elif code in (b"H", b"D"):
+            self._cause = _CAUSE_DEEPSLEEP if code == b"D" else _CAUSE_HARD
+            self._hard_reset(drop=self.profile.usb, cause=self._cause)
 
     def _read_engine(self, eng: Engine) -> None:
         try:
@@ -372,17 +415,15 @@ class Link:
         """The engine process ended: show it as the board's soft or hard reset."""
         if self._ctl_r >= 0:
             self._read_ctl()
-        hard = _CTL_HARD_RESET in self._ctl_data
         self._kill_engine()
-        if hard:
-            self._hard_reset(drop=self.profile.usb)
-        else:
+        if True:
             # Ctrl-D on an empty line, sys.exit(), or a SIGINT that lost the race with the
             # prompt: a board reboots softly and comes back where it was.
             self._boot("soft")
 
-    def _hard_reset(self, *, drop: bool) -> None:
+    def _hard_reset(self, *, drop: bool, cause: int = 2) -> None:
         self._kill_engine()
+        self._cause = cause
         self._hung = False
         self._mute_reply = False
         self._inq.clear()
@@ -403,6 +444,7 @@ class Link:
         """(Re)start the engine; its start-up text is replaced by the board's when it is up."""
         if kind == "soft":
             self.stats["soft_resets"] += 1
+            self._cause = _CAUSE_SOFT
             target = self._mode
         else:
             target = "friendly"
@@ -420,17 +462,53 @@ class Link:
         self._banner_hold = None
 
     def _boot_output(self, data: bytes) -> None:
+        """Follow the engine's start-up; the host sees only the board's boot at the end.
+
+        Stages: ``prompt`` (the engine's banner and ``>>> ``), then for a disguised board
+        ``shrink`` (the raw REPL runs the heap ballast, so the board's RAM is measured at a
+        real prompt), then ``raw`` or ``friendly`` to end where the board must be.
+        """
         self._boot_buf += data
         buf = bytes(self._boot_buf)
-        if self._boot_stage == "prompt":
+        stage = self._boot_stage
+        if stage == "prompt":
             if not buf.endswith(FRIENDLY_PROMPT):
+                return
+            if b"Traceback" in buf:
+                # the board set-up failed: a bug or a bad profile, not something to hide
+                raise EmulatorError(
+                    f"the emulated board's set-up failed: {buf.decode(errors='replace')}"
+                )
+            self._boot_text = self._rewrite_banner(buf)
+            if self.profile.disguise:
+                self._boot_stage = "shrink"
+                self._boot_buf = bytearray()
+                self._write_engine(CTRL_A + _SHRINK + CTRL_D)
                 return
             if self._boot_target == "raw":
                 self._boot_stage = "raw"
                 self._boot_buf = bytearray()
                 self._write_engine(CTRL_A)
                 return
-            text = self._rewrite_banner(buf)
+            text = self._boot_text
+        elif stage == "shrink":
+            if not buf.endswith(CTRL_D + RAW_REPL_PROMPT) or buf.count(CTRL_D + RAW_REPL_PROMPT) < 2:
+                return
+            if b"Traceback" in buf:
+                raise EmulatorError(
+                    f"the emulated board's set-up failed: {buf.decode(errors='replace')}"
+                )
+            self._boot_buf = bytearray()
+            if self._boot_target == "raw":
+                text = RAW_REPL_BANNER + RAW_REPL_PROMPT
+            else:
+                self._boot_stage = "friendly"
+                self._write_engine(CTRL_B)
+                return
+        elif stage == "friendly":
+            if not buf.endswith(FRIENDLY_PROMPT):
+                return
+            text = self._boot_text
         else:
             if not buf.endswith(RAW_REPL_BANNER + RAW_REPL_PROMPT):
                 return

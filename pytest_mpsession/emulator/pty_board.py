@@ -44,7 +44,7 @@ class PtyBoard:
         self.path: str = os.ttyname(slave)
         self.profile = prof
         try:
-            self.link = Link(prof, opts)
+            self.link = Link(prof, opts, on_drop=self._link_dropped)
             self.link.attach(master)
             self.link.start()
         except BaseException:
@@ -52,6 +52,11 @@ class PtyBoard:
             os.close(slave)
             raise
         _LIVE.add(self)
+
+    def _link_dropped(self) -> None:
+        # A PTY cannot vanish: the link comes back at once, at the same path.
+        if self._master >= 0:
+            self.link.attach(self._master)
 
     def hard_reset(self) -> None:
         """Pulse the board's reset line (a PTY has no RTS to do it from the host side)."""

@@ -12,16 +12,17 @@ def _mpmock_boot(cfg):
     # active while code runs.  Without a handler at the prompt the relay can tell from
     # /proc whether a SIGINT would interrupt code (it is sent only then).
     micropython.kbd_intr(-1)
-    ctl = int(sys.argv[-1])
+    ctl = int(sys.argv[1])
+    cause = int(sys.argv[2])
     sys.argv[:] = []
     if not cfg["disguise"]:
         return
-    sys.path.insert(0, cfg["board_dir"])
-    try:
-        import _mpmock_board
-    finally:
-        sys.path.pop(0)
-    _mpmock_board.setup(cfg, ctl)
+    import os
+
+    os.chdir(cfg["board_dir"])
+    sys.path[:] = [""]
+    import _mpmock_board
+    _mpmock_board.setup(cfg, ctl, cause)
 
 
 _mpmock_boot(_CFG)

@@ -1,0 +1,14 @@
+# Fake `esp` (esp32).
+import _mpmock
+
+
+def osdebug(*args):
+    pass
+
+
+def flash_size():
+    return _mpmock.cfg["flash_size"]
+
+
+def flash_user_start():
+    return 0x200000

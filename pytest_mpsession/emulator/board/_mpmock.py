@@ -1,0 +1,197 @@
+# _mpmock: the emulated board's registry (MicroPython, runs on the board).
+#
+# The fake peripherals record what was done to them here, and read their inputs from here,
+# so a test can drive a driver from the host side through the board's REPL:
+#
+#     import _mpmock
+#     _mpmock.set_adc(26, 40000)           # next ADC(26).read_u16() returns 40000
+#     _mpmock.set_pin(5, 1)                # input level of Pin(5) (fires its irq on an edge)
+#     dev = _mpmock.add_i2c(0x3C, bus=0)   # a device answering on I2C bus 0 at 0x3C
+#     dev.mem[0x10] = 0x42                 # ...its registers
+#     _mpmock.uart_feed(1, b"OK\r\n")      # bytes UART(1) will read
+#     _mpmock.take()                       # [(kind, id, what, value), ...] and clear
+#
+# Only names a board never has start with "_mpmock", so nothing here can shadow firmware.
+
+log = []
+pins = {}
+pin_irq = {}
+adc = {}
+i2c_bus = {}
+uart_rx = {}
+spi_rx = {}
+timers = {}
+inputs = {}
+ctl = None
+cfg = None
+cause = 1
+LOG_MAX = 2000
+
+
+def record(kind, ident, what, value=None):
+    if len(log) >= LOG_MAX:
+        del log[: LOG_MAX // 2]
+    log.append((kind, ident, what, value))
+
+
+def take(kind=None):
+    """Return the records (of one kind, e.g. 'Pin') and forget them."""
+    global log
+    if kind is None:
+        out = log
+        log = []
+        return out
+    out = [r for r in log if r[0] == kind]
+    log = [r for r in log if r[0] != kind]
+    return out
+
+
+def set_pin(ident, level):
+    """Drive an input pin from outside; an edge fires the pin's irq handler."""
+    old = pins.get(ident, 0)
+    level = 1 if level else 0
+    pins[ident] = level
+    h = pin_irq.get(ident)
+    if h is not None and old != level:
+        handler, trigger, pin = h
+        if (level and trigger & 2) or (not level and trigger & 1):
+            handler(pin)
+
+
+def set_adc(ident, value):
+    """The raw 16-bit reading ADC(ident).read_u16() returns from now on."""
+    adc[ident] = value
+
+
+class Device:
+    """A fake I2C device: registers in `mem`; a write's first byte sets the pointer."""
+
+    def __init__(self, size=256, mem=None):
+        self.mem = bytearray(mem) if mem is not None else bytearray(size)
+        self.ptr = 0
+        self.writes = []
+
+    def write(self, data):
+        data = bytes(data)
+        self.writes.append(data)
+        if data:
+            self.ptr = data[0]
+            for b in data[1:]:
+                self.mem[self.ptr % len(self.mem)] = b
+                self.ptr += 1
+
+    def read(self, n):
+        out = bytearray(n)
+        for i in range(n):
+            out[i] = self.mem[self.ptr % len(self.mem)]
+            self.ptr += 1
+        return bytes(out)
+
+
+def add_i2c(addr, bus=0, size=256, mem=None):
+    """Attach a fake device at `addr` on I2C bus `bus` (0, 1, ... or 'soft'); returns it."""
+    dev = Device(size, mem)
+    i2c_bus.setdefault(bus, {})[addr] = dev
+    return dev
+
+
+def remove_i2c(addr, bus=0):
+    i2c_bus.get(bus, {}).pop(addr, None)
+
+
+def uart_feed(ident, data):
+    """Bytes that UART(ident) will receive."""
+    uart_rx.setdefault(ident, bytearray()).extend(data)
+
+
+def spi_feed(ident, data):
+    """Bytes that SPI(ident) reads clock in (otherwise it reads back what it writes)."""
+    spi_rx.setdefault(ident, bytearray()).extend(data)
+
+
+def fire_timer(ident):
+    """Run Timer(ident)'s callback once, as its interrupt would."""
+    t = timers.get(ident)
+    if t is not None and t._cb is not None:
+        t._cb(t)
+        if t._mode == 0:
+            timers.pop(ident, None)
+
+
+def set_input(name, value):
+    """Other inputs: 'bootsel' (rp2), 'switch' (pyb), 'wlan_scan', 'wlan_fail', ..."""
+    inputs[name] = value
+
+
+def _signal(code):
+    # Tell the relay (host side) to reset the board; it kills this process at once.
+    ctl.write(code)
+    import time
+
+    while True:
+        time.sleep_ms(1000)
+
+
+def _block(nbytes):
+    # a tuple keeps its items inline: one heap block of the given size, whose id() is its
+    # address (a bytearray's data would be a second, separate block)
+    return (None,) * (nbytes // 8)
+
+
+def _shrink():
+    # Run by the relay at the first prompt. The engine was given room for the board's set-up;
+    # ballast blocks take the surplus so gc.mem_free() and MemoryError are the board's.
+    # First every free byte is taken (big blocks, then small ones for the holes), then the
+    # blocks highest in the heap are given back until the board's RAM is free: one piece at
+    # the top, as after a boot.  (No probing: the conservative GC would keep the probes.)
+    import gc
+
+    global _ballast
+    heap = cfg["heap"]
+    gc.collect()
+    target = heap - gc.mem_alloc()
+    if target < heap // 2:
+        target = heap // 2
+    blocks = []
+    size = 4096
+    while size >= 64:
+        try:
+            blocks.append(_block(size))
+        except MemoryError:
+            size //= 2
+    blocks.sort(key=id)
+    freed = 0
+    while blocks and freed < target:
+        freed += len(blocks.pop()) * 8 + 8
+    _ballast = blocks
+    _target[0] = target
+    _target[1] = id(blocks[-1]) if blocks else 0
+    blocks = None
+    gc.collect()
+
+
+def _trim():
+    # Second pass, in a later exec: what the first pass still saw referenced from the C
+    # stack (the conservative GC) is free now.  Take it back from the holes below the
+    # board's free region only, so that region stays in one piece.
+    import gc
+
+    gc.collect()
+    size = 1024
+    while size >= 32 and gc.mem_free() - _target[0] >= size:
+        try:
+            b = _block(size)
+        except MemoryError:
+            size //= 2
+            continue
+        if id(b) > _target[1]:
+            b = None
+            size //= 2
+            continue
+        _ballast.append(b)
+    b = None
+    gc.collect()
+
+
+_target = [0, 0]
+_ballast = []
