@@ -123,7 +123,7 @@ def test_busy_while_a_call_runs_and_listeners_see_every_change(
     fake.reply = reply
     session = manager.create_session()
     assert session.eval("6*7") == 42
-    assert during == [SessionState.BUSY]
+    assert during == [SessionState.BUSY, SessionState.BUSY]  # the helpers, then the eval
     assert seen == [
         (SessionState.CONNECTED, SessionState.BUSY),
         (SessionState.BUSY, SessionState.CONNECTED),
@@ -237,16 +237,17 @@ def test_untouched_session_cleanup_costs_no_round_trip(
     s = manager.create_session()
     s.exec("x = 1")
     s.cleanup()
-    assert len(fake.sent) == 2 and fake.sent[1].startswith("_mps_d(")
+    # the helpers (once per board life), the exec, the cleanup: one round trip for the clean
+    assert len(fake.sent) == 3 and fake.sent[2].startswith("_mps_d(")
     s.cleanup()  # idempotent
-    assert len(fake.sent) == 2
+    assert len(fake.sent) == 3
 
 
 def test_policies(manager: DeviceSessionManager, fake: FakeCommunicator) -> None:
     s = manager.create_session()
     s.exec("x = 1")
     s.cleanup(policy="none")
-    assert len(fake.sent) == 1
+    assert len(fake.sent) == 2
     s = manager.create_session()
     s.cleanup(policy=CleanupPolicy.SOFT)
     assert fake.reset_count == 1
@@ -260,10 +261,12 @@ def test_helpers_sent_once_per_board_life(
     s = manager.create_session()
     s.exec("a = 1")
     s.exec("b = 2")
-    assert "def _mps_x" in fake.sent[0] and "def _mps_x" not in fake.sent[1]
+    assert "def _mps_x" in fake.sent[0]
+    assert [c[:7] for c in fake.sent[1:]] == ["_mps_x(", "_mps_x("]
     fake.soft_reset()
     s.exec("c = 3")
-    assert "def _mps_x" in fake.sent[2]
+    assert "def _mps_x" in fake.sent[3] and fake.sent[4].startswith("_mps_x(")
+    assert len(fake.sent) == 5
 
 
 def test_device_error_traceback_is_cleaned(
@@ -278,6 +281,8 @@ def test_device_error_traceback_is_cleaned(
     )
 
     def fail(code: str) -> str:
+        if not code.startswith("_mps_x("):
+            return ""  # the helpers
         raise DeviceError("divide by zero", exc_type="ZeroDivisionError", traceback=tb)
 
     fake.reply = fail

@@ -5,9 +5,11 @@ f-strings, no ``type.__name__``, no ``os.ilistdir``/``os.stat`` required, no ``h
 required, one-space indentation (every byte is RAM while it compiles).
 
 The helpers live in the raw REPL's globals (``__main__``) and are sent in parts, only when the
-board lacks them: the manager prefixes a part to the next exchange after a reset emptied the
-board's RAM (``Communicator.reset_count`` changed), so installing costs no extra round trip.
-Each part is idempotent: sending it twice keeps every session's namespace.
+board lacks them: before the first exchange that needs a part, and again after a reset
+emptied the board's RAM (``Communicator.reset_count`` changed). Each part goes in an exchange
+of its own (one extra round trip per part and board life): compiling a part together with
+the code that uses it would need more RAM than a 16 KB board has free. Each part is
+idempotent: sending it twice keeps every session's namespace.
 
 Board names (all start with ``_mps`` so they never meet a user's names in ``__main__``):
 
@@ -52,11 +54,6 @@ def _mps_e(k,c):
  _mps_r(eval(c,_mps_g(k)))
 def _mps_c(k,f,a,w):
  _mps_r(_mps_g(k)[f](*a,**w))
-def _mps_v(k):
- n=_mps_ns.get(k) or {}
- _mps_r([(x,repr(n[x])) for x in n])
-def _mps_h(k,x):
- _mps_r(x in (_mps_ns.get(k) or {}))
 def _mps_d(k,w):
  import gc
  r=_mps_th.pop(k,None)
@@ -80,6 +77,14 @@ def _mps_d(k,w):
  _mps_ns.pop(k,None)
  gc.collect()
  _mps_r((s,e,gc.mem_free()))
+"""
+
+# Looking into a namespace (DeviceContext).
+CONTEXT = r"""def _mps_v(k):
+ n=_mps_ns.get(k) or {}
+ _mps_r([(x,repr(n[x])) for x in n])
+def _mps_h(k,x):
+ _mps_r(x in (_mps_ns.get(k) or {}))
 """
 
 # Background threads. mps_should_stop() is put in the session's namespace so the function
@@ -219,4 +224,4 @@ def _mps_fd(p):
 """
 
 #: The helper parts by name, in the order they must be installed ("core" first).
-PARTS: dict[str, str] = {"core": CORE, "thread": THREAD, "fs": FS}
+PARTS: dict[str, str] = {"core": CORE, "context": CONTEXT, "thread": THREAD, "fs": FS}

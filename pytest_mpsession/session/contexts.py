@@ -96,7 +96,7 @@ class DeviceContext:
     def global_variables(self) -> Mapping[str, object]:
         """A read-only snapshot of the names the session defined on the board (one round
         trip): literal values as Python values, anything else as a :class:`RemoteObject`."""
-        pairs = self._session._call_helper(f"_mps_v({self._session._key})")
+        pairs = self._session._call_helper(f"_mps_v({self._session._key})", parts=("context",))
         result: dict[str, object] = {}
         assert isinstance(pairs, list)
         for name, text in pairs:
@@ -112,7 +112,9 @@ class DeviceContext:
     def is_variable_defined(self, name: str) -> bool:
         """Whether the session's namespace on the board has ``name`` (one round trip)."""
         _check_identifier(name)
-        value = self._session._call_helper(f"_mps_h({self._session._key},{name!r})")
+        value = self._session._call_helper(
+            f"_mps_h({self._session._key},{name!r})", parts=("context",)
+        )
         return bool(value)
 
     def define_variable(self, name: str, value: object) -> None:

@@ -336,33 +336,34 @@ class DeviceSessionManager:
         *,
         session: DeviceSession | None = None,
     ) -> str:
-        """One board exchange running ``code``, prefixed by the helper ``parts`` the board
-        lacks since its last reset (so installing them costs no extra round trip)."""
+        """One board exchange running ``code``, after installing the helper ``parts`` the
+        board lacks since its last reset (see ``board.py``)."""
         with self.board(timeout) as comm:
-            epoch = comm.reset_count
-            missing = [p for p in parts if self._installed.get(p) != epoch]
-            if missing and "core" not in missing and self._installed.get("core") != epoch:
-                missing.insert(0, "core")
-            text = "".join(PARTS[p] for p in missing) + code if missing else code
+            self._install(comm, ("core", *parts), timeout)
             if session is not None:
-                session._ns_epoch = epoch
+                session._ns_epoch = comm.reset_count
+            self.exchange_count += 1
+            return comm.exec(code, timeout=timeout)
+
+    def _install(
+        self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
+    ) -> None:
+        for part in dict.fromkeys(parts):  # ordered, without repeats
+            epoch = comm.reset_count
+            if self._installed.get(part) == epoch:
+                continue
             self.exchange_count += 1
             try:
-                out = comm.exec(text, timeout=timeout)
-            except DeviceTimeout:
-                raise
+                comm.exec(PARTS[part], timeout=timeout)
             except DeviceError as exc:
-                # The helpers ran before the failing line, unless compiling them failed.
-                if exc.exc_type != "MemoryError":
-                    self._mark_installed(missing, epoch, comm.reset_count)
-                raise
-            self._mark_installed(missing, epoch, comm.reset_count)
-            return out
-
-    def _mark_installed(self, parts: list[str], before: int, after: int) -> None:
-        if before == after:  # a reset during the exchange would have wiped them again
-            for part in parts:
-                self._installed[part] = before
+                if isinstance(exc, DeviceTimeout):
+                    raise
+                raise MpSessionError(
+                    f"could not install the session helpers ({part}) on the board at "
+                    f"{self._port}: {exc}; is its free memory too small?"
+                ) from exc
+            if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
+                self._installed[part] = epoch
 
     def _board_was_reset(self) -> None:
         # Called by the communicator (any thread) after the board lost its RAM.
