@@ -1,0 +1,277 @@
+"""The ``mpmock://`` pyserial port: an emulated board in this process.
+
+URL format: ``mpmock://[PROFILE][?option=value[&option=value...]]``
+
+PROFILE defaults to ``generic``; options are those of :mod:`.options` (``seed``,
+``baudrate``, ``latency_ms``, ``garbage``, ``drop``, ``disconnect``, ``disconnect_after``,
+``reset``, ``hang``, ``flash``, ``profiles``).  Opening the port boots the board; closing it
+ends the board, except after the link dropped (a hard reset of a USB board, a
+``disconnect`` fault): then the board lives on and ``open()`` reconnects to it, as a client
+reopens a board's port after it re-enumerated.  Setting ``rts`` to True and back to False
+pulses the board's reset line (a hard reset).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import select
+import socket
+import struct
+import termios
+import threading
+import time
+import urllib.parse
+
+from serial import PortNotOpenError, SerialBase, SerialException, SerialTimeoutException
+
+from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator.link import Link
+from pytest_mpsession.emulator.options import parse_options
+from pytest_mpsession.emulator.profiles import Profile, load_profile
+
+__all__ = ["Serial", "parse_url"]
+
+_FORM = "expected mpmock://[PROFILE][?option=value&...]"
+
+
+def parse_url(url: str) -> tuple[Profile, dict[str, str]]:
+    """Split an ``mpmock://`` URL into its profile and raw options (checked, not converted)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "mpmock":
+        raise EmulatorError(f"{url!r} is not an mpmock:// URL; {_FORM}")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise EmulatorError(f"{url!r}: unexpected path or fragment; {_FORM}")
+    raw: dict[str, str] = {}
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key in raw:
+            raise EmulatorError(f"{url!r}: option {key!r} given twice")
+        raw[key] = value
+    opts = parse_options(dict(raw))  # unknown/bad options fail here, listing the valid ones
+    profile = load_profile(parts.netloc or "generic", opts.profiles)
+    return profile, raw
+
+
+class Serial(SerialBase):  # type: ignore[misc]
+    """A pyserial port onto an emulated board (see the module docstring for the URL)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._link: Link | None = None
+        self._sock: socket.socket | None = None
+        self._board_end: socket.socket | None = None
+        self._dropped = threading.Event()
+        self._rts_asserted = False
+        super().__init__(*args, **kwargs)
+
+    # -- open / close ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Boot the board (or reconnect to it after its link dropped)."""
+        if self._port is None:
+            raise SerialException("Port must be configured before it can be used.")
+        if self.is_open:
+            raise SerialException("Port is already open.")
+        try:
+            profile, raw = parse_url(self.portstr)
+            if self._link is None:
+                self._link = Link(profile, parse_options(dict(raw)), on_drop=self._on_drop)
+                self._connect()
+                self._link.start()
+            else:
+                self._connect()
+        except EmulatorError as exc:
+            self._close_link()
+            raise SerialException(str(exc)) from exc
+        self.is_open = True
+
+    def _connect(self) -> None:
+        assert self._link is not None
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        self._sock, self._board_end = a, b
+        self._dropped.clear()
+        self._link.attach(b.fileno())
+
+    def _on_drop(self) -> None:
+        # relay thread: the link went down like a USB device's; reads and writes now fail
+        self._dropped.set()
+        if self._board_end is not None:
+            self._board_end.close()
+            self._board_end = None
+
+    def close(self) -> None:
+        """Close the port; the board ends with it unless its link had dropped."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._link is not None:
+            if self._dropped.is_set():
+                self._link.detach()
+            else:
+                self._close_link()
+        self.is_open = False
+
+    def _close_link(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if self._board_end is not None:
+            self._board_end.close()
+            self._board_end = None
+
+    def __del__(self) -> None:
+        try:
+            self._close_link()
+        except Exception:
+            pass
+
+    @property
+    def link(self) -> Link | None:
+        """The emulated board behind this port (for tests: stats, hard_reset)."""
+        return self._link
+
+    def from_url(self, url: str) -> str:
+        """Check ``url`` (pyserial's hook); returns it unchanged."""
+        try:
+            parse_url(url)
+        except EmulatorError as exc:
+            raise SerialException(str(exc)) from exc
+        return url
+
+    def _reconfigure_port(self, force_update: bool = False) -> None:
+        # the host-side baud rate is not the link's: throttling is the URL's baudrate option
+        pass
+
+    # -- data ----------------------------------------------------------------------------
+
+    def _check(self) -> socket.socket:
+        if not self.is_open or self._sock is None:
+            raise PortNotOpenError()
+        return self._sock
+
+    def _lost(self) -> SerialException:
+        return SerialException(
+            "device reports readiness to read but returned no data "
+            "(device disconnected or multiple access on port?)"
+        )
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes received and not read yet."""
+        sock = self._check()
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        n: int = struct.unpack("i", buf)[0]
+        if n == 0 and self._dropped.is_set():
+            raise self._lost()
+        return n
+
+    def read(self, size: int = 1) -> bytes:
+        """Read up to ``size`` bytes, blocking as pyserial does (``timeout``)."""
+        sock = self._check()
+        out = bytearray()
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while len(out) < size:
+            try:
+                chunk = sock.recv(size - len(out))
+            except BlockingIOError:
+                chunk = None
+            except OSError as exc:
+                raise SerialException(f"read failed: {exc}") from exc
+            if chunk == b"":
+                if out:
+                    break
+                raise self._lost()
+            if chunk:
+                out += chunk
+                continue
+            if deadline is None:
+                wait = None
+            else:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+            select.select([sock], [], [], wait)
+        return bytes(out)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Send ``data`` to the board."""
+        sock = self._check()
+        if self._dropped.is_set():
+            raise SerialException("write failed: [Errno 5] Input/output error (board gone)")
+        view = memoryview(bytes(data))
+        deadline = None if self._write_timeout is None else time.monotonic() + self._write_timeout
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent:])
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                    raise SerialException(f"write failed: {exc}") from exc
+                raise
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise SerialTimeoutException("Write timeout")
+            select.select([], [sock], [], wait)
+        return sent
+
+    def flush(self) -> None:
+        """Nothing is buffered on this side."""
+
+    def reset_input_buffer(self) -> None:
+        """Discard what was received and not read."""
+        sock = self._check()
+        while True:
+            try:
+                if not sock.recv(65536):
+                    return
+            except (BlockingIOError, OSError):
+                return
+
+    def reset_output_buffer(self) -> None:
+        """Nothing is buffered on this side."""
+
+    def fileno(self) -> int:
+        """A descriptor that is readable when the board sent something."""
+        return self._check().fileno()
+
+    # -- modem lines -----------------------------------------------------------------------
+
+    def _update_rts_state(self) -> None:
+        # RTS drives the reset line of a typical dev board: asserted holds it in reset, the
+        # release lets it boot (a hard reset).
+        if not self.is_open or self._link is None:
+            return
+        if self._rts_state:
+            self._rts_asserted = True
+        elif self._rts_asserted:
+            self._rts_asserted = False
+            self._link.hard_reset()
+
+    def _update_dtr_state(self) -> None:
+        pass
+
+    def _update_break_state(self) -> None:
+        pass
+
+    @property
+    def cts(self) -> bool:
+        """Always clear to send."""
+        return True
+
+    @property
+    def dsr(self) -> bool:
+        """The board is there."""
+        return True
+
+    @property
+    def ri(self) -> bool:
+        """No ring indicator."""
+        return False
+
+    @property
+    def cd(self) -> bool:
+        """Carrier detect: the board is there."""
+        return True
