@@ -360,7 +360,7 @@ def connect_board(config: pytest.Config, board: Board) -> None:
         ) from None
     board.communicator = comm
     try:
-        cache = config.cache if settings.use_cache else None
+        cache = getattr(config, "cache", None) if settings.use_cache else None
         caps: DeviceCapabilities | None = None
         if cache is not None:
             ident = identify(comm, timeout=settings.timeout)
@@ -644,7 +644,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _marker_error(item: pytest.Item, mark: pytest.Mark, message: str) -> pytest.UsageError:
-    args = ", ".join(repr(a) for a in mark.args)
+    args = ", ".join([repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()])
     return pytest.UsageError(f"mpsession: {item.nodeid}: {mark.name}({args}): {message}")
 
 
@@ -693,6 +693,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     known = _probes(config).names() | KNOWN_FEATURES
     for item in items:
         check_markers(item, known)
+    # Skips are decided now (the board was opened at session start), so pytest reports them
+    # at the test's own location, like its own skip marks.
+    board = state.board
+    caps = board.capabilities if board is not None else None
+    for item in items:
+        marked = any(item.get_closest_marker(m) for m in BOARD_MARKERS)
+        if board is None and state.settings.configured:
+            continue  # --collect-only on a configured board: nothing runs
+        if board is None:
+            uses = DEVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+            if marked or uses:
+                item.add_marker(pytest.mark.skip(reason=NO_BOARD_REASON))
+        elif marked and caps is not None:
+            reason = skip_reason(item, caps)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # -- running tests: skips, sessions, reports --------------------------------------------------
@@ -716,22 +732,6 @@ def skip_reason(item: pytest.Item, caps: DeviceCapabilities) -> str | None:
             if not FirmwareSpec(spec).matches(caps.version):
                 return f"requires_firmware: board has {caps.firmware_version}, not {spec!r} {what}"
     return None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip tests whose markers the board does not satisfy, before fixtures are set up."""
-    if not any(item.get_closest_marker(m) for m in BOARD_MARKERS):
-        return
-    state = item.config.stash.get(_STATE, None)
-    board = state.board if state is not None else None
-    if board is None:
-        pytest.skip(NO_BOARD_REASON)
-    caps = _ensure_connected(item.config, board).capabilities
-    assert caps is not None
-    reason = skip_reason(item, caps)
-    if reason is not None:
-        pytest.skip(reason)
 
 
 def _ensure_connected(config: pytest.Config, board: Board) -> Board:

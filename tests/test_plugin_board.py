@@ -1,0 +1,407 @@
+"""The plugin with a board: emulated boards on pseudo-terminals (the real MicroPython
+interpreter behind them). Fixtures, skip reasons, the report header, the capabilities cache,
+JUnit properties, board tracebacks, hooks, reset policies, pytest-timeout and pytest-xdist."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_mpsession.emulator import PtyBoard
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def generic_port() -> Iterator[str]:
+    """A current emulated board (profile ``generic``), shared by this module's runs."""
+    with PtyBoard("generic") as board:
+        yield board.path
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+BASIC = """
+import pytest
+
+def test_exec(device_session):
+    assert device_session.exec("print(6 * 7)") == "42\\n"
+
+def test_eval_and_namespace(device_session):
+    device_session.exec("x = 5")
+    assert device_session.eval("x * 2") == 10
+
+def test_capabilities(device_capabilities):
+    assert device_capabilities.device_type == "generic"
+    assert device_capabilities.supports_feature("float")
+    assert device_capabilities.performance.ops_per_s > 0
+
+def test_manager(device_session_manager):
+    assert device_session_manager.state == "connected"
+
+@pytest.mark.requires_feature("threading", "float")
+def test_threads(device_session):
+    device_session.exec("import _thread")
+
+@pytest.mark.requires_feature("float", "bluetooth", "lora")
+def test_needs_radio():
+    pass
+
+@pytest.mark.requires_platform("esp32", "rp2")
+def test_on_esp32_or_rp2():
+    pass
+
+@pytest.mark.requires_platform("generic")
+def test_on_generic():
+    pass
+
+@pytest.mark.requires_firmware(">=9.0")
+def test_future_firmware():
+    pass
+
+@pytest.mark.requires_firmware(">=1.20", "<2")
+def test_current_firmware():
+    pass
+"""
+
+
+def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: str) -> None:
+    pytester.makeini("[pytest]\nmp_features =\n    lora: import sx127x\n")
+    pytester.makepyfile(BASIC)
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error")
+    result.assert_outcomes(passed=7, skipped=3)
+    header = [line for line in result.outlines if line.startswith("mpsession: ")]
+    assert re.fullmatch(
+        rf"mpsession: micropython 1\.\d+\.\d+ on generic at {re.escape(generic_port)}, "
+        r"features: (\w+, )+\w+",
+        header[0],
+    ), header
+    assert "float" in header[0] and "raw_paste" in header[0]
+    assert header[1].startswith("mpsession: round trip ")
+    out = result.stdout.str()
+    version = re.search(r"micropython (1\.\d+\.\d+) on generic", header[0])
+    assert version is not None
+    board = f"(micropython {version.group(1)} on generic)"
+    assert f"requires_feature: board lacks 'bluetooth', 'lora' {board}" in out
+    assert f"requires_platform: board is 'generic', not 'esp32', 'rp2' {board}" in out
+    assert f"requires_firmware: board has {version.group(1)}, not '>=9.0' {board}" in out
+    # Skips are reported at the test, not inside the plugin.
+    assert "plugin.py" not in out
+
+
+def test_capabilities_are_cached_by_unique_id_and_firmware(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_caps(device_capabilities):
+            assert device_capabilities.unique_id
+        """
+    )
+    first = pytester.runpytest(f"--mp-port={generic_port}")
+    first.assert_outcomes(passed=1)
+    assert "capabilities from cache" not in first.stdout.str()
+    entries = list((pytester.path / ".pytest_cache/v/mpsession/capabilities").iterdir())
+    assert len(entries) == 1 and "_1." in entries[0].name
+    second = pytester.runpytest(f"--mp-port={generic_port}")
+    second.assert_outcomes(passed=1)
+    assert "(capabilities from cache)" in second.stdout.str()
+    third = pytester.runpytest(f"--mp-port={generic_port}", "--mp-no-cache")
+    third.assert_outcomes(passed=1)
+    assert "capabilities from cache" not in third.stdout.str()
+    # A damaged cache entry is ignored (probed again, and rewritten).
+    entries[0].write_text('{"version": "broken"}')
+    fourth = pytester.runpytest(f"--mp-port={generic_port}")
+    fourth.assert_outcomes(passed=1)
+    assert "capabilities from cache" not in fourth.stdout.str()
+    assert "firmware_version" in entries[0].read_text()
+
+
+def test_junit_suite_properties(pytester: pytest.Pytester, generic_port: str) -> None:
+    pytester.makepyfile("def test_x(device_session): device_session.exec('pass')")
+    result = pytester.runpytest(f"--mp-port={generic_port}", "--junitxml=out.xml")
+    result.assert_outcomes(passed=1)
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["mpsession_platform"] == "generic"
+    assert props["mpsession_port"] == generic_port
+    assert re.fullmatch(r"1\.\d+\.\d+", props["mpsession_firmware"] or "")
+
+
+def test_device_error_shows_the_board_traceback_at_the_users_lines(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytester.makepyfile(
+        test_fails='''
+        def test_divide(device_session):
+            device_session.exec("""
+        def ratio(a, b):
+            return a / b
+        print(ratio(1, 0))
+        """)
+
+        def test_after(device_session):
+            assert device_session.eval("1 + 1") == 2
+        '''
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    # The test's own line, then the board's traceback with the test file's line numbers.
+    result.stdout.fnmatch_lines(
+        [
+            ">       device_session.exec(*",
+            "E       pytest_mpsession.errors.DeviceError: ZeroDivisionError: divide by zero",
+            "test_fails.py:2: DeviceError",
+            "*- board traceback -*",
+            "Traceback (most recent call last):",
+            '  File "test_fails.py", line 5, in <module>',
+            "    print(ratio(1, 0))",
+            '  File "test_fails.py", line 4, in ratio',
+            "    return a / b",
+            "ZeroDivisionError: divide by zero",
+        ]
+    )
+    # None of the plugin's or the session core's frames.
+    assert "pytest_mpsession/" not in out
+    assert "<stdin>" not in out
+
+
+def test_all_hooks_are_called(pytester: pytest.Pytester, generic_port: str) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        CALLS = []
+
+        def pytest_mpsession_probe_features(probes):
+            CALLS.append("probe_features")
+            probes.add("has_json", "import json")
+
+        def pytest_mpsession_capabilities(capabilities):
+            CALLS.append(("capabilities", capabilities.device_type))
+
+        def pytest_mpsession_session_start(session):
+            CALLS.append("session_start")
+            session.set_state("started", True)
+
+        def pytest_mpsession_session_finish(session):
+            CALLS.append(("session_finish", session.get_state("started")))
+
+        def pytest_mpsession_state_changed(manager, old, new):
+            CALLS.append(("state", str(old), str(new)))
+
+        @pytest.fixture
+        def calls():
+            return CALLS
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires_feature("has_json")
+        def test_one(device_session, calls):
+            device_session.exec("pass")
+            assert calls[0] == "probe_features"
+            assert ("capabilities", "generic") in calls
+            assert calls[-1] == ("state", "busy", "connected")
+            assert calls.count("session_start") == 1
+
+        def test_two(device_session, calls):
+            assert ("session_finish", True) in calls
+            assert calls.count("session_start") == 2
+        """
+    )
+    pytester.runpytest(f"--mp-port={generic_port}").assert_outcomes(passed=2)
+
+
+def test_reset_policies(pytester: pytest.Pytester, generic_port: str) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        RESETS = []
+
+        @pytest.mark.mp_reset("soft")
+        def test_soft(device_session, device_session_manager):
+            RESETS.append(device_session_manager.reset_count)
+
+        def test_after_soft(device_session, device_session_manager):
+            RESETS.append(device_session_manager.reset_count)
+            assert RESETS[1] == RESETS[0] + 1
+
+        def test_after_clean(device_session, device_session_manager):
+            assert device_session_manager.reset_count == RESETS[1]
+        """
+    )
+    pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:randomly").assert_outcomes(passed=3)
+    # --mp-reset soft applies to every test.
+    pytester.makepyfile(
+        test_all_soft="""
+        COUNTS = []
+
+        def test_a(device_session, device_session_manager):
+            COUNTS.append(device_session_manager.reset_count)
+
+        def test_b(device_session, device_session_manager):
+            assert device_session_manager.reset_count == COUNTS[0] + 1
+        """
+    )
+    pytester.runpytest(
+        f"--mp-port={generic_port}", "--mp-reset=soft", "test_all_soft.py"
+    ).assert_outcomes(passed=2)
+
+
+def test_a_timed_out_test_leaves_the_board_clean(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_timeout")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.timeout(2, method="signal")
+        def test_hangs(device_session):
+            device_session.exec("while True:\\n    pass", timeout=60)
+
+        def test_next(device_session):
+            assert device_session.exec("print('alive')") == "alive\\n"
+            assert device_session.eval("sum(range(10))") == 45
+        """
+    )
+    with PtyBoard("generic") as board:
+        result = pytester.runpytest_subprocess(f"--mp-port={board.path}", "-p", "timeout")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Timeout*"])
+
+
+def test_legacy_board_skip_reasons(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires_feature("threading")
+        def test_threads():
+            pass
+
+        @pytest.mark.requires_firmware(">=1.20")
+        def test_new_firmware():
+            pass
+
+        def test_caps(device_capabilities):
+            assert device_capabilities.version == (1, 9, 2)
+            assert not device_capabilities.supports_feature("raw_paste")
+            assert device_capabilities.memory_free < 16 * 1024
+        """
+    )
+    with PtyBoard("legacy") as board:
+        result = pytester.runpytest(f"--mp-port={board.path}", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*requires_feature: board lacks 'threading' (micropython 1.9.2 on microbit)",
+            "*requires_firmware: board has 1.9.2, not '>=1.20' (micropython 1.9.2 on microbit)",
+        ]
+    )
+
+
+def test_bare_unix_port(pytester: pytest.Pytester, unix_port: str) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires_feature("threading", "asyncio", "native", "viper", "bigint")
+        def test_rich(device_session):
+            assert device_session.eval("(1 << 70) >> 69") == 2
+
+        @pytest.mark.requires_platform("linux")
+        def test_linux(device_capabilities):
+            assert device_capabilities.version >= (1, 20, 0)
+        """
+    )
+    result = pytester.runpytest(f"--mp-port={unix_port}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["mpsession: micropython 1.*on linux at *, features: *threading*"])
+
+
+def test_not_a_micropython_board_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    import os
+    import pty
+
+    # A pseudo-terminal nobody answers on: it is a serial port, but no raw REPL.
+    master, slave = pty.openpty()
+    try:
+        pytester.makepyfile("def test_x(device_session): pass")
+        result = pytester.runpytest(f"--mp-port={os.ttyname(slave)}", "--mp-timeout=1")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "mpsession: cannot use the board at" in errors[0]
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+# -- pytest-xdist: a pool of boards ---------------------------------------------------------------
+
+POOL_TESTS = """
+import os, time
+import pytest
+
+@pytest.mark.parametrize("n", range(40))
+def test_work(device_session, n):
+    start = time.monotonic()
+    device_session.exec("import time\\ntime.sleep_ms(50)")
+    with open(os.environ["MPS_LOG"], "a") as f:
+        f.write("%s %f %f %s\\n" % (os.environ.get("PYTEST_XDIST_WORKER", "-"), start,
+                                    time.monotonic(), device_session.manager.port))
+"""
+
+
+def _suite_time(log: Path) -> tuple[float, set[str], set[str]]:
+    rows = [line.split() for line in log.read_text().splitlines()]
+    assert len(rows) == 40
+    start = min(float(r[1]) for r in rows)
+    end = max(float(r[2]) for r in rows)
+    return end - start, {r[0] for r in rows}, {r[3] for r in rows}
+
+
+@pytest.mark.timeout(300)
+def test_xdist_pool_one_board_per_worker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(POOL_TESTS)
+    with PtyBoard("generic") as a, PtyBoard("generic") as b:
+        monkeypatch.setenv("MPS_LOG", str(pytester.path / "one.log"))
+        one = pytester.runpytest_subprocess(f"--mp-port={a.path}", "-p", "no:cacheprovider")
+        one.assert_outcomes(passed=40)
+        monkeypatch.setenv("MPS_LOG", str(pytester.path / "two.log"))
+        two = pytester.runpytest_subprocess(
+            "-n", "2", f"--mp-port={a.path}", f"--mp-port={b.path}", "--junitxml=pool.xml",
+            "-p", "no:cacheprovider",
+        )  # fmt: skip
+        two.assert_outcomes(passed=40)
+    one_time, _, one_ports = _suite_time(pytester.path / "one.log")
+    two_time, workers, two_ports = _suite_time(pytester.path / "two.log")
+    assert one_ports == {a.path}
+    assert workers == {"gw0", "gw1"}
+    assert two_ports == {a.path, b.path}
+    assert two_time <= 0.75 * one_time, (one_time, two_time)
+    two.stdout.fnmatch_lines(
+        [f"mpsession: a pool of 2 boards, one per pytest-xdist worker: {a.path}, {b.path}"]
+    )
+    two.stdout.fnmatch_lines(["mpsession: gw0: micropython * on generic at *"])
+    root = ET.parse(pytester.path / "pool.xml").getroot()
+    ports = sorted(
+        p.get("value") or "" for p in root.iter("property") if p.get("name") == "mpsession_port"
+    )
+    assert ports == sorted([f"gw0: {a.path}", f"gw1: {b.path}"])
