@@ -82,7 +82,11 @@ class RawRepl:
     def enter_raw(self) -> bytes:
         """Interrupt whatever runs and enter the raw REPL; returns the banner bytes."""
         self.serial.write(b"\r\x03\x03")
-        self.read_until(b">>> ")
+        # the board may be at the friendly prompt (answers ">>> ") or already in the raw
+        # REPL (answers nothing): take what comes within a short deadline either way
+        self.serial.timeout = 0.1
+        while self.serial.read(4096):
+            pass
         self.serial.reset_input_buffer()
         self.serial.write(b"\x01")
         return self.read_until(b"raw REPL; CTRL-B to exit\r\n>")
