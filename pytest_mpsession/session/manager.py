@@ -358,9 +358,14 @@ class DeviceSessionManager:
             except DeviceError as exc:
                 if isinstance(exc, DeviceTimeout):
                     raise
+                hint = (
+                    "; the board's free memory is too small for them"
+                    if exc.exc_type == "MemoryError"
+                    else "; the code arrived damaged or the firmware is not MicroPython 1.9+"
+                )
                 raise MpSessionError(
                     f"could not install the session helpers ({part}) on the board at "
-                    f"{self._port}: {exc}; is its free memory too small?"
+                    f"{self._port}: {exc}{hint}"
                 ) from exc
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
