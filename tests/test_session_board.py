@@ -9,8 +9,6 @@ sharing one board.
 from __future__ import annotations
 
 import importlib.util
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -318,7 +316,7 @@ def test_directories_and_cache(fs_session: DeviceSession, profile: str) -> None:
     fs = fs_session.fs
     if profile == "legacy":
         assert fs.current_directory == ""
-        with pytest.raises(DeviceError, match="no os.mkdir"):
+        with pytest.raises(DeviceError, match=r"no os\.mkdir"):
             fs.mkdir("sub")
         return
     assert fs.current_directory.startswith("/")
@@ -360,7 +358,9 @@ def stubborn():  # type: ignore[no-untyped-def]
 
 
 def _has_threads(manager: DeviceSessionManager) -> bool:
-    out = manager.communicator.exec("try:\n import _thread\n print(1)\nexcept ImportError:\n print(0)")
+    out = manager.communicator.exec(
+        "try:\n import _thread\n print(1)\nexcept ImportError:\n print(0)"
+    )
     return out.strip() == "1"
 
 

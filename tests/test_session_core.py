@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -88,9 +88,7 @@ def test_table_covers_every_state_and_closed_is_final() -> None:
     assert set(TRANSITIONS) == set(SessionState)
     assert TRANSITIONS[SessionState.CLOSED] == frozenset()
     # BUSY is only entered from CONNECTED, and CONNECTED is reached only by working paths.
-    assert [s for s, t in TRANSITIONS.items() if SessionState.BUSY in t] == [
-        SessionState.CONNECTED
-    ]
+    assert [s for s, t in TRANSITIONS.items() if SessionState.BUSY in t] == [SessionState.CONNECTED]
 
 
 @pytest.mark.parametrize("old", list(SessionState))
@@ -297,7 +295,7 @@ def test_device_error_traceback_is_cleaned(
 
 
 class Recorder(SessionResource):
-    log: list[str] = []
+    log: ClassVar[list[str]] = []
 
     def __init__(self, name: str, fail_init: bool = False, fail_cleanup: bool = False) -> None:
         # Deliberately no super().__init__(): the class-level defaults must do.
@@ -318,7 +316,11 @@ class Recorder(SessionResource):
 def test_resources_newest_first_failures_collected(manager: DeviceSessionManager) -> None:
     Recorder.log = []
     s = manager.create_session()
-    r1, r2, r3 = Recorder("r1", fail_cleanup=True), Recorder("r2"), Recorder("r3", fail_cleanup=True)
+    r1, r2, r3 = (
+        Recorder("r1", fail_cleanup=True),
+        Recorder("r2"),
+        Recorder("r3", fail_cleanup=True),
+    )
     assert r1.state is ResourceState.CREATED and r1.resource_type == ""
     for r in (r1, r2, r3):
         s.register_resource(r)
@@ -376,7 +378,7 @@ def test_execute_in_session_always_cleans_up(manager: DeviceSessionManager) -> N
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 3, -2**70, 1.5, "é\n'\"", b"\x00\xff'", (1,), (), [1, [2]], {"a": (1, 2)}],
+    [None, True, 3, -(2**70), 1.5, "é\n'\"", b"\x00\xff'", (1,), (), [1, [2]], {"a": (1, 2)}],
 )
 def test_literals_round_trip(value: object) -> None:
     assert ast.literal_eval(to_board_literal(value)) == value
