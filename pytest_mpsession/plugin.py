@@ -15,6 +15,7 @@ worker opens its own board from the ``--mp-port`` pool and the controller opens 
 from __future__ import annotations
 
 import ast
+import copy
 import os
 import re
 import shlex
@@ -532,6 +533,7 @@ def pytest_load_initial_conftests(
     argparse would read ``examples/`` as the profile; when the word after a bare
     ``--mp-mock`` is an existing path (or a node id), it is a test path, not a profile.
     """
+    changed = False
     for i, arg in enumerate(args[:-1]):
         if arg == "--":
             break
@@ -540,6 +542,14 @@ def pytest_load_initial_conftests(
             path = nxt.split("::", 1)[0]
             if not nxt.startswith("-") and ("::" in nxt or os.path.exists(path)):
                 args[i] = "--mp-mock=generic"
+                changed = True
+    if changed:
+        # pytest finds the initial conftests (``examples/conftest.py``) from the test paths
+        # it parsed before this plugin loaded, when the path still looked like a profile.
+        old = early_config.known_args_namespace
+        namespace = parser.parse_known_args(args, namespace=copy.copy(early_config.option))
+        namespace.confcutdir = old.confcutdir
+        early_config.known_args_namespace = namespace
 
 
 MARKERS = (

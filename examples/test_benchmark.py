@@ -1,0 +1,34 @@
+"""Benchmarks on the board with pytest-benchmark (the ``device_benchmark`` fixture is in
+conftest.py). ``pytest --mp-mock examples/test_benchmark.py`` prints the table;
+``--benchmark-disable`` runs each once, as a plain test."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_sum_of_a_range(device_benchmark):
+    assert device_benchmark("print(sum(range(1000)))") == "499500\n"
+
+
+def test_string_building(device_benchmark):
+    out = device_benchmark("print(len(''.join([str(i) for i in range(200)])))")
+    assert out == "490\n"
+
+
+@pytest.mark.requires_feature("native")
+def test_native_emitter_loop(device_benchmark):
+    setup = """
+import micropython
+
+@micropython.native
+def checksum(data):
+    total = 0
+    for b in data:
+        total = (total + b) & 0xFFFF
+    return total
+
+payload = bytes(range(256)) * 8
+"""
+    expected = sum(range(256)) * 8 & 0xFFFF
+    assert device_benchmark("print(checksum(payload))", setup=setup) == f"{expected}\n"
