@@ -396,3 +396,81 @@ def test_thread_that_will_not_stop_is_reported(manager: DeviceSessionManager) ->
     assert handle.state == "stuck"
     with manager.create_session() as after:  # the board is still usable
         assert after.eval("3") == 3
+
+
+# -- the manager on the unix port: connection, timeouts, capabilities ---------------------------
+
+
+def test_open_announces_connecting_and_connected(unix_port: str) -> None:
+    manager = DeviceSessionManager()
+    seen: list[tuple[str, str]] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append((old.value, new.value)))
+    assert manager.state is SessionState.DISCONNECTED
+    manager.open(unix_port)
+    with manager.create_session() as s:
+        assert s.eval("1 + 1") == 2
+    manager.terminate_session()
+    manager.open()  # the same port again
+    manager.close()
+    assert seen[:2] == [("disconnected", "connecting"), ("connecting", "connected")]
+    assert seen[-3:] == [
+        ("connecting", "connected"),
+        ("connected", "disconnected"),
+        ("disconnected", "closed"),
+    ]
+    assert ("connected", "disconnected") in seen[2:-3]
+    assert all(pair in (("connected", "busy"), ("busy", "connected")) for pair in seen[2:-5])
+
+
+def test_open_failure_is_error_state(tmp_path: Path) -> None:
+    manager = DeviceSessionManager()
+    with pytest.raises(DeviceConnectionError):
+        manager.open(str(tmp_path / "no-such-port"), timeout=1.0)
+    assert manager.state is SessionState.ERROR
+    assert isinstance(manager.last_error, DeviceConnectionError)
+    with pytest.raises(DeviceConnectionError, match="manager is in the error state"):
+        manager.create_session()
+    manager.close()
+    assert manager.state is SessionState.CLOSED
+
+
+def test_timeout_interrupts_and_the_session_goes_on(unix_manager: DeviceSessionManager) -> None:
+    from pytest_mpsession.errors import DeviceTimeout
+
+    with unix_manager.create_session() as s:
+        s.exec("kept = 5")
+        with pytest.raises(DeviceTimeout):
+            s.exec("while True:\n    pass\n", timeout=0.5)
+        assert unix_manager.state is SessionState.CONNECTED
+        assert s.eval("kept") == 5  # interrupted, not reset: the namespace is intact
+
+
+def test_capabilities_detected_lazily_and_refreshed(unix_manager: DeviceSessionManager) -> None:
+    caps = unix_manager.capabilities
+    assert caps.implementation == "micropython" and caps.supports_feature("threading")
+    assert unix_manager.capabilities is caps  # detected once
+    with unix_manager.create_session() as s:
+        info = s.context.device_info
+        assert info["device_type"] == caps.device_type and info["port"] == unix_manager.port
+
+
+def test_given_capabilities_are_used_and_a_refresh_announces_changes(unix_port: str) -> None:
+    from dataclasses import replace
+
+    with DeviceSessionManager.connect(unix_port) as probe:
+        real = probe.capabilities
+    stale = replace(real, firmware_version="0.0.1", version=(0, 0, 1))
+    manager = DeviceSessionManager.connect(unix_port, capabilities=stale)
+    changes: list[object] = []
+    manager.add_listener("capabilities_changed", changes.append)
+    try:
+        before = manager.exchange_count
+        assert manager.capabilities is stale  # no detection when they are given
+        assert manager.exchange_count == before
+        stale.refresh_capabilities()
+        assert stale.firmware_version == real.firmware_version
+        assert changes == [stale]
+        stale.refresh_capabilities()  # nothing differs now: no event
+        assert changes == [stale]
+    finally:
+        manager.close()

@@ -170,6 +170,7 @@ class DeviceSessionManager:
             baudrate = int(self._open_args.get("baudrate", baudrate))
             timeout = self._open_args.get("timeout", timeout)
         self._set_state(_S.CONNECTING)
+        self._port = port
         try:
             comm = Communicator.open(port, baudrate=baudrate, timeout=timeout)
         except BaseException as exc:
@@ -259,8 +260,8 @@ class DeviceSessionManager:
             return
         if state is _S.ERROR:
             raise DeviceConnectionError(
-                f"the board at {self._port} is unusable after a failed recovery "
-                f"({self.last_error}); call manager.recover() or reconnect",
+                f"the session manager is in the error state, the board at {self._port} is "
+                f"unusable ({self.last_error}); call manager.recover() or open() again",
                 port=self._port,
             )
         if state is _S.CLOSED:
