@@ -50,6 +50,9 @@ RECOVERY_TIMEOUT: Final = 3.0
 # While entering the raw REPL, the interrupt + Ctrl-A is sent again this often (bytes sent
 # while a board boots are lost).
 ENTER_RETRY: Final = 1.0
+# A Ctrl-C is sent again this often until the running code stops.
+INTERRUPT_RETRY: Final = 0.5
+_RUNNING: Final = frozenset({State.STDOUT, State.STDERR, State.PROMPT})
 _HARD_RESET_MARK: Final = "_mpsession_hard_reset_mark"
 
 _TYPE_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::[ ]?(.*))?\Z", re.S)
@@ -290,15 +293,29 @@ class Communicator:
                 while not isinstance(eng.next_event(), NeedData):
                     pass
             return
-        if eng.state in (State.STDOUT, State.STDERR, State.PROMPT):
-            # Code left running (exec_no_follow): stop it.
-            self._write(eng.interrupt())
-            try:
-                if self._wait_for(ExecFinished, deadline):
-                    return
-            except ProtocolError:
-                pass
+        if eng.state in _RUNNING:
+            # Code left running (exec_no_follow): stop it, keeping time for a full enter.
+            if self._stop_running(time.monotonic() + (deadline - time.monotonic()) / 2):
+                return
         self._enter(deadline, timeout)
+
+    def _stop_running(self, deadline: float) -> bool:
+        """Ctrl-C until the running code ends; False at the deadline.
+
+        A Ctrl-C that arrives before the board armed its interrupt character (just after
+        "OK") is read as input and lost, so it is sent again every INTERRUPT_RETRY seconds.
+        """
+        eng = self._engine
+        try:
+            while True:
+                self._write(eng.interrupt())
+                step = min(deadline, time.monotonic() + INTERRUPT_RETRY)
+                if self._wait_for(ExecFinished, step):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+        except ProtocolError:
+            return False
 
     # -- exec -----------------------------------------------------------------------------
 
@@ -406,14 +423,8 @@ class Communicator:
         eng = self._engine
         deadline = time.monotonic() + self.recovery_timeout
         back = False
-        try:
-            self._write(eng.interrupt())
-            if eng.state is State.ENTERING:
-                back = self._wait_for(RawReplEntered, deadline)
-            else:
-                back = self._wait_for(ExecFinished, deadline)
-        except ProtocolError:
-            back = False
+        if eng.state in _RUNNING:
+            back = self._stop_running(deadline)
         if not back:
             try:
                 self._enter(time.monotonic() + self.recovery_timeout, self.recovery_timeout)
