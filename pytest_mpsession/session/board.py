@@ -112,13 +112,14 @@ def _mps_q(k):
  _mps_r(_mps_th.get(k) or {})
 """
 
-# Files, without os.stat/os.ilistdir/hashlib where the board lacks them (1.9 has os.size).
+# Files, without os.stat/os.ilistdir/hashlib where the board lacks them (1.9 has os.size),
+# in two parts so that each compiles within a 16 KB board's free RAM.
 # _mps_fs(p): ('f'|'d', size) or None when p does not exist.
 # _mps_fh(p,d,a): does file p hold the content whose sha256 digest is d (or, without a
 #   hashlib, whose adler-32 pair is a)?
 # _mps_fw(p,z,d,a,b,m): unless p already holds that content (size z), write chunk b to p
 #   and keep it open in _mps_wf when more chunks (m) follow; prints 1 written / 0 skipped.
-FS = r"""def _mps_fs(p):
+FS_READ = r"""def _mps_fs(p):
  import os
  try:
   s=os.stat(p)
@@ -162,7 +163,10 @@ def _mps_fr(p,n):
    _mps_r(b)
  finally:
   f.close()
-def _mps_fh(p,d,a):
+"""
+
+# Writing files (needs FS_READ's _mps_fs).
+FS_WRITE = r"""def _mps_fh(p,d,a):
  h=None
  try:
   import hashlib
@@ -224,4 +228,10 @@ def _mps_fd(p):
 """
 
 #: The helper parts by name, in the order they must be installed ("core" first).
-PARTS: dict[str, str] = {"core": CORE, "context": CONTEXT, "thread": THREAD, "fs": FS}
+PARTS: dict[str, str] = {
+    "core": CORE,
+    "context": CONTEXT,
+    "thread": THREAD,
+    "fs_read": FS_READ,
+    "fs_write": FS_WRITE,
+}

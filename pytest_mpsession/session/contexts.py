@@ -390,6 +390,10 @@ class FileInfo:
     type: str
 
 
+_READ = ("core", "fs_read")
+_WRITE = ("core", "fs_read", "fs_write")
+
+
 def _key(path: str) -> str:
     norm = posixpath.normpath(path) if path else "."
     return norm
@@ -419,8 +423,10 @@ class FileSystemContext:
         self._cache: dict[str, FileInfo] = {}
         self._cwd: tuple[int, str] | None = None
 
-    def _helper(self, line: str, timeout: float | None = None) -> object:
-        return self._session._call_helper(line, timeout=timeout, parts=("core", "fs"))
+    def _helper(
+        self, line: str, timeout: float | None = None, parts: tuple[str, ...] = _READ
+    ) -> object:
+        return self._session._call_helper(line, timeout=timeout, parts=parts)
 
     @property
     def current_directory(self) -> str:
@@ -491,7 +497,7 @@ class FileSystemContext:
     def read(self, path: str, timeout: float | None = None) -> bytes:
         """The bytes of file ``path`` on the board."""
         out = self._session._exchange_raw(
-            f"_mps_fr({path!r},{int(self.read_chunk_size)})", timeout, ("core", "fs")
+            f"_mps_fr({path!r},{int(self.read_chunk_size)})", timeout, _READ
         )
         data = b"".join(_as_bytes(_parse(piece.rstrip("\r\n"))) for piece in out.split("\x1e")[1:])
         with self._lock:
@@ -520,11 +526,12 @@ class FileSystemContext:
                 f"_mps_fw({path!r},{len(data)},{digest!r},{pair!r},{chunks[0]!r},"
                 f"{int(len(chunks) > 1)})",
                 timeout,
+                _WRITE,
             )
             if written:
                 for i, chunk in enumerate(chunks[1:], 2):
                     self._session._exchange_raw(
-                        f"_mps_fa({chunk!r},{int(i < len(chunks))})", timeout, ("core", "fs")
+                        f"_mps_fa({chunk!r},{int(i < len(chunks))})", timeout, _WRITE
                     )
         with self._lock:
             self._cache[_key(path)] = FileInfo(len(data), "file")
@@ -532,14 +539,14 @@ class FileSystemContext:
 
     def remove(self, path: str, timeout: float | None = None) -> None:
         """Remove file ``path`` from the board."""
-        self._session._exchange_raw(f"_mps_fd({path!r})", timeout, ("core", "fs"))
+        self._session._exchange_raw(f"_mps_fd({path!r})", timeout, _WRITE)
         with self._lock:
             self.__drop(_key(path))
 
     def mkdir(self, path: str, timeout: float | None = None) -> None:
         """Make directory ``path`` on the board (DeviceError ``NotImplementedError`` on a
         flat filesystem without ``os.mkdir``)."""
-        self._session._exchange_raw(f"_mps_fm({path!r})", timeout, ("core", "fs"))
+        self._session._exchange_raw(f"_mps_fm({path!r})", timeout, _WRITE)
         with self._lock:
             self._cache[_key(path)] = FileInfo(0, "dir")
 
