@@ -197,7 +197,18 @@ class Communicator:
     # -- the I/O loop ---------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        self._transport.write(data)
+        """Write, pacing plain raw code: after each chunk while more are to come, a pause
+        during which the board drains its UART buffer. A read, not a sleep: anything the
+        board says meanwhile is taken in."""
+        transport = self._transport
+        transport.write(data)
+        eng = self._engine
+        if self.plain_chunk_pause > 0 and eng.raw_chunks_pending:
+            pause_end = time.monotonic() + self.plain_chunk_pause
+            while time.monotonic() < pause_end:
+                received = transport.read_some(pause_end)
+                if received:
+                    eng.receive_data(received)
 
     def _next_event(self, deadline: float) -> Event | None:
         """The next event from the board, or None when the deadline passes first."""
@@ -209,14 +220,7 @@ class Communicator:
             # acknowledge): send them before returning or blocking.
             out = eng.data_to_send()
             while out:
-                transport.write(out)
-                if self.plain_chunk_pause > 0 and eng.raw_chunks_pending:
-                    # Pace plain raw mode: the board drains its UART buffer meanwhile. A
-                    # read, not a sleep: anything the board says is taken in.
-                    pause_end = min(deadline, time.monotonic() + self.plain_chunk_pause)
-                    data = transport.read_some(pause_end)
-                    if data:
-                        eng.receive_data(data)
+                self._write(out)
                 out = eng.data_to_send()
             if not isinstance(ev, NeedData):
                 return ev
