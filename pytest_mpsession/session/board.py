@@ -20,6 +20,8 @@ Board names (all start with ``_mps`` so they never meet a user's names in ``__ma
 ``_mps_sf``  the session keys whose threads are asked to stop (``mps_should_stop()``)
 ``_mps_r(v)`` prints the result marker ``\x1e`` then ``repr(v)``: the host takes what follows
              the last marker as the value, so a function's own prints never mix into it.
+             Long answers (listings, file contents) are printed as one marked piece per
+             entry, so no big repr has to be built in a small board's fragmented heap.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def _mps_d(k,w):
 # Looking into a namespace (DeviceContext).
 CONTEXT = r"""def _mps_v(k):
  n=_mps_ns.get(k) or {}
- _mps_r([(x,repr(n[x])) for x in n])
+ for x in n:
+  _mps_r((x,repr(n[x])))
 def _mps_h(k,x):
  _mps_r(x in (_mps_ns.get(k) or {}))
 """
@@ -144,9 +147,8 @@ def _mps_fl(p,i):
   l=os.listdir(p)
  except TypeError:
   l=os.listdir()
- if i:
-  l=[(x,_mps_fs(_mps_fj(p,x))) for x in l]
- _mps_r(l)
+ for x in l:
+  _mps_r((x,_mps_fs(_mps_fj(p,x))) if i else x)
 def _mps_fc():
  import os
  try:

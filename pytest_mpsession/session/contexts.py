@@ -96,10 +96,13 @@ class DeviceContext:
     def global_variables(self) -> Mapping[str, object]:
         """A read-only snapshot of the names the session defined on the board (one round
         trip): literal values as Python values, anything else as a :class:`RemoteObject`."""
-        pairs = self._session._call_helper(f"_mps_v({self._session._key})", parts=("context",))
+        pairs = self._session._call_helper_pieces(
+            f"_mps_v({self._session._key})", parts=("context",)
+        )
         result: dict[str, object] = {}
-        assert isinstance(pairs, list)
-        for name, text in pairs:
+        for pair in pairs:
+            key, value = _pair(pair)
+            name, text = str(key), str(value)
             if name in _INTERNAL_NAMES:
                 continue
             try:
@@ -447,8 +450,7 @@ class FileSystemContext:
     def listdir(self, path: str = ".", timeout: float | None = None) -> list[str]:
         """The names in ``path`` on the board. Cached entries of ``path`` that are no longer
         there are dropped."""
-        names = self._helper(f"_mps_fl({path!r},0)", timeout)
-        assert isinstance(names, list)
+        names = self._session._call_helper_pieces(f"_mps_fl({path!r},0)", timeout, _READ)
         self._prune(path, {str(n) for n in names})
         return [str(n) for n in names]
 
@@ -457,14 +459,16 @@ class FileSystemContext:
     ) -> dict[str, FileInfo]:
         """Read ``path``'s entries with their size and type from the board (one round trip)
         into the cache; returns name -> :class:`FileInfo`."""
-        entries = self._helper(f"_mps_fl({path!r},1)", timeout)
-        assert isinstance(entries, list)
+        entries = self._session._call_helper_pieces(f"_mps_fl({path!r},1)", timeout, _READ)
         found: dict[str, FileInfo] = {}
-        for name, stat in entries:
+        for entry in entries:
+            name, stat = _pair(entry)
             if stat is None:
-                continue
-            kind, size = stat
-            found[str(name)] = FileInfo(int(size), "dir" if kind == "d" else "file")
+                continue  # vanished between listing and stat
+            kind, size = _pair(stat)
+            if not isinstance(size, int):
+                raise MpSessionError(f"the board sent size {size!r} for {name!r}")
+            found[str(name)] = FileInfo(size, "dir" if kind == "d" else "file")
         self._prune(path, set(found))
         with self._lock:
             for name, info in found.items():
@@ -496,10 +500,10 @@ class FileSystemContext:
 
     def read(self, path: str, timeout: float | None = None) -> bytes:
         """The bytes of file ``path`` on the board."""
-        out = self._session._exchange_raw(
+        pieces = self._session._call_helper_pieces(
             f"_mps_fr({path!r},{int(self.read_chunk_size)})", timeout, _READ
         )
-        data = b"".join(_as_bytes(_parse(piece.rstrip("\r\n"))) for piece in out.split("\x1e")[1:])
+        data = b"".join(_as_bytes(piece) for piece in pieces)
         with self._lock:
             self._cache[_key(path)] = FileInfo(len(data), "file")
         return data
@@ -549,6 +553,12 @@ class FileSystemContext:
         self._session._exchange_raw(f"_mps_fm({path!r})", timeout, _WRITE)
         with self._lock:
             self._cache[_key(path)] = FileInfo(0, "dir")
+
+
+def _pair(value: object) -> tuple[object, object]:
+    if isinstance(value, tuple) and len(value) == 2:
+        return value[0], value[1]
+    raise MpSessionError(f"the board sent {value!r} where a pair was expected")
 
 
 def _as_bytes(value: object) -> bytes:

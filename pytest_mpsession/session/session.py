@@ -184,6 +184,16 @@ class DeviceSession:
             log.debug("session %s output: %s", self.session_id, printed)
         return _parse(value.rstrip("\r\n"))
 
+    def _call_helper_pieces(
+        self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
+    ) -> list[object]:
+        """Like :meth:`_call_helper` for code that prints one marked value per piece."""
+        out = self._exchange_raw(code, timeout, parts)
+        pieces = out.split(RESULT_MARKER)
+        if pieces[0]:
+            log.debug("session %s output: %s", self.session_id, pieces[0])
+        return [_parse(piece.rstrip("\r\n")) for piece in pieces[1:]]
+
     def exec(self, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in the session's namespace on the board; returns what it printed.
 
