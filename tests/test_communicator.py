@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pytest_mpsession.communicator import Communicator, parse_literal, parse_traceback
+from pytest_mpsession.emulator import PtyBoard
 from pytest_mpsession.errors import (
     DeviceConnectionError,
     DeviceError,
@@ -313,11 +314,9 @@ def test_hard_reset_where_impossible_says_so(comm: Communicator) -> None:
     assert comm.exec("print('still here')") == "still here\n"
 
 
-def test_hard_reset_by_machine_reset(
-    pty_board_factory: Callable[..., object],
-) -> None:
+def test_hard_reset_by_machine_reset(pty_board_factory: Callable[..., PtyBoard]) -> None:
     board = pty_board_factory("generic")
-    with Communicator.open(board.path) as c:  # type: ignore[attr-defined]
+    with Communicator.open(board.path) as c:
         calls: list[str] = []
         c.add_reset_listener(lambda: calls.append("reset"))
         c.exec("survivor = 1")
@@ -433,3 +432,30 @@ def test_closed_communicator(unix_port: str) -> None:
     c.close()
     with pytest.raises(DeviceConnectionError, match="closed"):
         c.exec("1")
+
+
+# -- an old board (the emulator's MicroPython 1.9 "legacy" profile) ---------------------
+
+
+def test_legacy_board_without_raw_paste(pty_board_factory: Callable[..., PtyBoard]) -> None:
+    board = pty_board_factory("legacy")
+    with Communicator.open(board.path) as c:
+        assert c.exec("print(6*7)") == "42\n"  # CRLF read as LF
+        out, _ = c.exec_raw("print(6*7)")
+        assert out == b"42\r\n"
+        # long code: raw-paste is tried, refused (the banner again), and never tried again;
+        # plain raw mode paces it into the board's 256-byte UART buffer.
+        line = "t += 1  # " + "-" * 40 + "\n"
+        assert c.exec("t = 0\n" + line * 40 + "print(t)") == "40\n"
+        assert c.raw_paste is False
+        assert c.exec("t = 0\n" + line * 20 + "print(t)") == "20\n"
+        with pytest.raises(DeviceError) as info:
+            c.exec("1//0")
+        assert info.value.exc_type == "ZeroDivisionError"
+        assert info.value.traceback.startswith("Traceback (most recent call last):\n")
+        c.exec("gone = 1")
+        c.soft_reset()
+        assert c.eval("'gone' in globals()") is False
+        with pytest.raises(DeviceTimeout):
+            c.exec("while True:\n    pass", timeout=0.3)
+        assert c.eval("[1, 2.5, None]") == [1, 2.5, None]
