@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_mpsession.errors import MpSessionError, ProtocolError
+from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError, ProtocolError
 
 __all__ = [
     "KNOWN_FEATURES",
@@ -37,6 +37,7 @@ __all__ = [
     "parse_probe_output",
     "parse_version",
     "probe_script",
+    "small_scripts",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class FeatureProbes:
 # Table entries are ``name \x1f code`` separated by ``\x1e``. An entry with a name is a
 # feature probe, run in a fresh namespace holding ``I``; the name is printed when it does not
 # raise. An entry without a name is a step of the script itself, sharing one namespace ``g``.
+# A MemoryError in any entry is reported (``@mps:m=``): the board is too small for the one-shot
+# script, and :func:`detect` asks again in small pieces.
 _DRIVER = """\
 def _mps(P):
  import sys,gc
@@ -195,8 +198,9 @@ def _mps(P):
     w('f',n)
    else:
     exec(c,g)
-  except Exception:
-   pass
+  except Exception as e:
+   if isinstance(e,MemoryError):
+    w('m',n or '-')
   c=None
   for m in list(sys.modules):
    if m not in b:
@@ -280,10 +284,148 @@ def probe_script(probes: FeatureProbes | None = None) -> str:
     )
 
 
+# -- small boards: the same facts in several small exchanges ---------------------------------
+#
+# A board with about 10 KB free cannot buffer and run the one-shot script (it needs about
+# 18 KB). These scripts stand alone, each well under 1 KB, and print the same lines.
+
+_SMALL_WRAP = "try:\n {name}({args})\nfinally:\n del {name}\n"
+
+_SMALL_IDENTITY = """\
+def _mpsi():
+ import sys
+ p=print
+ v=''
+ try:
+  i=sys.implementation
+  p('@mps:impl='+i.name)
+  v='.'.join([str(x) for x in i.version[:3]])
+  if len(i.version)>3 and i.version[3]:
+   v+='-'+str(i.version[3])
+ except Exception:
+  pass
+ u=None
+ for m in ('os','uos'):
+  try:
+   u=__import__(m).uname()
+   break
+  except Exception:
+   pass
+ if not v and u:
+  v=u.release
+ p('@mps:ver='+v)
+ p('@mps:plat='+sys.platform)
+ try:
+  p('@mps:mach='+u.machine)
+ except Exception:
+  try:
+   p('@mps:mach='+sys.implementation._machine)
+  except Exception:
+   pass
+ try:
+  import machine
+  p('@mps:uid='+''.join(['%02x'%b for b in machine.unique_id()]))
+ except Exception:
+  pass
+ p('@mps:end=1')
+"""
+
+_SMALL_PROBES = """\
+def _mpsp(P):
+ import sys,gc
+ def I(*a):
+  for m in a:
+   try:
+    return __import__(m)
+   except ImportError:
+    pass
+  raise ImportError(a[0])
+ for n,c in P:
+  b=list(sys.modules)
+  try:
+   exec(c,{'I':I})
+   print('@mps:f='+n)
+  except Exception as e:
+   if isinstance(e,MemoryError):
+    print('@mps:m='+n)
+  c=None
+  for m in list(sys.modules):
+   if m not in b:
+    del sys.modules[m]
+  gc.collect()
+"""
+
+_SMALL_MEMORY_OPS = """\
+def _mpsq():
+ import gc
+ gc.collect()
+ print('@mps:mem='+str(gc.mem_free()))
+ T=None
+ for m in ('time','utime'):
+  try:
+   T=__import__(m)
+   T.ticks_us
+   break
+  except Exception:
+   T=None
+ if T:
+  n=0
+  x=0
+  s=T.ticks_us()
+  while 1:
+   for j in range(100):
+    x=x+j
+   n=n+100
+   e=abs(T.ticks_diff(T.ticks_us(),s))
+   if e>=10000 or n>=2000000:
+    break
+  print('@mps:ops='+str(n))
+  print('@mps:opus='+str(e))
+"""
+
+#: Bytes of probe code per small exchange.
+_SMALL_PROBE_BUDGET = 240
+
+
 def identity_script() -> str:
-    """A short script printing only who the board is (for the capabilities cache lookup)."""
-    steps = [_STEP_START, _STEP_IDENTITY, _STEP_UNIQUE_ID, _STEP_END]
-    return _script([("", c) for c in steps])
+    """A short script printing only who the board is (for the capabilities cache lookup);
+    small enough for any board."""
+    return _SMALL_IDENTITY + _SMALL_WRAP.format(name="_mpsi", args="")
+
+
+def small_scripts(probes: FeatureProbes | None = None) -> list[str]:
+    """The probe in several small exchanges, for boards too small for :func:`probe_script`:
+    identity, then the feature probes in groups, then free memory and the operations loop.
+    Their outputs, joined, parse like the one-shot script's."""
+    return [script for script, _group in _small_plan(probes)]
+
+
+def _small_plan(probes: FeatureProbes | None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``(script, probes it runs)`` for each small exchange."""
+    probes = probes if probes is not None else FeatureProbes()
+    plan: list[tuple[str, list[tuple[str, str]]]] = [
+        (
+            _SMALL_IDENTITY.replace(" p('@mps:end=1')\n", "")
+            + _SMALL_WRAP.format(name="_mpsi", args=""),
+            [],
+        )
+    ]
+    group: list[tuple[str, str]] = []
+    size = 0
+    for name, code in [*probes.items(), ("", "")]:
+        if group and (not name or size + len(code) > _SMALL_PROBE_BUDGET):
+            plan.append((_probe_group_script(group), group))
+            group, size = [], 0
+        if name:
+            group.append((name, code))
+            size += len(code)
+    plan.append((_SMALL_MEMORY_OPS + _SMALL_WRAP.format(name="_mpsq", args=""), []))
+    return plan
+
+
+def _probe_group_script(group: list[tuple[str, str]]) -> str:
+    args = "(" + "".join(f"({n!a},{c!a})," for n, c in group) + ")"
+    return _SMALL_PROBES + _SMALL_WRAP.format(name="_mpsp", args=args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +464,8 @@ class ProbeOutput:
     ops: int | None
     ops_us: int | None
     board_us: int | None
+    #: entries that ran out of memory on the board (``-`` for a step of the script)
+    memory_errors: frozenset[str] = frozenset()
 
 
 def _int_value(key: str, value: str) -> int:
@@ -338,12 +482,15 @@ def parse_probe_output(text: str) -> ProbeOutput:
         raise ProtocolError(f"capability probe: expected text, got {type(text).__name__}")
     values: dict[str, str] = {}
     features: set[str] = set()
+    memory_errors: set[str] = set()
     for m in _LINE_RE.finditer(text):
         key, value = m.group(1), m.group(2).strip()
         if key == "f":
             if not _NAME_RE.match(value):
                 raise ProtocolError(f"capability probe: bad feature name {value!r}")
             features.add(value)
+        elif key == "m":
+            memory_errors.add(value[:40])
         else:
             values[key] = value
     if "end" not in values:
@@ -377,6 +524,7 @@ def parse_probe_output(text: str) -> ProbeOutput:
         ops=ops,
         ops_us=ops_us,
         board_us=board_us,
+        memory_errors=frozenset(memory_errors),
     )
 
 
@@ -601,9 +749,19 @@ def detect(
 ) -> DeviceCapabilities:
     """Find out what the board is and can do, in one exchange.
 
+    A board without raw-paste (``communicator.raw_paste is False``: old firmware, which
+    buffers a whole exchange in RAM before compiling it) is asked in several small
+    exchanges instead (:func:`small_scripts`), and so is a board that runs out of memory
+    with the one-shot script. Before raw-paste is known, run :func:`identify` (a small
+    exchange) first so that an old board never receives the big script.
+
     Raises :class:`~pytest_mpsession.errors.DeviceError` if the probe script itself fails on
     the board and :class:`ProtocolError` if its answer cannot be read.
     """
+    if getattr(communicator, "raw_paste", None) is False:
+        # The raw REPL of old firmware keeps its line buffer at the largest exchange it
+        # has seen: a 3 KB script would cost a 16 KB board that RAM for good.
+        return _detect_small(communicator, probes, timeout)
     script = probe_script(probes)
     first: list[float] = []
 
@@ -614,10 +772,74 @@ def detect(
             first.append(time.monotonic())
 
     start = time.monotonic()
-    text = communicator.exec(script, timeout=timeout, on_stdout=on_stdout)
+    try:
+        text = communicator.exec(script, timeout=timeout, on_stdout=on_stdout)
+    except DeviceError as exc:
+        if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError":
+            raise
+        return _detect_small(communicator, probes, timeout)
     end = time.monotonic()
     out = parse_probe_output(text)
+    if out.memory_errors:
+        return _detect_small(communicator, probes, timeout)
     return _build(out, communicator.raw_paste, len(script.encode()), start, first, end)
+
+
+def _detect_small(
+    communicator: ProbeTarget, probes: FeatureProbes | None, timeout: float | None
+) -> DeviceCapabilities:
+    """:func:`detect` for small boards: the same facts, in several small exchanges."""
+    plan = _small_plan(probes)
+    texts: list[str] = []
+    sent = 0
+    sending = 0.0
+    first: list[float] = []
+    exchanges = 0
+
+    def on_stdout(_chunk: bytes) -> None:
+        if not first:
+            first.append(time.monotonic())
+
+    def run(script: str) -> str:
+        nonlocal sent, sending, exchanges
+        first.clear()
+        exchanges += 1
+        t0 = time.monotonic()
+        text = communicator.exec(script, timeout=timeout, on_stdout=on_stdout)
+        if first:
+            sent += len(script)
+            sending += first[0] - t0
+        return text
+
+    start = time.monotonic()
+    for script, group in plan:
+        try:
+            texts.append(run(script))
+        except DeviceError as exc:
+            if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError" or not group:
+                raise
+            # A group too big for the board: each probe alone; one that still does not
+            # fit is a feature the board cannot have.
+            for name, code in group:
+                try:
+                    texts.append(run(_probe_group_script([(name, code)])))
+                except DeviceError as single:
+                    if isinstance(single, DeviceTimeout) or single.exc_type != "MemoryError":
+                        raise
+                    texts.append(f"@mps:m={name}\n")
+    end = time.monotonic()
+    out = parse_probe_output("".join(texts) + "@mps:end=1\n")
+    # Timed like one exchange: the loop's board time is the only board time known.
+    board_ms = (out.ops_us or 0) / 1000.0
+    per_exchange_ms = max((end - start) * 1000.0 - board_ms, 0.0) / max(exchanges, 1)
+    write_rate = sent / sending if sending > 0 else 0.0
+    caps = _build(out, communicator.raw_paste, 0, start, [], start)
+    caps.performance = PerformanceProfile(
+        round_trip_ms=round(per_exchange_ms, 3),
+        write_bytes_per_s=round(write_rate, 1),
+        ops_per_s=caps.performance.ops_per_s,
+    )
+    return caps
 
 
 def _build(

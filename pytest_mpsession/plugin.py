@@ -363,8 +363,10 @@ def connect_board(config: pytest.Config, board: Board) -> None:
     try:
         cache = getattr(config, "cache", None) if settings.use_cache else None
         caps: DeviceCapabilities | None = None
+        # A small first exchange: who the board is (the cache key), and whether it has
+        # raw-paste (an old board without it is then probed in small pieces).
+        ident = identify(comm, timeout=settings.timeout)
         if cache is not None:
-            ident = identify(comm, timeout=settings.timeout)
             key = cache_key(ident.unique_id, ident.firmware_version, board.probes)
             data = cache.get(key, None) if key else None
             if isinstance(data, dict):

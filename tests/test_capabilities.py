@@ -27,6 +27,7 @@ from pytest_mpsession.capabilities import (
     parse_probe_output,
     parse_version,
     probe_script,
+    small_scripts,
 )
 from pytest_mpsession.errors import DeviceError, MpSessionError, ProtocolError
 
@@ -70,7 +71,8 @@ class SubprocessBoard:
         text = code.decode() if isinstance(code, bytes) else code
         proc = run_micropython(text, self.heap)
         if proc.returncode != 0 or "Traceback" in proc.stderr:
-            raise DeviceError(proc.stderr.strip(), exc_type="Error", traceback=proc.stderr)
+            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "Error"
+            raise DeviceError(last, exc_type=last.split(":")[0], traceback=proc.stderr)
         if on_stdout is not None and proc.stdout:
             on_stdout(proc.stdout.encode())
         return proc.stdout
@@ -434,3 +436,63 @@ def test_probe_failure_surfaces_as_device_error() -> None:
 
     with pytest.raises(DeviceError):
         detect(Broken())
+
+
+# -- small boards ---------------------------------------------------------------------------------
+
+
+@needs_micropython
+@pytest.mark.timeout(60)
+def test_small_scripts_are_small_and_agree_with_the_one_shot_probe() -> None:
+    scripts = small_scripts()
+    assert all(len(s) < 1024 for s in scripts), [len(s) for s in scripts]
+    texts = [run_micropython(s, heap="12k").stdout for s in scripts]
+    small = parse_probe_output("".join(texts) + "@mps:end=1\n")
+    large = parse_probe_output(run_micropython(probe_script()).stdout)
+    assert small.features == large.features
+    assert (small.version, small.device_type, small.machine) == (
+        large.version,
+        large.device_type,
+        large.machine,
+    )
+    assert small.ops and small.memory_free
+
+
+@needs_micropython
+@pytest.mark.timeout(60)
+def test_identity_script_runs_in_a_tiny_heap() -> None:
+    # The cache lookup must work on a micro:bit-size board (about 8 KB free).
+    assert len(identity_script()) < 1024
+    out = parse_probe_output(run_micropython(identity_script(), heap="9k").stdout)
+    assert out.implementation == "micropython" and out.device_type == "linux"
+
+
+@needs_micropython
+@pytest.mark.timeout(60)
+def test_boards_without_raw_paste_are_probed_in_small_exchanges() -> None:
+    board = SubprocessBoard(raw_paste=False)
+    board.raw_paste = False  # known after an identify() exchange
+    caps = detect(board)
+    assert board.calls == len(small_scripts())
+    assert "raw_paste" not in caps.features
+    assert {"float", "threading", "native"} <= caps.features
+    assert caps.performance.ops_per_s > 0
+
+
+@needs_micropython
+@pytest.mark.timeout(60)
+def test_a_memory_error_in_the_one_shot_probe_falls_back_to_small_exchanges() -> None:
+    # A 12 KB heap runs the small scripts but not the one-shot script with a big probe.
+    probes = FeatureProbes()
+    probes.add("huge", "x=" + repr("y" * 6000))
+    board = SubprocessBoard(heap="12k")
+    caps = detect(board, probes)
+    # The one-shot, the small exchanges, then the group holding "huge" probe by probe.
+    assert board.calls > 1 + len(small_scripts(probes))
+    assert {"float", "bigint"} <= caps.features
+    assert "huge" not in caps.features
+
+
+def test_memory_errors_are_reported_by_the_parser() -> None:
+    out = parse_probe_output("@mps:ver=1.9.2\n@mps:m=asyncio\n@mps:m=-\n@mps:end=1\n")
+    assert out.memory_errors == {"asyncio", "-"}
