@@ -306,7 +306,8 @@ class Board:
     capabilities: DeviceCapabilities | None = None
     usb_serial: str | None = None
     from_cache: bool = False
-    notes: list[str] = field(default_factory=list)
+    #: why this board cannot be used (an xdist worker reports it per test, not by crashing)
+    error: str | None = None
 
     def describe(self) -> str:
         """``micropython 1.22.0 on esp32 at /dev/ttyACM0 (serial 3C61...), features: ...``."""
@@ -581,6 +582,25 @@ def pytest_configure(config: pytest.Config) -> None:
         workers = int(config.option.numprocesses)
         if workers > len(settings.ports) and not _shared_port(settings.ports):
             raise pytest.UsageError(_pool_message(workers, settings))
+        if not config.option.collectonly:
+            _check_ports_open(settings)
+
+
+def _check_ports_open(settings: Settings) -> None:
+    """xdist controller: a port that cannot be opened is a usage error before the workers
+    start (they open their boards themselves, and a worker that fails is restarted)."""
+    from pytest_mpsession.errors import MpSessionError
+    from pytest_mpsession.transport import Transport
+
+    for port in settings.ports:
+        if port.startswith(MOCK_SCHEME):
+            continue
+        try:
+            Transport.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
+        except (MpSessionError, OSError, ValueError) as exc:
+            raise pytest.UsageError(
+                f"mpsession: cannot use the board at {port}: {_one_line(exc)}"
+            ) from None
 
 
 def _check_rootdir(config: pytest.Config, ports: Sequence[str]) -> None:
@@ -629,12 +649,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     worker = _worker_id(config)
     workerinput = getattr(config, "workerinput", None)
     count = workerinput.get("workercount") if isinstance(workerinput, dict) else None
-    port = _port_for_worker(state.settings, worker, count)
+    try:
+        port = _port_for_worker(state.settings, worker, count)
+    except pytest.UsageError as exc:
+        if worker is None:
+            raise
+        port = "?"
+        state.board = Board(port=port, settings=state.settings, probes=probes, worker=worker)
+        state.board.error = str(exc)
+        return
     board = Board(port=port, settings=state.settings, probes=probes, worker=worker)
     state.board = board
     if config.option.collectonly:
         return
-    connect_board(config, board)
+    try:
+        connect_board(config, board)
+    except pytest.UsageError as exc:
+        if worker is None:
+            raise
+        # A worker that raises here crashes and is restarted under another id; instead its
+        # device tests fail with this one line.
+        board.error = str(exc)
+        return
     _record_board(config, board)
 
 
@@ -713,10 +749,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marked = any(item.get_closest_marker(m) for m in BOARD_MARKERS)
         if board is None and state.settings.configured:
             continue  # --collect-only on a configured board: nothing runs
+        uses = DEVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
         if board is None:
-            uses = DEVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
             if marked or uses:
                 item.add_marker(pytest.mark.skip(reason=NO_BOARD_REASON))
+        elif board.error is not None:
+            if marked and not uses:  # the fixture reports the board's error
+                item.add_marker(pytest.mark.usefixtures("device_session_manager"))
         elif marked and caps is not None:
             reason = skip_reason(item, caps)
             if reason is not None:
@@ -758,6 +797,8 @@ def _board_or_skip(config: pytest.Config) -> Board:
     board = state.board if state is not None else None
     if board is None:
         pytest.skip(NO_BOARD_REASON)
+    if board.error is not None:
+        pytest.fail(board.error, pytrace=False)
     return _ensure_connected(config, board)
 
 

@@ -332,3 +332,65 @@ def test_settings_resolution_unit(
     settings = resolve_settings(pytester.parseconfigure())
     assert settings.ports == ("hwgrep://2e8a:0005", "socket://h:1")
     assert settings.port_source == "MP_PORT"
+
+
+def test_mp_mock_before_a_test_path_loads_that_paths_conftest(pytester: pytest.Pytester) -> None:
+    # `pytest --mp-mock examples`: examples/conftest.py defines a feature through the hook;
+    # it must be known before collection checks the markers.
+    sub = pytester.mkpydir("suite")
+    (sub / "conftest.py").write_text(
+        "def pytest_mpsession_probe_features(probes):\n    probes.add('lora', 'import sx127x')\n"
+    )
+    (sub / "test_radio.py").write_text(
+        "import pytest\n\n@pytest.mark.requires_feature('lora')\ndef test_radio():\n    pass\n"
+    )
+    result = pytester.runpytest("--mp-mock", "suite", "--collect-only", "-q")
+    assert result.ret == 0, result.stderr.str() + result.stdout.str()
+    result.stdout.fnmatch_lines(["suite/test_radio.py::test_radio"])
+
+
+def test_xdist_missing_port_is_one_line_before_workers_start(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile("def test_x(device_session): pass")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--mp-port=/dev/ttyNOPE0", "--mp-port=/dev/ttyNOPE1"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot use the board at /dev/ttyNOPE0" in one_line_error(result)
+
+
+def test_usb_serial_number_from_pyserial(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serial.tools import list_ports
+    from serial.tools.list_ports_common import ListPortInfo
+
+    from pytest_mpsession import plugin
+
+    info = ListPortInfo("/dev/ttyACM7", skip_link_detection=True)
+    info.serial_number = "E66138935F2D6F28"
+    info.vid, info.pid = 0x2E8A, 0x0005
+    info.hwid = "USB VID:PID=2E8A:0005 SER=E66138935F2D6F28"
+    monkeypatch.setattr(list_ports, "comports", lambda *a, **k: [info])
+    monkeypatch.setattr(list_ports, "grep", lambda pattern, **k: iter([info]))
+    assert plugin.usb_serial_number("/dev/ttyACM7") == "E66138935F2D6F28"
+    assert plugin.usb_serial_number("hwgrep://2E8A:0005") == "E66138935F2D6F28"
+    assert plugin.usb_serial_number("/dev/ttyACM9") is None
+    assert plugin.usb_serial_number("socket://localhost:2217") is None
+
+
+def test_header_line_names_the_usb_serial_number() -> None:
+    from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes
+    from pytest_mpsession.plugin import Board, Settings
+
+    board = Board(port="/dev/ttyACM0", settings=Settings(), probes=FeatureProbes())
+    assert board.describe() == "board at /dev/ttyACM0 (not connected)"
+    board.capabilities = DeviceCapabilities(
+        firmware_version="1.22.0",
+        version=(1, 22, 0),
+        device_type="esp32",
+        features=frozenset({"threading", "float"}),
+    )
+    board.usb_serial = "3C61058A2D34"
+    assert board.describe() == (
+        "micropython 1.22.0 on esp32 at /dev/ttyACM0 (serial 3C61058A2D34), "
+        "features: float, threading"
+    )

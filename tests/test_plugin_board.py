@@ -405,3 +405,37 @@ def test_xdist_pool_one_board_per_worker(
         p.get("value") or "" for p in root.iter("property") if p.get("name") == "mpsession_port"
     )
     assert ports == sorted([f"gw0: {a.path}", f"gw1: {b.path}"])
+
+
+@pytest.mark.timeout(120)
+def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    import os
+    import pty
+
+    # Two serial ports nobody answers on: they open, but there is no raw REPL behind them.
+    pairs = [pty.openpty() for _ in range(2)]
+    try:
+        pytester.makepyfile(
+            """
+            def test_board(device_session):
+                pass
+
+            def test_host():
+                pass
+            """
+        )
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "--mp-timeout=1",
+            *[f"--mp-port={os.ttyname(slave)}" for _master, slave in pairs],
+        )  # fmt: skip
+    finally:
+        for master, slave in pairs:
+            os.close(master)
+            os.close(slave)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*mpsession: cannot use the board at /dev/pts/*"])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    result.stdout.no_fnmatch_line("*crashed*")
