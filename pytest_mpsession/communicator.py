@@ -550,6 +550,16 @@ class Communicator:
                 except DeviceConnectionError:
                     return None
 
+    def reconnect(self, timeout: float | None = None) -> None:
+        """Reopen the port (retrying until it is back, as after a USB board dropped off the
+        bus) and enter the raw REPL again. The board's RAM may or may not have survived."""
+        limit = self.timeout if timeout is None else timeout
+        with self.lock:
+            self._check_open()
+            deadline = time.monotonic() + limit
+            self._transport.reopen(limit)
+            self._enter(deadline, limit)
+
     def add_reset_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after every reset this communicator makes (RAM lost)."""
         self._listeners.append(callback)

@@ -459,3 +459,9 @@ def test_legacy_board_without_raw_paste(pty_board_factory: Callable[..., PtyBoar
         with pytest.raises(DeviceTimeout):
             c.exec("while True:\n    pass", timeout=0.3)
         assert c.eval("[1, 2.5, None]") == [1, 2.5, None]
+
+
+def test_reconnect_after_the_port_was_reopened(comm: Communicator) -> None:
+    comm.exec("kept = 7")
+    comm.reconnect(timeout=5)
+    assert comm.eval("kept") == 7  # a reopened port does not reset the board
