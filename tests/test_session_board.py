@@ -375,7 +375,7 @@ def test_background_thread_stopped_at_cleanup(manager: DeviceSessionManager) -> 
     assert handle.is_alive()
     assert s.executor.active_background_threads == [handle]
     s.cleanup()
-    assert handle.state == "stopped"
+    assert handle.state == "stopped" and not handle.is_alive()
     assert s.executor.active_background_threads == []
     assert board_names(manager) == []
 

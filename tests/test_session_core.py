@@ -21,7 +21,7 @@ from pytest_mpsession.session import (
     SessionState,
     StateTransitionError,
 )
-from pytest_mpsession.session.board import RESULT_MARKER
+from pytest_mpsession.session.board import GC_LINE, PARTS, RESULT_MARKER, split_pieces
 from pytest_mpsession.session.deploy import prepare
 from pytest_mpsession.session.literals import to_board_literal
 from pytest_mpsession.session.states import check_transition
@@ -121,7 +121,8 @@ def test_busy_while_a_call_runs_and_listeners_see_every_change(
     fake.reply = reply
     session = manager.create_session()
     assert session.eval("6*7") == 42
-    assert during == [SessionState.BUSY, SessionState.BUSY]  # the helpers, then the eval
+    # the helpers' pieces, then the eval, all in one BUSY period
+    assert during == [SessionState.BUSY] * (len(PARTS["core"]) + 1)
     assert seen == [
         (SessionState.CONNECTED, SessionState.BUSY),
         (SessionState.BUSY, SessionState.CONNECTED),
@@ -236,16 +237,17 @@ def test_untouched_session_cleanup_costs_no_round_trip(
     s.exec("x = 1")
     s.cleanup()
     # the helpers (once per board life), the exec, the cleanup: one round trip for the clean
-    assert len(fake.sent) == 3 and fake.sent[2].startswith("_mps_d(")
+    n = len(PARTS["core"])
+    assert len(fake.sent) == n + 2 and fake.sent[-1].startswith("_mps_d(")
     s.cleanup()  # idempotent
-    assert len(fake.sent) == 3
+    assert len(fake.sent) == n + 2
 
 
 def test_policies(manager: DeviceSessionManager, fake: FakeCommunicator) -> None:
     s = manager.create_session()
     s.exec("x = 1")
     s.cleanup(policy="none")
-    assert len(fake.sent) == 2
+    assert len(fake.sent) == len(PARTS["core"]) + 1
     s = manager.create_session()
     s.cleanup(policy=CleanupPolicy.SOFT)
     assert fake.reset_count == 1
@@ -259,12 +261,13 @@ def test_helpers_sent_once_per_board_life(
     s = manager.create_session()
     s.exec("a = 1")
     s.exec("b = 2")
-    assert "def _mps_x" in fake.sent[0]
-    assert [c[:7] for c in fake.sent[1:]] == ["_mps_x(", "_mps_x("]
+    n = len(PARTS["core"])
+    assert "def _mps_x" in "".join(fake.sent[:n])
+    assert [c[:7] for c in fake.sent[n:]] == ["_mps_x(", "_mps_x("]
     fake.soft_reset()
     s.exec("c = 3")
-    assert "def _mps_x" in fake.sent[3] and fake.sent[4].startswith("_mps_x(")
-    assert len(fake.sent) == 5
+    assert fake.sent[n + 2 :] == [*PARTS["core"], fake.sent[-1]]
+    assert fake.sent[-1].startswith("_mps_x(")
 
 
 def test_device_error_traceback_is_cleaned(
@@ -475,6 +478,17 @@ del sys, _OldOs, _NoHashlib
 """
 
 
+def test_split_pieces_keeps_statements_whole() -> None:
+    source = "try:\n x\nexcept NameError:\n x=1\ndef f():\n return 1\n" + "y=2\n" * 100
+    pieces = split_pieces(source, limit=40)
+    assert "".join(p.removesuffix(GC_LINE) for p in pieces) == source
+    assert pieces[0].startswith("try:") and "except NameError:\n x=1\n" in pieces[0]
+    assert all(len(p) <= 40 + len(GC_LINE) for p in pieces)
+    for pieces in PARTS.values():
+        for piece in pieces:
+            compile(piece, "<piece>", "exec")  # every piece stands alone
+
+
 def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) -> None:
     """Every helper part installed one exchange at a time (as the manager does) on the real
     interpreter with a 16 KB heap, the os module of MicroPython 1.9 and no hashlib."""
@@ -499,10 +513,12 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
 
     steps = [
         "_mps_fc()",
-        fw(data, data[:300], 1),
-        f"_mps_fa({data[300:]!r},0)",
-        fw(data, data[:300], 1),  # same content: skipped (Adler-32 on the board)
-        fw(other, other, 0),  # same size, other content: written
+        # 128-byte chunks: what FileSystemContext sends to a small board
+        fw(data, data[:128], 1),
+        *(f"_mps_fa({data[i : i + 128]!r},{int(i < 384)})" for i in range(128, 512, 128)),
+        fw(data, data[:128], 1),  # same content: skipped (Adler-32 on the board)
+        fw(other, other[:128], 1),  # same size, other content: written
+        *(f"_mps_fa({other[i : i + 128]!r},{int(i < 384)})" for i in range(128, 512, 128)),
         "_mps_fr('a.bin',200)",
         "_mps_fl('.',1)",
         "_mps_x(1,'x = [1, 2]')",
@@ -514,7 +530,7 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
     steps.append("try:\n _mps_fm('d')\nexcept NotImplementedError as e:\n _mps_r(str(e))")
     # Each part and each step is read and run on its own, as the raw REPL receives it in an
     # exchange of its own: the source of one at a time is in RAM.
-    exchanges = [*PARTS.values(), *steps]
+    exchanges = [*(piece for pieces in PARTS.values() for piece in pieces), *steps]
     (tmp_path / "x").mkdir()
     for i, text in enumerate(exchanges):
         (tmp_path / "x" / f"{i}.py").write_text(text + "\n")

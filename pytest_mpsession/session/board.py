@@ -6,9 +6,9 @@ required, one-space indentation (every byte is RAM while it compiles).
 
 The helpers live in the raw REPL's globals (``__main__``) and are sent in parts, only when the
 board lacks them: before the first exchange that needs a part, and again after a reset
-emptied the board's RAM (``Communicator.reset_count`` changed). Each part goes in an exchange
-of its own (one extra round trip per part and board life): compiling a part together with
-the code that uses it would need more RAM than a 16 KB board has free. Each part is
+emptied the board's RAM (``Communicator.reset_count`` changed). A part goes in pieces of at
+most ``PIECE_SIZE`` bytes, each in an exchange of its own (a few extra round trips per part and
+board life): compiling more at once needs more RAM than a 16 KB board has free. Each part is
 idempotent: sending it twice keeps every session's namespace.
 
 Board names (all start with ``_mps`` so they never meet a user's names in ``__main__``):
@@ -122,6 +122,8 @@ def _mps_q(k):
 #   hashlib, whose adler-32 pair is a)?
 # _mps_fw(p,z,d,a,b,m): unless p already holds that content (size z), write chunk b to p
 #   and keep it open in _mps_wf when more chunks (m) follow; prints 1 written / 0 skipped.
+#   While more chunks follow, each chunk's garbage (its literal) is collected at once, so the
+#   next chunk's literal finds room in one piece on a small board.
 FS_READ = r"""def _mps_fs(p):
  import os
  try:
@@ -208,13 +210,16 @@ def _mps_fw(p,z,d,a,b,m):
  f.write(b)
  if m:
   _mps_wf=f
+  __import__('gc').collect()
  else:
   f.close()
  _mps_r(1)
 def _mps_fa(b,m):
  global _mps_wf
  _mps_wf.write(b)
- if not m:
+ if m:
+  __import__('gc').collect()
+ else:
   _mps_wf.close()
   _mps_wf=None
 def _mps_fm(p):
@@ -229,11 +234,46 @@ def _mps_fd(p):
  os.remove(p)
 """
 
-#: The helper parts by name, in the order they must be installed ("core" first).
-PARTS: dict[str, str] = {
-    "core": CORE,
-    "context": CONTEXT,
-    "thread": THREAD,
-    "fs_read": FS_READ,
-    "fs_write": FS_WRITE,
+#: Largest piece of helper source sent in one exchange. Compiling costs a small board far more
+#: RAM than the source's size (the whole core at once needs ~9 KB free, in pieces ~6 KB), and
+#: up to 256 bytes go out in one write even in plain raw mode.
+PIECE_SIZE = 256
+
+_CONTINUATIONS = ("except", "else", "elif", "finally")
+GC_LINE = "__import__('gc').collect()\n"
+
+
+def split_pieces(source: str, limit: int = PIECE_SIZE) -> tuple[str, ...]:
+    """``source`` cut between top-level statements into pieces of at most ``limit`` bytes
+    (a single statement longer than that stays whole)."""
+    statements: list[str] = []
+    for line in source.splitlines(keepends=True):
+        starts = line[:1] not in (" ", "") and not line.startswith(_CONTINUATIONS)
+        if starts or not statements:
+            statements.append(line)
+        else:
+            statements[-1] += line
+    pieces: list[str] = []
+    for statement in statements:
+        if pieces and len(pieces[-1]) + len(statement) <= limit:
+            pieces[-1] += statement
+        else:
+            pieces.append(statement)
+    # Each piece ends by collecting the garbage of its own compilation, so the next piece
+    # compiles in an unfragmented heap (a 16 KB board fails to find 1.3 KB in one run
+    # otherwise, with 9 KB free). MicroPython 1.9 has __import__; no name is left behind.
+    return tuple(piece + GC_LINE for piece in pieces)
+
+
+#: The helper parts by name, in the order they must be installed ("core" first), each as the
+#: pieces sent one exchange at a time.
+PARTS: dict[str, tuple[str, ...]] = {
+    name: split_pieces(source)
+    for name, source in (
+        ("core", CORE),
+        ("context", CONTEXT),
+        ("thread", THREAD),
+        ("fs_read", FS_READ),
+        ("fs_write", FS_WRITE),
+    )
 }

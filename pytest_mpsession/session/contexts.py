@@ -330,7 +330,10 @@ class ExecutorContext:
         return handle
 
     def refresh_threads(self, timeout: float | None = None) -> None:
-        """Ask the board how this session's threads are doing (one round trip)."""
+        """Ask the board how this session's threads are doing (one round trip; none once
+        the session is cleaned up, when the handles already hold the final states)."""
+        if self._session.closed:
+            return
         status = self._session._call_helper(
             f"_mps_q({self._session._key})", timeout=timeout, parts=("core", "thread")
         )
@@ -415,8 +418,9 @@ class FileSystemContext:
     :meth:`refresh_directory` (or dropped with :meth:`invalidate_cache`).
     """
 
-    #: bytes per write exchange (256 fits a 16 KB board; larger boards may raise it)
-    chunk_size: int = 256
+    #: bytes per write exchange; None: chosen from the board's free memory (see
+    #: :meth:`write_chunk_size`)
+    chunk_size: int | None = None
     #: bytes per read chunk printed by the board
     read_chunk_size: int = 256
 
@@ -508,6 +512,22 @@ class FileSystemContext:
             self._cache[_key(path)] = FileInfo(len(data), "file")
         return data
 
+    def write_chunk_size(self) -> int:
+        """Bytes of file data per write exchange: ``chunk_size`` when set, else sized to the
+        board's free memory when the manager knows it (a chunk travels as a bytes literal
+        of up to 4x its size, which the board must hold in one piece while compiling):
+        128 bytes below 32 KB free (a 16 KB board), 1 KB below 128 KB, 4 KB above; 256
+        while unknown."""
+        if self.chunk_size is not None:
+            return max(16, int(self.chunk_size))
+        caps = self._session.manager.known_capabilities
+        free = caps.memory_free if caps is not None else None
+        if free is None:
+            return 256
+        if free < 32 * 1024:
+            return 128
+        return 1024 if free < 128 * 1024 else 4096
+
     def write(
         self, path: str, data: bytes | bytearray | memoryview | str, timeout: float | None = None
     ) -> bool:
@@ -520,7 +540,7 @@ class FileSystemContext:
             data = bytes(data)
         elif not isinstance(data, bytes):
             raise TypeError(f"write needs bytes or str, not {type(data).__name__}")
-        size = max(16, int(self.chunk_size))
+        size = self.write_chunk_size()
         digest = hashlib.sha256(data).digest()
         adler = zlib.adler32(data)
         pair = (adler & 0xFFFF, adler >> 16)

@@ -353,9 +353,10 @@ class DeviceSessionManager:
             epoch = comm.reset_count
             if self._installed.get(part) == epoch:
                 continue
-            self.exchange_count += 1
             try:
-                comm.exec(PARTS[part], timeout=timeout)
+                for piece in PARTS[part]:
+                    self.exchange_count += 1
+                    comm.exec(piece, timeout=timeout)
             except DeviceError as exc:
                 if isinstance(exc, DeviceTimeout):
                     raise
@@ -405,6 +406,11 @@ class DeviceSessionManager:
                 caps.bind(self._detect, self._capabilities_changed)
                 self._caps = caps
             return self._caps
+
+    @property
+    def known_capabilities(self) -> DeviceCapabilities | None:
+        """The capabilities if already given or detected, without probing the board."""
+        return self._caps
 
     def _detect(self, timeout: float | None) -> DeviceCapabilities:
         from pytest_mpsession.capabilities import detect
