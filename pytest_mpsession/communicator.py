@@ -82,7 +82,8 @@ def parse_literal(text: str) -> object:
     """The Python value of a MicroPython ``repr``: literals only, never evaluated.
 
     ints, floats (``inf``, ``-inf``, ``nan`` too), complex, str, bytes, ``bytearray(b'..')``,
-    lists, tuples, dicts, sets (``set()``), None and booleans. ValueError for anything else.
+    lists, tuples, dicts, sets (``set()``), frozensets, None and booleans. ValueError for
+    anything else.
     """
     src = text.strip()
     try:
@@ -131,6 +132,10 @@ def _literal(node: ast.expr) -> object:
             return bytearray(args[0])
         if node.func.id == "set" and not args:
             return set()
+        if node.func.id == "frozenset" and not args:
+            return frozenset()
+        if node.func.id == "frozenset" and len(args) == 1 and isinstance(args[0], set | list):
+            return frozenset(args[0])
     raise TypeError(ast.dump(node)[:60])
 
 

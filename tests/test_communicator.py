@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_mpsession.communicator import Communicator, parse_literal, parse_traceback
 from pytest_mpsession.emulator import PtyBoard
@@ -93,6 +95,8 @@ def test_eval_literals(comm: Communicator) -> None:
         ("-float('inf')", -math.inf),
         ("[float('inf'), -float('inf')]", [math.inf, -math.inf]),
         ("1j", 1j),
+        ("frozenset({1})", frozenset({1})),
+        ("frozenset()", frozenset()),
     ]
     for expr, value in cases:
         got = comm.eval(expr)
@@ -465,3 +469,33 @@ def test_reconnect_after_the_port_was_reopened(comm: Communicator) -> None:
     comm.exec("kept = 7")
     comm.reconnect(timeout=5)
     assert comm.eval("kept") == 7  # a reopened port does not reset the board
+
+
+_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.integers() | st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_values)
+def test_parse_literal_reads_back_any_repr(value: object) -> None:
+    # MicroPython writes these the way CPython does; inf is bare, as on the board.
+    assert parse_literal(repr(value)) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=60))
+def test_parse_literal_raises_only_value_error(text: str) -> None:
+    try:
+        parse_literal(text)
+    except ValueError as exc:
+        assert "\n" not in str(exc)
