@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.requires_feature("large_heap")
+
 
 def test_sum_of_a_range(device_benchmark):
     assert device_benchmark("print(sum(range(1000)))") == "499500\n"

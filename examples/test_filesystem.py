@@ -13,7 +13,8 @@ import pytest
 from pytest_mpsession import DeviceError
 from pytest_mpsession.session import SessionResource
 
-pytestmark = pytest.mark.requires_feature("filesystem")
+# Moving files needs RAM for the transfer buffers: not for a 16 KB board.
+pytestmark = pytest.mark.requires_feature("filesystem", "large_heap")
 
 
 class BoardFile(SessionResource):

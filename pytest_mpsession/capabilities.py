@@ -395,7 +395,7 @@ def identity_script() -> str:
 
 def small_scripts(probes: FeatureProbes | None = None) -> list[str]:
     """The probe in several small exchanges, for boards too small for :func:`probe_script`:
-    identity, then the feature probes in groups, then free memory and the operations loop.
+    identity, free memory and the operations loop, then the feature probes in groups.
     Their outputs, joined, parse like the one-shot script's."""
     return [script for script, _group in _small_plan(probes)]
 
@@ -403,12 +403,14 @@ def small_scripts(probes: FeatureProbes | None = None) -> list[str]:
 def _small_plan(probes: FeatureProbes | None) -> list[tuple[str, list[tuple[str, str]]]]:
     """``(script, probes it runs)`` for each small exchange."""
     probes = probes if probes is not None else FeatureProbes()
+    # Memory first: free memory is measured before the probes have fragmented the heap.
     plan: list[tuple[str, list[tuple[str, str]]]] = [
         (
             _SMALL_IDENTITY.replace(" p('@mps:end=1')\n", "")
             + _SMALL_WRAP.format(name="_mpsi", args=""),
             [],
-        )
+        ),
+        (_SMALL_MEMORY_OPS + _SMALL_WRAP.format(name="_mpsq", args=""), []),
     ]
     group: list[tuple[str, str]] = []
     size = 0
@@ -419,7 +421,6 @@ def _small_plan(probes: FeatureProbes | None) -> list[tuple[str, list[tuple[str,
         if name:
             group.append((name, code))
             size += len(code)
-    plan.append((_SMALL_MEMORY_OPS + _SMALL_WRAP.format(name="_mpsq", args=""), []))
     return plan
 
 
@@ -812,11 +813,16 @@ def _detect_small(
         return text
 
     start = time.monotonic()
-    for script, group in plan:
+    for index, script_group in enumerate(plan):
+        script, group = script_group
         try:
             texts.append(run(script))
         except DeviceError as exc:
-            if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError" or not group:
+            if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError":
+                raise
+            if index == 1:
+                continue  # free memory and speed stay unknown: not worth failing over
+            if not group:
                 raise
             # A group too big for the board: each probe alone; one that still does not
             # fit is a feature the board cannot have.
