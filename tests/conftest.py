@@ -84,9 +84,13 @@ class RawRepl:
         self.serial.write(b"\r\x03\x03")
         # the board may be at the friendly prompt (answers ">>> ") or already in the raw
         # REPL (answers nothing): take what comes within a short deadline either way
-        self.serial.timeout = 0.1
-        while self.serial.read(4096):
-            pass
+        import time
+
+        deadline = time.monotonic() + 0.2
+        buf = b""
+        while buf.count(b">>> ") < 2 and time.monotonic() < deadline:
+            self.serial.timeout = max(0.0, deadline - time.monotonic())
+            buf += self.serial.read(max(1, self.serial.in_waiting))
         self.serial.reset_input_buffer()
         self.serial.write(b"\x01")
         return self.read_until(b"raw REPL; CTRL-B to exit\r\n>")
@@ -106,9 +110,11 @@ class RawRepl:
         if isinstance(code, str):
             code = code.encode()
         self.serial.write(b"\x05A\x01")
-        head = self.read_until(b"\x01", timeout) if True else b""
-        assert head[-4:-2] == b"R\x01" or head.endswith(b"R\x01\x80\x00\x01"), head
-        window = int.from_bytes(head[-3:-1], "little")
+        head = self.read_until(b"R\x01", timeout)
+        assert head == b"R\x01", head
+        self.serial.timeout = self.timeout
+        window = int.from_bytes(self.serial.read(2), "little")
+        assert window > 0
         remaining = window
         i = 0
         while i < len(code):

@@ -24,6 +24,7 @@ import pty
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tty
@@ -31,6 +32,7 @@ from pathlib import Path
 
 __all__ = ["EmulatorError", "Engine", "find_engine"]
 
+from pytest_mpsession.emulator._elf import FunctionMap
 from pytest_mpsession.errors import MpSessionError
 
 
@@ -62,6 +64,75 @@ _HOWTO = (
     "(Linux x86_64), put a `micropython` executable on PATH, or set MP_MOCK_ENGINE=/path/to/"
     "micropython"
 )
+
+
+_SYS_TGKILL = {"x86_64": 234, "aarch64": 131, "i686": 270, "armv7l": 268}.get(os.uname().machine)
+_libc: object = None
+
+
+def _signal_main_thread(pid: int, sig: int) -> None:
+    """Signal the engine's main thread only (the one running the REPL's code).
+
+    A process-wide signal may be handled by any thread; the board runs a helper thread that
+    must never take the SIGINT meant for the code.  ``tgkill`` where it is known, else kill.
+    """
+    global _libc
+    if _SYS_TGKILL is not None:
+        try:
+            import ctypes
+
+            if _libc is None:
+                _libc = ctypes.CDLL(None, use_errno=True)
+            if _libc.syscall(_SYS_TGKILL, pid, pid, sig) == 0:  # type: ignore[attr-defined]
+                return
+            if ctypes.get_errno() == 3:  # ESRCH
+                raise ProcessLookupError(pid)
+        except (OSError, AttributeError):
+            pass
+    os.kill(pid, sig)
+
+
+# bytes of the engine's stack above its stack pointer searched for return addresses
+_STACK_SCAN = 2048
+_UNSAFE_PREFIXES = ("gc_", "m_malloc", "m_realloc", "m_free", "m_new", "mp_thread_mutex",
+                    "mp_thread_gc")
+_LEAF_PREFIXES = ("mp_thread_", "mp_hal_", "nlr_")
+_maps: dict[str, FunctionMap | None] = {}
+
+
+def _engine_object(prefix: list[str]) -> str | None:
+    """The ELF object holding the interpreter's code, from a find_engine() prefix."""
+    if len(prefix) < 6:
+        return None
+    if prefix[3] == _LAUNCH_WHEEL:
+        spec = importlib.util.find_spec("micropython_run")
+        return spec.origin if spec is not None and spec.origin else None
+    return os.path.realpath(prefix[5])
+
+
+def _function_map(path: str | None) -> FunctionMap | None:
+    if path is None:
+        return None
+    if path not in _maps:
+        try:
+            _maps[path] = FunctionMap(path)
+        except (OSError, ValueError, struct.error):
+            _maps[path] = None
+    return _maps[path]
+
+
+def _load_base(pid: int, path: str | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[5] == path and int(parts[2], 16) == 0:
+                    return int(parts[0].split("-")[0], 16)
+    except OSError:
+        return None
+    return None
 
 
 def find_engine() -> list[str]:
@@ -125,6 +196,9 @@ class Engine:
         os.set_blocking(master, False)
         self.fd: int = master
         self.pid: int = self.proc.pid
+        self._object = _engine_object(prefix)
+        self._base: int | None = None
+        self._stopped = False
 
     def running_code(self) -> bool:
         """True if the interpreter has its SIGINT handler installed, i.e. is running code.
@@ -142,17 +216,86 @@ class Engine:
             return False
         return False
 
-    def interrupt(self) -> bool:
-        """Deliver a Ctrl-C as the board's UART interrupt would: SIGINT, only while code runs.
+    def interrupt(self) -> str:
+        """Deliver a Ctrl-C as a board's UART interrupt would: SIGINT, only while code runs.
 
-        Returns False (and sends nothing) at a prompt, where the byte must be read instead.
+        Returns ``"idle"`` (nothing sent: the interpreter is at a prompt, where the byte must
+        be read instead), ``"sent"``, or ``"retry"``: the interpreter is inside its garbage
+        collector or allocator, where the unix port's asynchronous KeyboardInterrupt (a
+        longjmp from the signal handler) would leave the heap locked for good; the caller
+        tries again a moment later.  To know where it is, the engine is stopped (SIGSTOP),
+        its program counter and the return addresses on its stack are looked up in the
+        engine's symbol table, and it is continued with or without the SIGINT.
         """
         if not self.running_code():
-            return False
+            return "idle"
         try:
-            os.kill(self.pid, signal.SIGINT)
+            if self._safe_point() is False:
+                return "retry"
+            _signal_main_thread(self.pid, signal.SIGINT)
         except ProcessLookupError:
+            return "idle"
+        finally:
+            if self._stopped:
+                self._stopped = False
+                try:
+                    os.kill(self.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        return "sent"
+
+    def _safe_point(self) -> bool | None:
+        """Stop the engine and tell whether a SIGINT may land now (None: cannot tell)."""
+        fmap = _function_map(self._object)
+        if fmap is None:
+            return None
+        if self._base is None:
+            self._base = _load_base(self.pid, self._object)
+            if self._base is None:
+                return None
+        os.kill(self.pid, signal.SIGSTOP)
+        self._stopped = True
+        for _ in range(100000):  # a stop takes microseconds; bounded in case it never shows
+            try:
+                with open(f"/proc/{self.pid}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t", b"Z", b"X"):
+                        break
+            except OSError:
+                return None
+            os.sched_yield()
+        try:
+            with open(f"/proc/{self.pid}/syscall", "rb") as f:
+                fields = f.read().split()
+            pc, sp = int(fields[-1], 16), int(fields[-2], 16)
+            # read up to the end of the stack's mapping (a read past it fails as a whole)
+            with open(f"/proc/{self.pid}/maps", "rb") as f:
+                top = sp
+                for line in f:
+                    lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split(b"-"))
+                    if lo <= sp < hi:
+                        top = hi
+                        break
+            with open(f"/proc/{self.pid}/mem", "rb") as f:
+                f.seek(sp)
+                stack = f.read(min(_STACK_SCAN, top - sp))
+        except (OSError, ValueError, IndexError):
+            return None
+        base = self._base
+        name = fmap.name_at(pc - base)
+        if name is not None and name.startswith(_UNSAFE_PREFIXES):
             return False
+        if name is None or name.startswith(_LEAF_PREFIXES):
+            # libc (memset, a system call...) or a small helper: what matters is who called
+            # it, the first return address into the engine on the stack
+            end = fmap.ends[-1]
+            for (word,) in struct.iter_unpack("<Q", stack[: len(stack) // 8 * 8]):
+                off = word - base
+                if 0 <= off < end:
+                    caller = fmap.name_at(off)
+                    if caller is not None:
+                        if caller.startswith(_UNSAFE_PREFIXES):
+                            return False
+                        break
         return True
 
     def poll(self) -> int | None:

@@ -63,6 +63,11 @@ _CAUSE_POWER, _CAUSE_HARD, _CAUSE_WDT, _CAUSE_DEEPSLEEP, _CAUSE_SOFT = 1, 2, 3, 
 _SETUP_HEAP = 64 * 1024
 # run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py)
 _SHRINK = b"__import__('_mpmock')._shrink()" + CTRL_D + b"__import__('_mpmock')._trim()"
+# the out-of-sight check after an interrupt by SIGINT: does the interpreter still compile?
+_PROBE = b"pass"
+# while a Ctrl-C waits for the interpreter's SIGINT handler: how often to look, how long
+_INTR_POLL = 0.001
+_INTR_WAIT = 2.0
 # how long to wait for an engine to reach its prompt before calling the board broken
 _BOOT_TIMEOUT = 10.0
 # engine output kept back when the host does not read (the board then blocks, as over USB)
@@ -132,6 +137,17 @@ class Link:
         self._last_out = 0
         self._hung = False
         self._mute_reply = False
+        # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
+        # SIGINT handler is installed): retried until the handler is there or the code ended
+        self._pending_intr = 0.0
+        # the unix port's SIGINT is asynchronous (a longjmp from the signal handler): if it
+        # lands inside the garbage collector the heap stays locked.  After each interrupt by
+        # SIGINT the relay checks, out of the host's sight, that the interpreter still
+        # compiles code, and restarts it if not (see _probe_done).
+        self._sigint_used = False
+        self._probing = False
+        self._probes = 0
+        self._probe_buf = bytearray()
         self._booting = ""
         self._boot_stage = ""
         self._boot_target = "friendly"
@@ -227,9 +243,13 @@ class Link:
             self._deliver(now)
             if self._booting and now > self._boot_deadline:
                 raise EmulatorError("the MicroPython engine did not reach its prompt")
+            if self._pending_intr:
+                self._retry_interrupt(now)
             due = [q[0][0] for q in (self._inq, self._outq) if q]
             if self._booting:
                 due.append(self._boot_deadline)
+            if self._pending_intr:
+                due.append(now + _INTR_POLL)
             timeout = max(0.0, min(due) - now) if due else None
             rlist = [self._wake_r]
             wlist: list[int] = []
@@ -331,6 +351,7 @@ class Link:
         self._kill_engine()
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
+
         args = [
             "-X",
             f"heapsize={self._engine_heap()}",
@@ -446,6 +467,10 @@ class Link:
             self.stats["soft_resets"] += 1
             self._cause = _CAUSE_SOFT
             target = self._mode
+        elif kind == "heal":
+            self.stats["soft_resets"] += 1
+            self._cause = _CAUSE_SOFT
+            target = "raw"
         else:
             target = "friendly"
         self._spawn()
@@ -460,6 +485,9 @@ class Link:
         self._ctrl_e = 0
         self._eots = 0
         self._banner_hold = None
+        self._probing = False
+        self._sigint_used = False
+        self._pending_intr = 0.0
 
     def _boot_output(self, data: bytes) -> None:
         """Follow the engine's start-up; the host sees only the board's boot at the end.
@@ -515,11 +543,13 @@ class Link:
             text = RAW_REPL_BANNER + RAW_REPL_PROMPT
         kind = self._booting
         prefix = b""
-        if kind == "soft":
+        if kind in ("soft", "heal"):
             prefix = self.profile.soft_reboot.encode() + b"\r\n"
         self._booting = ""
         self._mode = self._boot_target
-        self._emit(prefix + text)
+        if kind != "power":
+            # at power-on nobody has the port open yet: a board's first banner is not seen
+            self._emit(prefix + text)
         self._ready.set()
         if self._held_rx:
             held = bytes(self._held_rx)
@@ -537,6 +567,11 @@ class Link:
     def _from_engine(self, data: bytes) -> None:
         if self._booting:
             self._boot_output(data)
+            return
+        if self._probing:
+            self._probe_buf += data
+            if self._probe_buf.endswith(CTRL_D + RAW_REPL_PROMPT):
+                self._probe_done()
             return
         if self._banner_hold is not None:
             # After Ctrl-B the engine prints its banner: hold it until the prompt to swap it.
@@ -559,8 +594,30 @@ class Link:
             i = j + 1
         if data.find(RAW_REPL_PROMPT, i) >= 0:
             self._running = False
+            self._rx_level = 0.0  # the REPL reads what waited in the buffer
             if self._mute_reply:
                 self._mute_reply = False
+            if self._sigint_used:
+                self._sigint_used = False
+                self._probing = True
+                self._probes = 0
+                self._probe_buf = bytearray()
+                self._write_engine(_PROBE + CTRL_D)
+
+    def _probe_done(self) -> None:
+        self._probing = False
+        if not self._probe_buf.startswith(b"OK" + CTRL_D + CTRL_D):
+            # The interrupt broke the interpreter (heap locked): nothing can run in it any
+            # more, so it is replaced, and the host is told as a board tells a crash: its
+            # RAM is gone and it shows a soft reboot (a session layer counts the reset).
+            self.stats["interrupt_heals"] += 1
+            self._kill_engine()
+            self._boot("heal")
+            return
+        if self._held_rx:
+            held = bytes(self._held_rx)
+            self._held_rx.clear()
+            self._board_rx(held)
 
     def _emit(self, data: bytes, *, raw: bool = False) -> None:
         """Send board output towards the host, through the link's character and faults."""
@@ -696,7 +753,10 @@ class Link:
         """A small UART receive buffer: what the board cannot take in time is lost."""
         p = self.profile
         now = time.monotonic()
-        self._rx_level = max(0.0, self._rx_level - (now - self._rx_time) * p.rx_rate)
+        if not self._running:
+            # at a prompt the REPL empties the buffer at its own pace; running code does
+            # not read it (unless it reads stdin), so then it only fills up
+            self._rx_level = max(0.0, self._rx_level - (now - self._rx_time) * p.rx_rate)
         self._rx_time = now
         room = int(p.rx_buffer - self._rx_level)
         if room < len(data):
@@ -709,7 +769,7 @@ class Link:
         """Bytes arrive at the board: follow the REPL state, act on control bytes."""
         if self._hung:
             return
-        if self._booting:
+        if self._booting or self._probing:
             self._held_rx += data
             return
         if self.profile.rx_buffer:
@@ -718,7 +778,7 @@ class Link:
         i = 0
         n = len(data)
         while i < n:
-            if self._booting:
+            if self._booting or self._probing:
                 self._held_rx += data[i:]
                 break
             if self._running:
@@ -831,8 +891,35 @@ class Link:
         self._write_engine(bytes(out))
 
     def _interrupt(self) -> bool:
+        """Ctrl-C from the host: SIGINT if code runs; True if the byte was used up."""
         eng = self._engine
-        return eng is not None and eng.interrupt()
+        if eng is None:
+            return False
+        state = eng.interrupt()
+        if state == "sent":
+            self._sigint_used = self._mode == "raw"
+            return True
+        if state == "retry" or self._running:
+            # The code was sent but the interpreter has not armed its handler yet (or is just
+            # finishing): a board would still catch this Ctrl-C, so keep it until one or the
+            # other is certain.
+            self._pending_intr = time.monotonic() + _INTR_WAIT
+            return True
+        return False
+
+    def _retry_interrupt(self, now: float) -> None:
+        eng = self._engine
+        if eng is None or self._booting or now > self._pending_intr or (
+            not self._running and not eng.running_code()
+        ):
+            # the code ended first: the Ctrl-C reaches the prompt as a byte, as on a board
+            self._pending_intr = 0.0
+            if eng is not None and not self._booting:
+                self._write_engine(CTRL_C)
+            return
+        if eng.interrupt() == "sent":
+            self._pending_intr = 0.0
+            self._sigint_used = self._mode == "raw"
 
     def _exchange(self, code: bytearray, end: bytes, *, eots: int) -> bool:
         """The host gave the board code to run: apply per-exchange faults, then run it.

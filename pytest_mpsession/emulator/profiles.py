@@ -69,7 +69,8 @@ class Profile:
     crlf: bool = False
     #: UART receive buffer in bytes, 0 = unlimited (USB CDC); bytes beyond it are dropped
     rx_buffer: int = 0
-    #: how fast the board empties its receive buffer, bytes per second
+    #: how fast the board's REPL empties its receive buffer at a prompt, bytes per second
+    #: (running code does not read it: then it only fills, and overflows)
     rx_rate: int = 0
     #: modules (or "module.attr") the board does not have: ImportError / AttributeError
     missing: tuple[str, ...] = ()
@@ -157,7 +158,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         raw_paste=False,
         crlf=True,
         rx_buffer=256,
-        rx_rate=64 * 1024,
+        rx_rate=256 * 1024,
         missing=("_thread", "asyncio", "uasyncio", "os.ilistdir", "vfs", "threading"),
         freq=16_000_000,
         usb=True,
