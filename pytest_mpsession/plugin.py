@@ -448,10 +448,12 @@ def _state(config: pytest.Config) -> _State:
 
 
 def _worker_id(config: pytest.Config) -> str | None:
+    # Only pytest-xdist's own workerinput: PYTEST_XDIST_WORKER is inherited by every
+    # subprocess a worker starts (a pytest run inside a test would think it is a worker).
     workerinput = getattr(config, "workerinput", None)
     if isinstance(workerinput, dict) and "workerid" in workerinput:
         return str(workerinput["workerid"])
-    return os.environ.get("PYTEST_XDIST_WORKER") or None
+    return None
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

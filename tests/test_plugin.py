@@ -394,3 +394,20 @@ def test_header_line_names_the_usb_serial_number() -> None:
         "micropython 1.22.0 on esp32 at /dev/ttyACM0 (serial 3C61058A2D34), "
         "features: float, threading"
     )
+
+
+def test_an_inherited_xdist_worker_variable_does_not_make_a_worker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pytest run started by a test under xdist inherits PYTEST_XDIST_WORKER=gw1; it is not a
+    # worker, and its single board is its own.
+    from pytest_mpsession.plugin import Settings, _port_for_worker, _worker_id
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    config = pytester.parseconfigure()
+    assert _worker_id(config) is None
+    settings = Settings(ports=("/dev/ttyACM0",), port_source="--mp-port")
+    assert _port_for_worker(settings, None, None) == "/dev/ttyACM0"
+    assert _port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
+    with pytest.raises(pytest.UsageError, match="3 pytest-xdist workers but 2 board"):
+        _port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
