@@ -496,3 +496,62 @@ def test_a_memory_error_in_the_one_shot_probe_falls_back_to_small_exchanges() ->
 def test_memory_errors_are_reported_by_the_parser() -> None:
     out = parse_probe_output("@mps:ver=1.9.2\n@mps:m=asyncio\n@mps:m=-\n@mps:end=1\n")
     assert out.memory_errors == {"asyncio", "-"}
+
+
+# -- through the communicator, on emulated boards and the bare unix port ----------------------
+
+PROFILE_FACTS = {
+    # profile: (sys.platform, has threading, has raw-paste); stm32 boards say 'pyboard'.
+    "unix": ("linux", True, True),
+    "generic": ("generic", True, True),
+    "esp32": ("esp32", True, True),
+    "rp2": ("rp2", True, True),
+    "stm32": ("pyboard", True, True),
+    "legacy": ("microbit", False, False),
+}
+
+
+@pytest.mark.timeout(120)
+def test_detect_through_the_communicator(board_port: str, request: pytest.FixtureRequest) -> None:
+    from pytest_mpsession.communicator import Communicator
+
+    profile = request.node.callspec.params["board_port"]
+    platform, threads, paste = PROFILE_FACTS[profile]
+    with Communicator.open(board_port) as comm:
+        ident = identify(comm)
+        caps = detect(comm)
+        assert comm.exec("print(sorted(k for k in globals() if k.startswith('_mps')))") == "[]\n"
+    assert ident.device_type == caps.device_type
+    assert caps.device_type == platform
+    assert caps.supports_feature("threading") is threads
+    assert caps.supports_feature("raw_paste") is paste
+    assert caps.supports_feature("float")
+    assert caps.memory_free and caps.performance.ops_per_s > 0
+    if profile == "legacy":
+        assert caps.version == (1, 9, 2)
+        assert caps.memory_free < 16 * 1024
+    if profile != "unix":
+        # Emulated boards have a machine.unique_id(): the cache key.
+        assert caps.unique_id and ident.unique_id == caps.unique_id
+
+
+@pytest.mark.timeout(120)
+def test_manager_refresh_reprobes_and_reports_changes(unix_port: str) -> None:
+    from pytest_mpsession.session import DeviceSessionManager
+
+    probes = FeatureProbes()
+    probes.add("marker_module", "import mps_marker_mod")
+    with DeviceSessionManager.connect(unix_port, probes=probes) as manager:
+        caps = manager.capabilities
+        assert not caps.supports_feature("marker_module")
+        events: list[DeviceCapabilities] = []
+        manager.add_listener("capabilities_changed", events.append)
+        caps.refresh_capabilities(timeout=10)
+        assert events == []  # nothing changed but the measurements
+        # The board gains the module (a frozen module after a firmware update, say).
+        manager.communicator.exec(
+            "import sys\nclass M:\n    pass\nsys.modules['mps_marker_mod'] = M()"
+        )
+        caps.refresh_capabilities(timeout=10)
+        assert caps.supports_feature("marker_module")
+        assert events == [caps]
