@@ -23,6 +23,7 @@ from pytest_mpsession.errors import (
     DeviceTimeout,
     ProtocolError,
 )
+from pytest_mpsession.protocol.constants import FRIENDLY_PROMPT, RAW_REPL_BANNER
 from pytest_mpsession.protocol.engine import (
     Event,
     ExecFinished,
@@ -50,6 +51,8 @@ RECOVERY_TIMEOUT: Final = 3.0
 # While entering the raw REPL, the interrupt + Ctrl-A is sent again this often (bytes sent
 # while a board boots are lost).
 ENTER_RETRY: Final = 1.0
+# How long machine.reset() gets to show either its error or the board's reboot.
+MACHINE_RESET_WAIT: Final = 1.0
 # A Ctrl-C is sent again this often until the running code stops.
 INTERRUPT_RETRY: Final = 0.5
 _RUNNING: Final = frozenset({State.STDOUT, State.STDERR, State.PROMPT})
@@ -517,12 +520,13 @@ class Communicator:
                 share = min(deadline, time.monotonic() + max(2.0, limit / 2))
                 reset = self._came_back_reset(share, limit)
             if reset is not True:
-                eng = self._engine
-                try:
-                    self._write(eng.exec(b"import machine\nmachine.reset()", raw_paste=False))
-                    self._wait_for(ExecStarted, deadline)
-                except (DeviceConnectionError, ProtocolError):
-                    pass  # the board is resetting: its port may vanish meanwhile
+                failure = self._machine_reset(deadline)
+                if failure is not None:
+                    raise DeviceConnectionError(
+                        f"{self.port}: cannot hard-reset the board: its port has no reset line "
+                        f"and machine.reset() failed ({failure})",
+                        port=self.port,
+                    )
                 reset = self._came_back_reset(deadline, limit)
             if reset is False:
                 raise DeviceConnectionError(
@@ -538,6 +542,31 @@ class Communicator:
                 )
             self.reset_count += 1
         self._notify_reset()
+
+    def _machine_reset(self, deadline: float) -> str | None:
+        """Run ``machine.reset()``; the board's error when it ran to its end instead of
+        resetting, else None (the board is rebooting, or its port dropped)."""
+        eng = self._engine
+        # A reset shows as boot chatter ending at a prompt; an error as a normal exec end.
+        wait_end = min(deadline, time.monotonic() + MACHINE_RESET_WAIT)
+        seen = bytearray()
+        err = bytearray()
+        try:
+            self._write(eng.exec(b"import machine\nmachine.reset()", raw_paste=False))
+            while (ev := self._next_event(wait_end)) is not None:
+                if isinstance(ev, ExecFinished):
+                    exc_type, message = parse_traceback(err.decode("utf-8", "replace"))
+                    return f"{exc_type}: {message}" if exc_type else "it returned"
+                if isinstance(ev, Stderr):
+                    err += ev.data
+                elif isinstance(ev, Stdout):
+                    seen += ev.data
+                    if FRIENDLY_PROMPT in seen or RAW_REPL_BANNER in seen:
+                        break
+                    del seen[: -len(RAW_REPL_BANNER)]
+        except (DeviceConnectionError, ProtocolError):
+            pass  # the board is resetting: its port may vanish meanwhile
+        return None
 
     def _came_back_reset(self, deadline: float, limit: float) -> bool | None:
         """Reconnect, reopening the port if it vanished: True if the board's RAM is new,

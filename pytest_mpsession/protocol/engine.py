@@ -420,8 +420,10 @@ class RawReplClient:
 
     def data_to_send(self) -> bytes:
         """The bytes to write now (``b""``: nothing until the board says more)."""
-        out = bytes(self._out)
-        self._out.clear()
+        out = b""
+        if self._out:
+            out = bytes(self._out)
+            self._out.clear()
         if self.state is State.PASTE_SENDING:
             n = min(self._window, len(self._payload) - self._sent)
             out += self._payload[self._sent : self._sent + n]
@@ -551,9 +553,11 @@ class RawReplClient:
     def _on_paste_sending(self) -> Event | NeedData | None:
         byte = self._buf[:1]
         if byte == CTRL_A:
-            del self._buf[:1]
+            # Window increments often come several at a time: take the whole run at once.
+            n = len(self._buf) - len(self._buf.lstrip(CTRL_A))
+            del self._buf[:n]
             self._move(Trigger.WINDOW_INC)
-            self._window += self._window_inc
+            self._window += n * self._window_inc
             return None
         if byte == CTRL_D:
             # The device stops reading (a syntax error, out of memory): acknowledge with our

@@ -91,17 +91,21 @@ def test_speed_targets(pty_board_factory: Callable[..., PtyBoard], tmp_path: Pat
             board = pty_board_factory("unix")
             clients[kind] = open_client(kind, board.path, tmp_path)
         times: dict[tuple[str, str], list[float]] = {}
+        ratios: dict[str, list[float]] = {}  # ours / mpremote's PTY path, round by round
         for what, code, rounds in (("one", ONE_LINE, 25), ("27k", PROGRAM_27K, 7)):
             for exec_fn, _ in clients.values():
                 exec_fn(code)  # warm-up
             for _ in range(rounds):
+                took: dict[str, float] = {}
                 for kind, (exec_fn, _) in clients.items():
                     # the fast clients run several times per round, for a finer median
                     repeat = 1 if kind == "mpremote-serial-device" or what == "27k" else 8
                     for _ in range(repeat):
                         start = time.perf_counter()
                         exec_fn(code)
-                        times.setdefault((kind, what), []).append(time.perf_counter() - start)
+                        took[kind] = time.perf_counter() - start
+                        times.setdefault((kind, what), []).append(took[kind])
+                ratios.setdefault(what, []).append(took["mpsession"] / took["mpremote"])
     finally:
         for _, close in clients.values():
             close()
@@ -110,7 +114,8 @@ def test_speed_targets(pty_board_factory: Callable[..., PtyBoard], tmp_path: Pat
     report = ", ".join(f"{k}/{what}: {v * 1e3:.3f} ms" for (k, what), v in medians.items())
     assert ours_one * 10 <= medians["mpremote-serial-device", "one"], report
     assert ours_one <= medians["mpremote", "one"], report
-    # Raw-paste is paced by the board's window increments for everyone: no slower, with
-    # room for scheduling noise on a busy machine.
-    assert ours_27k <= medians["mpremote", "27k"] * 1.25, report
+    # Raw-paste is paced by the board's window increments for everyone, so the 27 KB times
+    # are the board's: compared round by round (paired, so load on a busy machine cancels
+    # out), no slower, with room for scheduling noise.
+    assert statistics.median(ratios["27k"]) <= 1.15, report
     assert ours_27k <= medians["mpremote-serial-device", "27k"] * 1.25, report
