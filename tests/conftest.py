@@ -110,9 +110,9 @@ class RawRepl:
         if isinstance(code, str):
             code = code.encode()
         self.serial.write(b"\x05A\x01")
-        head = self.read_until(b"R\x01", timeout)
-        assert head == b"R\x01", head
         self.serial.timeout = self.timeout
+        head = self.serial.read(2)
+        assert head == b"R\x01", head
         window = int.from_bytes(self.serial.read(2), "little")
         assert window > 0
         remaining = window

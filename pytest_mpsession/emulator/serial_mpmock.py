@@ -60,6 +60,8 @@ class Serial(SerialBase):  # type: ignore[misc]
         self._sock: socket.socket | None = None
         self._board_end: socket.socket | None = None
         self._dropped = threading.Event()
+        # the relay thread drops the link while this one may be closing or reopening
+        self._ends_lock = threading.Lock()
         self._rts_asserted = False
         super().__init__(*args, **kwargs)
 
@@ -88,24 +90,28 @@ class Serial(SerialBase):  # type: ignore[misc]
         assert self._link is not None
         a, b = socket.socketpair()
         a.setblocking(False)
-        self._sock, self._board_end = a, b
-        self._dropped.clear()
-        self._link.attach(b.fileno())
+        with self._ends_lock:
+            self._sock, self._board_end = a, b
+            self._dropped.clear()
+            self._link.attach(b.fileno())
 
     def _on_drop(self) -> None:
         # relay thread: the link went down like a USB device's; reads and writes now fail
-        self._dropped.set()
-        if self._board_end is not None:
-            self._board_end.close()
-            self._board_end = None
+        with self._ends_lock:
+            if self._board_end is not None:
+                self._board_end.close()
+                self._board_end = None
+            self._dropped.set()
 
     def close(self) -> None:
         """Close the port; the board ends with it unless its link had dropped."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        with self._ends_lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            dropped = self._dropped.is_set()
         if self._link is not None:
-            if self._dropped.is_set():
+            if dropped:
                 self._link.detach()
             else:
                 self._close_link()
@@ -115,9 +121,10 @@ class Serial(SerialBase):  # type: ignore[misc]
         if self._link is not None:
             self._link.close()
             self._link = None
-        if self._board_end is not None:
-            self._board_end.close()
-            self._board_end = None
+        with self._ends_lock:
+            if self._board_end is not None:
+                self._board_end.close()
+                self._board_end = None
 
     def __del__(self) -> None:
         try:
@@ -175,6 +182,8 @@ class Serial(SerialBase):  # type: ignore[misc]
                 chunk = sock.recv(size - len(out))
             except BlockingIOError:
                 chunk = None
+            except ConnectionResetError:
+                chunk = b""  # the board's end went away with bytes unread: the link dropped
             except OSError as exc:
                 raise SerialException(f"read failed: {exc}") from exc
             if chunk == b"":
