@@ -346,8 +346,8 @@ class SPI:
         rx = _mpmock.spi_rx.get(self._id)
         n = len(out)
         if rx:
-            data = bytes(rx[:n])
-            del rx[:n]
+            data = rx[:n]
+            _mpmock.spi_rx[self._id] = rx[n:]
             return data + bytes(out[len(data):])
         return bytes(out)
 
@@ -389,7 +389,7 @@ class UART:
         record("UART", self._id, "deinit")
 
     def _rx(self):
-        return _mpmock.uart_rx.setdefault(self._id, bytearray())
+        return _mpmock.uart_rx.get(self._id, b"")
 
     def any(self):
         return len(self._rx())
@@ -399,9 +399,8 @@ class UART:
         if not rx:
             return None
         n = len(rx) if nbytes is None or nbytes < 0 else nbytes
-        data = bytes(rx[:n])
-        del rx[:n]
-        return data
+        _mpmock.uart_rx[self._id] = rx[n:]
+        return rx[:n]
 
     def readinto(self, buf, nbytes=-1):
         data = self.read(len(buf) if nbytes < 0 else nbytes)

@@ -101,12 +101,12 @@ def remove_i2c(addr, bus=0):
 
 def uart_feed(ident, data):
     """Bytes that UART(ident) will receive."""
-    uart_rx.setdefault(ident, bytearray()).extend(data)
+    uart_rx[ident] = uart_rx.get(ident, b"") + bytes(data)
 
 
 def spi_feed(ident, data):
     """Bytes that SPI(ident) reads clock in (otherwise it reads back what it writes)."""
-    spi_rx.setdefault(ident, bytearray()).extend(data)
+    spi_rx[ident] = spi_rx.get(ident, b"") + bytes(data)
 
 
 def fire_timer(ident):
