@@ -294,6 +294,57 @@ def test_device_error_traceback_is_cleaned(
     assert 'File "<string>", line 3' in info.value.traceback
 
 
+def test_write_chunks_shrink_when_the_board_is_short_of_memory(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    """A board that cannot compile a chunk's literal gets it again in halves."""
+    chunks: list[int] = []
+
+    def small_board(code: str) -> str:
+        if code.startswith(("_mps_fw(", "_mps_fa(")):
+            call = ast.parse(code).body[0].value  # type: ignore[attr-defined]
+            chunk = ast.literal_eval(call.args[4 if code.startswith("_mps_fw(") else 0])
+            if len(repr(chunk)) > 300:
+                raise DeviceError(
+                    "memory allocation failed", exc_type="MemoryError", traceback="MemoryError"
+                )
+            chunks.append(len(chunk))
+            return f"{RESULT_MARKER}1\n" if code.startswith("_mps_fw(") else ""
+        return ""
+
+    fake.reply = small_board
+    s = manager.create_session()
+    assert s.fs.write_chunk_size() == 256  # capabilities unknown
+    data = bytes(range(256)) * 3  # 4x escapes: 256 bytes are ~1 KB of literal
+    assert s.fs.write("f.bin", data) is True
+    assert s.fs.write_chunk_size() == 64 and s.fs.chunk_size == 64
+    assert sum(chunks) == len(data) and max(chunks) <= 128 and chunks[-1] == 64
+    assert s.fs.cached_file_info["f.bin"].size == len(data)
+
+    def never(code: str) -> str:
+        if code.startswith("_mps_fw("):
+            raise DeviceError("no", exc_type="MemoryError", traceback="MemoryError")
+        return ""
+
+    fake.reply = never
+    with pytest.raises(DeviceError, match="MemoryError"):
+        s.fs.write("g.bin", data)
+    assert s.fs.chunk_size == 16
+
+
+def test_file_helpers_can_be_removed_between_operations(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    fake.reply = lambda code: f"{RESULT_MARKER}'x.py'\n" if code.startswith("_mps_fl(") else ""
+    s = manager.create_session()
+    s.fs.keep_helpers = False
+    assert s.fs.listdir() == ["x.py"] and s.fs.listdir() == ["x.py"]
+    removals = [c for c in fake.sent if c.startswith("[globals().pop(n,None)")]
+    assert len(removals) == 2 and "'_mps_fl'" in removals[0]
+    # so the helpers went out again for the second listing
+    assert sum("def _mps_fl" in c for c in fake.sent) == 2
+
+
 # -- resources ----------------------------------------------------------------------------------
 
 

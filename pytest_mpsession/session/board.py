@@ -26,6 +26,8 @@ Board names (all start with ``_mps`` so they never meet a user's names in ``__ma
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["PARTS", "RESULT_MARKER"]
 
 #: Printed by ``_mps_r`` right before a result's repr.
@@ -277,3 +279,21 @@ PARTS: dict[str, tuple[str, ...]] = {
         ("fs_write", FS_WRITE),
     )
 }
+
+
+def _defined_names(source: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"^def (\w+)", source, flags=re.M))
+
+
+#: The board names each part defines (what :func:`uninstall_code` removes).
+PART_NAMES: dict[str, tuple[str, ...]] = {
+    name: _defined_names("".join(pieces)) for name, pieces in PARTS.items()
+}
+PART_NAMES["fs_write"] += ("_mps_wf",)
+
+
+def uninstall_code(parts: tuple[str, ...]) -> str:
+    """Board code removing the names of ``parts`` from ``__main__`` and collecting the
+    garbage: a small board gets the RAM of helpers it uses rarely back between uses."""
+    names = tuple(n for part in parts for n in PART_NAMES[part])
+    return f"[globals().pop(n,None) for n in {names!r}]\n{GC_LINE}"

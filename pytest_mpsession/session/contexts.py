@@ -13,7 +13,8 @@ import logging
 import posixpath
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -421,14 +422,35 @@ class FileSystemContext:
     #: bytes per write exchange; None: chosen from the board's free memory (see
     #: :meth:`write_chunk_size`)
     chunk_size: int | None = None
-    #: bytes per read chunk printed by the board
-    read_chunk_size: int = 256
+    #: bytes per read piece printed by the board (its repr, up to 4x longer, is built in
+    #: the board's RAM); None: 64 on a board known to have under 32 KB free, else 256
+    read_chunk_size: int | None = None
+    #: keep the file helpers on the board between operations. They hold ~4 KB of RAM there;
+    #: False removes them after each operation and sends them again with the next, which
+    #: needs contiguous free RAM to compile them each time: on a fragmented 16 KB heap,
+    #: keeping them is what works (measured on the emulator's legacy board).
+    keep_helpers: bool = True
 
     def __init__(self, session: DeviceSession) -> None:
         self._session = session
         self._lock = threading.Lock()
         self._cache: dict[str, FileInfo] = {}
         self._cwd: tuple[int, str] | None = None
+
+    @property
+    def transient_helpers(self) -> bool:
+        """Whether the board's file helpers are removed after each operation (``not
+        keep_helpers``)."""
+        return not self.keep_helpers
+
+    @contextmanager
+    def _op(self, timeout: float | None) -> Iterator[None]:
+        with self._session.manager.board(timeout):
+            try:
+                yield
+            finally:
+                if self.transient_helpers and not self._session.closed:
+                    self._session.manager.uninstall(("fs_write", "fs_read"), timeout)
 
     def _helper(
         self, line: str, timeout: float | None = None, parts: tuple[str, ...] = _READ
@@ -441,7 +463,8 @@ class FileSystemContext:
         without it). Asked once per board life, then cached."""
         epoch = self._session.manager.reset_count
         if self._cwd is None or self._cwd[0] != epoch:
-            value = self._helper("_mps_fc()")
+            with self._op(None):
+                value = self._helper("_mps_fc()")
             self._cwd = (epoch, str(value))
         return self._cwd[1]
 
@@ -454,7 +477,8 @@ class FileSystemContext:
     def listdir(self, path: str = ".", timeout: float | None = None) -> list[str]:
         """The names in ``path`` on the board. Cached entries of ``path`` that are no longer
         there are dropped."""
-        names = self._session._call_helper_pieces(f"_mps_fl({path!r},0)", timeout, _READ)
+        with self._op(timeout):
+            names = self._session._call_helper_pieces(f"_mps_fl({path!r},0)", timeout, _READ)
         self._prune(path, {str(n) for n in names})
         return [str(n) for n in names]
 
@@ -463,7 +487,8 @@ class FileSystemContext:
     ) -> dict[str, FileInfo]:
         """Read ``path``'s entries with their size and type from the board (one round trip)
         into the cache; returns name -> :class:`FileInfo`."""
-        entries = self._session._call_helper_pieces(f"_mps_fl({path!r},1)", timeout, _READ)
+        with self._op(timeout):
+            entries = self._session._call_helper_pieces(f"_mps_fl({path!r},1)", timeout, _READ)
         found: dict[str, FileInfo] = {}
         for entry in entries:
             name, stat = _pair(entry)
@@ -503,25 +528,46 @@ class FileSystemContext:
                 self.__drop(_key(path))
 
     def read(self, path: str, timeout: float | None = None) -> bytes:
-        """The bytes of file ``path`` on the board."""
-        pieces = self._session._call_helper_pieces(
-            f"_mps_fr({path!r},{int(self.read_chunk_size)})", timeout, _READ
-        )
+        """The bytes of file ``path`` on the board. The board prints it in pieces of
+        ``read_chunk_size`` bytes; a board too short of memory for that gets the read again
+        with pieces half as long (down to 16 bytes), which is then kept for this session."""
+        with self._op(timeout):
+            while True:
+                size = self._read_size()
+                try:
+                    pieces = self._session._call_helper_pieces(
+                        f"_mps_fr({path!r},{size})", timeout, _READ
+                    )
+                    break
+                except DeviceError as exc:
+                    if not _out_of_memory(exc) or size <= _MIN_CHUNK:
+                        raise
+                    self.read_chunk_size = size // 2
         data = b"".join(_as_bytes(piece) for piece in pieces)
         with self._lock:
             self._cache[_key(path)] = FileInfo(len(data), "file")
         return data
+
+    def _read_size(self) -> int:
+        if self.read_chunk_size is not None:
+            return max(_MIN_CHUNK, int(self.read_chunk_size))
+        free = self._known_free()
+        return 64 if free is not None and free < 32 * 1024 else 256
+
+    def _known_free(self) -> int | None:
+        caps = self._session.manager.known_capabilities
+        return caps.memory_free if caps is not None else None
 
     def write_chunk_size(self) -> int:
         """Bytes of file data per write exchange: ``chunk_size`` when set, else sized to the
         board's free memory when the manager knows it (a chunk travels as a bytes literal
         of up to 4x its size, which the board must hold in one piece while compiling):
         128 bytes below 32 KB free (a 16 KB board), 1 KB below 128 KB, 4 KB above; 256
-        while unknown."""
+        while unknown. A chunk the board has no memory for is sent again in halves, and the
+        smaller size is kept (``chunk_size``) for the rest of the session."""
         if self.chunk_size is not None:
-            return max(16, int(self.chunk_size))
-        caps = self._session.manager.known_capabilities
-        free = caps.memory_free if caps is not None else None
+            return max(_MIN_CHUNK, int(self.chunk_size))
+        free = self._known_free()
         if free is None:
             return 256
         if free < 32 * 1024:
@@ -540,39 +586,66 @@ class FileSystemContext:
             data = bytes(data)
         elif not isinstance(data, bytes):
             raise TypeError(f"write needs bytes or str, not {type(data).__name__}")
-        size = self.write_chunk_size()
         digest = hashlib.sha256(data).digest()
         adler = zlib.adler32(data)
-        pair = (adler & 0xFFFF, adler >> 16)
-        chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
-        with self._session.manager.board(timeout):
-            written = self._helper(
-                f"_mps_fw({path!r},{len(data)},{digest!r},{pair!r},{chunks[0]!r},"
-                f"{int(len(chunks) > 1)})",
-                timeout,
-                _WRITE,
-            )
-            if written:
-                for i, chunk in enumerate(chunks[1:], 2):
+        head = f"_mps_fw({path!r},{len(data)},{digest!r},{(adler & 0xFFFF, adler >> 16)!r},"
+        with self._op(timeout):
+            offset = 0
+            while True:  # the first chunk, with the same-content check
+                end = offset + self.write_chunk_size()
+                more = int(end < len(data))
+                try:
+                    written = self._helper(f"{head}{data[:end]!r},{more})", timeout, _WRITE)
+                    break
+                except DeviceError as exc:
+                    self._shrink_chunk(exc)
+            offset = end
+            while written and offset < len(data):
+                end = offset + self.write_chunk_size()
+                more = int(end < len(data))
+                try:
                     self._session._exchange_raw(
-                        f"_mps_fa({chunk!r},{int(i < len(chunks))})", timeout, _WRITE
+                        f"_mps_fa({data[offset:end]!r},{more})", timeout, _WRITE
                     )
+                except DeviceError as exc:
+                    # Out of memory while compiling the chunk: nothing of it was written.
+                    self._shrink_chunk(exc)
+                    continue
+                offset = end
         with self._lock:
             self._cache[_key(path)] = FileInfo(len(data), "file")
         return bool(written)
 
+    def _shrink_chunk(self, exc: DeviceError) -> None:
+        """Halve the write chunk after ``exc`` if it is the board running out of memory;
+        re-raise it otherwise (or when chunks cannot get smaller)."""
+        size = self.write_chunk_size()
+        if not _out_of_memory(exc) or size <= _MIN_CHUNK:
+            raise exc
+        log.info("board short of memory for %d-byte chunks: using %d", size, size // 2)
+        self.chunk_size = size // 2
+
     def remove(self, path: str, timeout: float | None = None) -> None:
         """Remove file ``path`` from the board."""
-        self._session._exchange_raw(f"_mps_fd({path!r})", timeout, _WRITE)
+        with self._op(timeout):
+            self._session._exchange_raw(f"_mps_fd({path!r})", timeout, _WRITE)
         with self._lock:
             self.__drop(_key(path))
 
     def mkdir(self, path: str, timeout: float | None = None) -> None:
         """Make directory ``path`` on the board (DeviceError ``NotImplementedError`` on a
         flat filesystem without ``os.mkdir``)."""
-        self._session._exchange_raw(f"_mps_fm({path!r})", timeout, _WRITE)
+        with self._op(timeout):
+            self._session._exchange_raw(f"_mps_fm({path!r})", timeout, _WRITE)
         with self._lock:
             self._cache[_key(path)] = FileInfo(0, "dir")
+
+
+_MIN_CHUNK = 16
+
+
+def _out_of_memory(exc: DeviceError) -> bool:
+    return exc.exc_type == "MemoryError" and not isinstance(exc, DeviceTimeout)
 
 
 def _pair(value: object) -> tuple[object, object]:

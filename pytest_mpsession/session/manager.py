@@ -25,7 +25,7 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
-from pytest_mpsession.session.board import PARTS
+from pytest_mpsession.session.board import PARTS, uninstall_code
 from pytest_mpsession.session.errors import ResourceCleanupError
 from pytest_mpsession.session.session import CleanupPolicy, DeviceSession
 from pytest_mpsession.session.states import SessionState, check_transition
@@ -371,6 +371,18 @@ class DeviceSessionManager:
                 ) from exc
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
+
+    def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
+        """Remove helper ``parts`` from the board (one exchange) to give a small board their
+        RAM back; they are sent again when next needed."""
+        with self.board(timeout) as comm:
+            present = tuple(p for p in parts if self._installed.get(p) == comm.reset_count)
+            if not present:
+                return
+            self.exchange_count += 1
+            comm.exec(uninstall_code(present), timeout=timeout)
+            for part in present:
+                self._installed.pop(part, None)
 
     def _board_was_reset(self) -> None:
         # Called by the communicator (any thread) after the board lost its RAM.
