@@ -28,7 +28,7 @@ __all__ = ["main"]
 
 def _parse_tcp(spec: str) -> tuple[str, int]:
     host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit():
+    if not port.isdigit():
         raise EmulatorError(f"--tcp {spec!r}: expected HOST:PORT or PORT (e.g. 127.0.0.1:2217)")
     return host or "127.0.0.1", int(port)
 

@@ -50,7 +50,7 @@ __all__ = ["Link"]
 BOARD_DIR = Path(__file__).parent / "board"
 
 _RAW_SPECIAL = re.compile(rb"[\x01-\x05]")
-_FRIENDLY_SPECIAL = re.compile(rb"[\x01\x03\x04\r\n]")
+_FRIENDLY_SPECIAL = re.compile(rb"[\x01\x02\x03\x04\r\n]")
 _LONE_LF = re.compile(rb"(?<!\r)\n")
 _ENGINE_BANNER = re.compile(rb"MicroPython [^\r\n]*\r\n")
 _GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
@@ -60,7 +60,7 @@ _C, _D, _A, _B, _E = CTRL_C[0], CTRL_D[0], CTRL_A[0], CTRL_B[0], CTRL_E[0]
 _CAUSE_POWER, _CAUSE_HARD, _CAUSE_WDT, _CAUSE_DEEPSLEEP, _CAUSE_SOFT = 1, 2, 3, 4, 5
 
 # extra engine heap for the board's own set-up; returned to the board's size by a ballast
-_SETUP_HEAP = 64 * 1024
+_SETUP_HEAP = 160 * 1024
 # run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py)
 _SHRINK = b"__import__('_mpmock')._shrink()" + CTRL_D + b"__import__('_mpmock')._trim()"
 # the out-of-sight check after an interrupt by SIGINT: does the interpreter still compile?
@@ -314,6 +314,7 @@ class Link:
             "uversion": p.version_string(),
             "machine": p.machine,
             "heap": p.heap,
+            "free": p.free_at_boot(),
             "flash": self._flash if p.flash_size else "",
             "flash_size": p.flash_size,
             "block_size": p.block_size,
@@ -885,7 +886,11 @@ class Link:
                 continue
             if b == _A:
                 self._mode = "raw"
-            if b in (_A, _C, 0x0D, 0x0A):
+            elif b == _B:
+                self._banner_hold = bytearray()  # Ctrl-B prints the banner again
+            elif b == _D and self._line_len == 0:
+                self._soft_reset_pending = True
+            if b in (_A, _B, _C, 0x0D, 0x0A):
                 self._line_len = 0
             out.append(b)
         self._write_engine(bytes(out))

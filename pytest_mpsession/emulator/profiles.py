@@ -58,8 +58,10 @@ class Profile:
     banner: str = ""
     #: printed on a soft reset (current firmware: "MPY: soft reboot")
     soft_reboot: str = "MPY: soft reboot"
-    #: interpreter heap in bytes (-X heapsize)
+    #: the board's RAM (heap) in bytes
     heap: int = 256 * 1024
+    #: heap free at the REPL after boot (what the firmware leaves to code); 0: heap - heap/16
+    free: int = 0
     #: littlefs flash in bytes (0: no filesystem) and its block size
     flash_size: int = 1024 * 1024
     block_size: int = 4096
@@ -87,6 +89,10 @@ class Profile:
             return self.banner.encode()
         v = ".".join(str(x) for x in self.version)
         return f"MicroPython v{v} on {self.build_date}; {self.machine}".encode()
+
+    def free_at_boot(self) -> int:
+        """``gc.mem_free()`` at the first prompt."""
+        return self.free or self.heap - self.heap // 16
 
     def version_string(self) -> str:
         """``os.uname().version`` as firmware of this age reports it."""
@@ -153,6 +159,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
         soft_reboot="soft reboot",
         heap=16 * 1024,
+        free=8 * 1024,
         flash_size=64 * 1024,
         block_size=512,
         raw_paste=False,

@@ -147,11 +147,8 @@ def _shrink():
     import gc
 
     global _ballast
-    heap = cfg["heap"]
     gc.collect()
-    target = heap - gc.mem_alloc()
-    if target < heap // 2:
-        target = heap // 2
+    target = cfg["free"]
     blocks = []
     size = 4096
     while size >= 64:
@@ -190,6 +187,15 @@ def _trim():
             continue
         _ballast.append(b)
     b = None
+    gc.collect()
+    # still more than the board has (the holes were too small): one block for the rest,
+    # from the bottom of the free region, which stays in one piece above it
+    extra = gc.mem_free() - _target[0]
+    if extra >= 64:
+        try:
+            _ballast.append(_block(extra - 16))
+        except MemoryError:
+            pass
     gc.collect()
 
 

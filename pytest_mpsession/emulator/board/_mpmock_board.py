@@ -113,7 +113,9 @@ def setup(cfg, ctl_fd, cause):
     old = tuple(cfg["version"]) < (1, 10, 0)
     fakes["machine"] = _load("_machine_legacy" if old else "_machine", board_dir)
     for name in cfg["modules"]:
-        fakes[name] = _load("_" + name, board_dir)
+        if name not in missing:
+            gc.collect()  # compiling needs room; the last module's leftovers are garbage
+            fakes[name] = _load("_" + name, board_dir)
     flash = None
     if cfg["flash"]:
         f = open(cfg["flash"], "r+b")
