@@ -221,8 +221,10 @@ def test_clean_policy_gives_memory_back(manager: DeviceSessionManager) -> None:
 
     cycle()  # the first run interns the names it uses, for good
     baseline = cycle()
-    for _ in range(3):
-        assert cycle() >= baseline - 64  # back to the baseline (64 B: gc granularity)
+    later = [cycle() for _ in range(6)]
+    # Back to the baseline, give or take a few 16-byte blocks that the conservative GC
+    # keeps for stale words on the stack (it varies both ways; a leak only grows).
+    assert min(later) >= baseline - 256, (baseline, later)
     assert board_names(manager) == []
 
 

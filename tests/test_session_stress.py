@@ -100,4 +100,6 @@ def test_ten_thousand_cycles_memory_flat(unix_port: str) -> None:
     # Host: flat (a leak of even 10 bytes a cycle would show as 95 KB).
     assert host_end - host_start < 32 * 1024, (host_start, host_end)
     # Board: free memory after the last cleanup is back at the baseline.
-    assert board_end >= board_start - 64, (board_start, board_end)
+    # (give or take a few blocks held by the conservative GC's stale stack words; a leak of
+    # a single byte a cycle would be 9.5 KB)
+    assert board_end >= board_start - 256, (board_start, board_end)
