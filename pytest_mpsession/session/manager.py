@@ -313,8 +313,9 @@ class DeviceSessionManager:
         self._set_state(_S.CONNECTED)
 
     def recover(self, timeout: float | None = None) -> None:
-        """Try to bring an ERROR board back (interrupt, else hard reset): ERROR ->
-        RECOVERING -> CONNECTED, or ERROR again and the failure raised."""
+        """Bring the board back (interrupt, else hard reset) after a failure or an
+        interrupted test: CONNECTED/ERROR -> RECOVERING -> CONNECTED, or ERROR and the
+        failure raised."""
         comm = self.communicator
         with comm.lock:
             self._set_state(_S.RECOVERING)
