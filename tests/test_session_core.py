@@ -605,3 +605,40 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
     assert (has_x, other_has_x) == (True, False)
     assert (stuck, errors) == ([], {}) and mem2 >= mem1 - 64
     assert mkdir_error == "this board has no os.mkdir: its filesystem is flat"
+
+
+def test_deployment_forgotten_when_the_exchange_did_not_finish(
+    manager: DeviceSessionManager, fake: FakeCommunicator
+) -> None:
+    from pytest_mpsession.errors import DeviceConnectionError, DeviceTimeout
+
+    def answer(code: str) -> str:
+        if not code.rstrip().split("\n")[-1].startswith("_mps_c("):
+            return ""  # the helpers
+        if mode[0] == "timeout":
+            raise DeviceTimeout("no answer", timeout=1.0)
+        if mode[0] == "link":
+            raise DeviceConnectionError("gone", port="fake")
+        if mode[0] == "raise":
+            raise DeviceError("boom", exc_type="ValueError", traceback="ValueError: boom")
+        return f"{RESULT_MARKER}7\n"
+
+    def seven() -> int:
+        return 7
+
+    mode = ["timeout"]
+    fake.reply = answer
+    s = manager.create_session()
+    for failure in ("timeout", "link"):
+        mode[0] = failure
+        with pytest.raises(MpSessionError):
+            s.call(seven)
+        assert s.executor.deployed_methods == {}  # unknown how far it got: send it again
+    mode[0] = "raise"
+    with pytest.raises(DeviceError, match="boom"):
+        s.call(seven)
+    assert len(s.executor.deployed_methods) == 1  # the function itself raised: it is there
+    mode[0] = "ok"
+    fake.sent.clear()
+    assert s.call(seven) == 7
+    assert len(fake.sent) == 1 and "def seven" not in fake.sent[0]

@@ -263,12 +263,16 @@ class ExecutorContext:
                 self._record(prepared, epoch)
             try:
                 return session._call_helper(prefix + line, timeout=timeout, parts=parts)
-            except DeviceError as exc:
-                # The deploy line ran unless the source failed to compile, or the exchange
-                # timed out (unknown how far it got): then it is not deployed.
-                if prefix and (
-                    isinstance(exc, DeviceTimeout) or exc.exc_type in ("SyntaxError", "MemoryError")
-                ):
+            except BaseException as exc:
+                # The deploy line ran when the board reported an error of the function itself.
+                # Not when the source failed to compile, nor when the exchange timed out or
+                # the link failed (unknown how far it got): then send it again next time.
+                ran = (
+                    isinstance(exc, DeviceError)
+                    and not isinstance(exc, DeviceTimeout)
+                    and exc.exc_type not in ("SyntaxError", "MemoryError")
+                )
+                if prefix and not ran:
                     self._unrecord(prepared)
                 raise
 
