@@ -61,8 +61,9 @@ _CAUSE_POWER, _CAUSE_HARD, _CAUSE_WDT, _CAUSE_DEEPSLEEP, _CAUSE_SOFT = 1, 2, 3, 
 
 # extra engine heap for the board's own set-up; returned to the board's size by a ballast
 _SETUP_HEAP = 160 * 1024
-# run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py)
-_SHRINK = b"__import__('_mpmock')._shrink()" + CTRL_D + b"__import__('_mpmock')._trim()"
+# run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py):
+# mount the flash, set the reset cause, size the RAM; then a second pass on the RAM
+_ACTIVATE = b"__import__('_mpmock')._activate(%d)" + CTRL_D + b"__import__('_mpmock')._trim()"
 # the out-of-sight check after an interrupt by SIGINT: does the interpreter still compile?
 _PROBE = b"pass"
 # while a Ctrl-C waits for the interpreter's SIGINT handler: how often to look, how long
@@ -114,6 +115,10 @@ class Link:
         self._engine: Engine | None = None
         self._ctl_r = -1
         self._ctl_data = b""
+        self._spare: tuple[Engine, int] | None = None
+        self._spare_buf = bytearray()
+        self._spare_text: bytes | None = None
+        self._spare_failed = False
         # bytes on their way, with the time they are due at the other end
         self._inq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._outq: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -234,6 +239,7 @@ class Link:
             self._ready.set()
         finally:
             self._kill_engine()
+            self._kill_spare()
             if self._host_fd >= 0:
                 self._host_fd = -1
 
@@ -261,6 +267,9 @@ class Link:
                     wlist.append(eng.fd)
             if self._ctl_r >= 0:
                 rlist.append(self._ctl_r)
+            spare = self._spare
+            if spare is not None and self._spare_text is None:
+                rlist.append(spare[0].fd)
             if self._host_fd >= 0:
                 rlist.append(self._host_fd)
                 if self._outq and self._outq[0][0] <= now:
@@ -279,6 +288,8 @@ class Link:
                     self._do_command(name, arg)
             if self._ctl_r >= 0 and self._ctl_r in r:
                 self._read_ctl()
+            if spare is not None and spare is self._spare and spare[0].fd in r:
+                self._read_spare()
             if eng is not None and eng is self._engine and eng.fd >= 0:
                 if eng.fd in w:
                     self._flush_to_engine()
@@ -348,26 +359,68 @@ class Link:
             return self.profile.heap
         return self.profile.heap + _SETUP_HEAP
 
-    def _spawn(self) -> None:
-        self._kill_engine()
+    def _new_engine(self) -> tuple[Engine, int]:
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
-
-        args = [
-            "-X",
-            f"heapsize={self._engine_heap()}",
-            "-i",
-            self._boot_script,
-            str(ctl_w),
-            str(self._cause),
-        ]
+        args = ["-X", f"heapsize={self._engine_heap()}", "-i", self._boot_script, str(ctl_w), "0"]
         try:
-            self._engine = Engine(self._prefix, args, pass_fds=(ctl_w,))
+            eng = Engine(self._prefix, args, pass_fds=(ctl_w,))
+        except BaseException:
+            os.close(ctl_r)
+            raise
         finally:
             os.close(ctl_w)
-        self._ctl_r = ctl_r
-        self._ctl_data = b""
         self.stats["engine_starts"] += 1
+        return eng, ctl_r
+
+    def _spawn(self) -> bytes | None:
+        """Make a booted engine current: the spare if one is ready (returns what it printed
+        while booting), else a new one (None: its start-up text is still to come)."""
+        self._kill_engine()
+        self._ctl_data = b""
+        if self._spare is not None:
+            # ready, or still booting: either way it is further along than a new engine
+            (self._engine, self._ctl_r) = self._spare
+            text = self._spare_text if self._spare_text is not None else bytes(self._spare_buf)
+            self._spare, self._spare_text = None, None
+            self.stats["spares_used"] += 1
+            return text
+        self._engine, self._ctl_r = self._new_engine()
+        return None
+
+    def _start_spare(self) -> None:
+        """Boot the next engine now, so that a reset only has to activate it."""
+        if self._spare is None and not self._spare_failed:
+            self._spare = self._new_engine()
+            self._spare_buf = bytearray()
+            self._spare_text = None
+
+    def _read_spare(self) -> None:
+        assert self._spare is not None
+        eng = self._spare[0]
+        try:
+            data = os.read(eng.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._spare_buf += data
+        if data and self._spare_buf.endswith(FRIENDLY_PROMPT):
+            if b"Traceback" in self._spare_buf:
+                data = b""  # a broken spare: the next reset boots the normal way and says why
+            else:
+                self._spare_text = bytes(self._spare_buf)
+                return
+        if not data:
+            self._kill_spare()
+            self._spare_failed = True
+
+    def _kill_spare(self) -> None:
+        if self._spare is not None:
+            self._spare[0].kill()
+            os.close(self._spare[1])
+            self._spare = None
+            self._spare_text = None
 
     def _kill_engine(self) -> None:
         if self._engine is not None:
@@ -474,7 +527,7 @@ class Link:
             target = "raw"
         else:
             target = "friendly"
-        self._spawn()
+        text = self._spawn()
         self._booting = kind
         self._boot_target = target
         self._boot_stage = "prompt"
@@ -489,6 +542,8 @@ class Link:
         self._probing = False
         self._sigint_used = False
         self._pending_intr = 0.0
+        if text is not None:
+            self._boot_output(text)
 
     def _boot_output(self, data: bytes) -> None:
         """Follow the engine's start-up; the host sees only the board's boot at the end.
@@ -512,7 +567,7 @@ class Link:
             if self.profile.disguise:
                 self._boot_stage = "shrink"
                 self._boot_buf = bytearray()
-                self._write_engine(CTRL_A + _SHRINK + CTRL_D)
+                self._write_engine(CTRL_A + _ACTIVATE % self._cause + CTRL_D)
                 return
             if self._boot_target == "raw":
                 self._boot_stage = "raw"
@@ -552,6 +607,7 @@ class Link:
             # at power-on nobody has the port open yet: a board's first banner is not seen
             self._emit(prefix + text)
         self._ready.set()
+        self._start_spare()
         if self._held_rx:
             held = bytes(self._held_rx)
             self._held_rx.clear()
@@ -631,6 +687,11 @@ class Link:
         now = time.monotonic()
         opts = self.options
         if not opts.baudrate and not opts.latency_ms:
+            if not self._outq and self._host_fd >= 0:
+                # the common case, straight through: no extra turn of the loop per reply
+                self._queue_out(now, data)
+                self._deliver(now)
+                return
             self._queue_out(now, data)
             return
         due = now + opts.latency_ms / 1000.0

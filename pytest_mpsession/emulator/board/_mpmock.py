@@ -132,6 +132,26 @@ def _signal(code):
         time.sleep_ms(1000)
 
 
+_flash = None
+_vfs = None
+_os = None
+
+
+def _activate(reset_cause):
+    # Run by the relay (raw REPL, out of the host's sight) when this engine becomes the
+    # board: mount its flash, say why it booted, give it the profile's RAM.
+    global cause
+    cause = reset_cause
+    if _flash is not None:
+        try:
+            _vfs.mount(_vfs.VfsLfs2(_flash), "/")
+        except OSError:
+            _vfs.VfsLfs2.mkfs(_flash)
+            _vfs.mount(_vfs.VfsLfs2(_flash), "/")
+        _os.chdir("/")
+    _shrink()
+
+
 def _block(nbytes):
     # a tuple keeps its items inline: one heap block of the given size, whose id() is its
     # address (a bytearray's data would be a second, separate block)

@@ -122,13 +122,11 @@ def setup(cfg, ctl_fd, cause):
         flash = _Flash(f, cfg["block_size"], cfg["flash_size"] // cfg["block_size"])
     # From here on the host filesystem is gone: code on the board sees only its flash.
     vfs.umount("/")
-    if flash is not None:
-        try:
-            vfs.mount(vfs.VfsLfs2(flash), "/")
-        except OSError:
-            vfs.VfsLfs2.mkfs(flash)
-            vfs.mount(vfs.VfsLfs2(flash), "/")
-        os.chdir("/")
+    # The flash is mounted when the board is activated (_mpmock._activate): a spare engine
+    # waits booted but unmounted while another one still writes to the same image.
+    _mpmock._flash = flash
+    _mpmock._vfs = vfs
+    _mpmock._os = os
     sys.path[:] = ["", ".frozen", "/lib"]
     fakes["os"] = _fake_os(cfg, missing)
     fakes["sys"] = _fake_sys(cfg)
