@@ -26,7 +26,7 @@ def test_soft_reset_reboots_into_raw_repl(board_port: str, raw_repl: type) -> No
     c.serial.write(b"\x04")
     reply = c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
     assert reply.startswith(b"OK\r\n") and b"soft reboot\r\n" in reply
-    out, err = c.exec_raw("print(x)")
+    _out, err = c.exec_raw("print(x)")
     assert b"NameError" in err
 
 

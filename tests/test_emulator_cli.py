@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,8 +25,9 @@ heap = 32768
 """
 
 
-def test_user_profile_from_toml(tmp_path: Path, raw_repl: type,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_profile_from_toml(
+    tmp_path: Path, raw_repl: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "profiles.toml"
     path.write_text(TOML)
     p = load_profile("mydevice", str(path))
@@ -49,12 +47,15 @@ def test_user_profile_from_toml(tmp_path: Path, raw_repl: type,
     assert b"My Device with ESP32" in c.read_until(b">>> ")
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[x]\nbase = 'nope'\n", ["[x] needs base = one of", "esp32"]),
-    ("[x]\nbase = 'esp32'\nheep = 1\n", ["unknown key 'heep'", "heap"]),
-    ("[x]\nbase = 'esp32'\nheap = 'big'\n", ["heap must be a int"]),
-    ("[x\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[x]\nbase = 'nope'\n", ["[x] needs base = one of", "esp32"]),
+        ("[x]\nbase = 'esp32'\nheep = 1\n", ["unknown key 'heep'", "heap"]),
+        ("[x]\nbase = 'esp32'\nheap = 'big'\n", ["heap must be a int"]),
+        ("[x\n", ["not valid TOML"]),
+    ],
+)
 def test_bad_profiles_file(tmp_path: Path, text: str, words: list[str]) -> None:
     path = tmp_path / "p.toml"
     path.write_text(text)
@@ -65,14 +66,19 @@ def test_bad_profiles_file(tmp_path: Path, text: str, words: list[str]) -> None:
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "pytest_mpsession.emulator", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest_mpsession.emulator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_cli_serves_ptys_and_tcp(tmp_path: Path, raw_repl: type) -> None:
     a, b = tmp_path / "board-a", tmp_path / "board-b"
-    with start_cli("--pty", str(a), "--pty", str(b), "--tcp", "127.0.0.1:0",
-                   "--profile", "legacy") as p:
+    with start_cli(
+        "--pty", str(a), "--pty", str(b), "--tcp", "127.0.0.1:0", "--profile", "legacy"
+    ) as p:
         assert p.stderr is not None
         lines = [p.stderr.readline() for _ in range(3)]
         assert "legacy board on /dev/pts/" in lines[0] and "legacy board on tcp://" in lines[2]
@@ -101,10 +107,26 @@ def test_cli_tcp_defaults_to_loopback() -> None:
 
 
 def test_cli_bad_input() -> None:
-    r = subprocess.run([sys.executable, "-m", "pytest_mpsession.emulator", "--pty", "/tmp/x",
-                        "--profile", "nosuch"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_mpsession.emulator",
+            "--pty",
+            "/tmp/x",
+            "--profile",
+            "nosuch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "valid profiles" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "pytest_mpsession.emulator", "--pty", "/tmp/x",
-                        "-o", "bogus=1"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest_mpsession.emulator", "--pty", "/tmp/x", "-o", "bogus=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "valid options: seed" in r.stderr

@@ -87,7 +87,7 @@ def test_reset_fault_is_a_spontaneous_reboot(raw_repl: type) -> None:
     c = raw_repl("mpmock://generic?seed=2&reset=0.3", timeout=2)
     c.enter_raw()
     seen = 0
-    for i in range(20):
+    for _i in range(20):
         c.serial.write(b"x = 1\x04")
         got = read_either(c.serial, (b"\x04>", b">>> "), 3)
         if got.endswith(b">>> "):

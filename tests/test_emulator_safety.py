@@ -31,21 +31,35 @@ def test_no_host_file_reachable(board: PtyBoard, raw_repl: type, tmp_path: Path)
     secret.write_text("host secret")
     c = raw_repl(board.path)
     c.enter_raw()
-    for path in [str(secret), "/etc/passwd", "../../etc/passwd", "/../etc/passwd",
-                 "../" * 20 + "etc/passwd", f"..{secret}", "/proc/self/environ"]:
+    for path in [
+        str(secret),
+        "/etc/passwd",
+        "../../etc/passwd",
+        "/../etc/passwd",
+        "../" * 20 + "etc/passwd",
+        f"..{secret}",
+        "/proc/self/environ",
+    ]:
         out, err = c.exec_raw(f"print(open({path!r}).read())")
         assert b"OSError" in err, (path, out)
     # the board's / is its flash, and only its flash
     c.exec("f = open('mine.txt', 'w'); f.write('board'); f.close()")
     listing = c.exec(
-        "import os\nfor d in ('..', '/..', '../..'):\n try:\n  os.chdir(d)\n except OSError:\n  pass\n"
+        "import os\nfor d in ('..', '/..', '../..'):\n"
+        " try:\n  os.chdir(d)\n except OSError:\n  pass\n"
         "print(sorted(os.listdir('/')))"
     )
     assert listing.strip() == "['mine.txt']"
     assert not (Path.cwd() / "mine.txt").exists()
     # nothing that could reach the host: no posix VFS, no shell, no termios, no ffi
-    for code in ["import os; os.system('true')", "import vfs; vfs.VfsPosix('/')",
-                 "import os; os.VfsPosix", "import termios", "import ffi", "import uos; uos.system"]:
+    for code in [
+        "import os; os.system('true')",
+        "import vfs; vfs.VfsPosix('/')",
+        "import os; os.VfsPosix",
+        "import termios",
+        "import ffi",
+        "import uos; uos.system",
+    ]:
         out, err = c.exec_raw(code)
         assert b"ImportError" in err or b"AttributeError" in err, code
 
@@ -53,9 +67,9 @@ def test_no_host_file_reachable(board: PtyBoard, raw_repl: type, tmp_path: Path)
 def test_huge_allocation_is_memory_error(board: PtyBoard, raw_repl: type) -> None:
     c = raw_repl(board.path)
     c.enter_raw()
-    out, err = c.exec_raw("b = bytearray(1 << 40)")
+    _out, err = c.exec_raw("b = bytearray(1 << 40)")
     assert b"MemoryError" in err
-    out, err = c.exec_raw("def fill():\n l = []\n while True:\n  l.append(bytearray(256))\nfill()")
+    _out, err = c.exec_raw("def fill():\n l = []\n while True:\n  l.append(bytearray(256))\nfill()")
     assert b"MemoryError" in err
     free = int(c.exec("import gc; gc.collect(); print(gc.mem_free())"))
     assert 0 < free <= board.profile.heap
@@ -65,8 +79,12 @@ def test_infinite_loop_is_always_interruptible(board: PtyBoard, raw_repl: type) 
     c = raw_repl(board.path)
     c.enter_raw()
     c.exec("kept = 2")
-    loops = ["while True:\n pass", "while True:\n x = [1] * 10",
-             "import time\nwhile True:\n time.sleep_ms(1)", "while True:\n s = 'ab' * 20"]
+    loops = [
+        "while True:\n pass",
+        "while True:\n x = [1] * 10",
+        "import time\nwhile True:\n time.sleep_ms(1)",
+        "while True:\n s = 'ab' * 20",
+    ]
     for _ in range(5):
         for loop in loops:
             c.serial.write(loop.encode() + b"\x04")
@@ -114,8 +132,12 @@ sys.stdin.read()         # wait to be killed
 
 @pytest.mark.parametrize("how", ["exit", "sigkill", "sigterm"])
 def test_no_orphans_when_the_owner_dies(how: str) -> None:
-    with subprocess.Popen([sys.executable, "-c", CHILD, "generic", how],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, "generic", how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as p:
         assert p.stdout is not None
         pid = int(p.stdout.readline())
         assert pid != p.pid or how == "exit"

@@ -63,7 +63,9 @@ def test_fs_roundtrip(board: PtyBoard, tmp_path: Path) -> None:
 
 
 def test_fs_ls(board: PtyBoard) -> None:
-    r = mpremote(board.path, "exec", "f=open('f.txt','w'); f.write('abc'); f.close()", "+", "fs", "ls")
+    r = mpremote(
+        board.path, "exec", "f=open('f.txt','w'); f.write('abc'); f.close()", "+", "fs", "ls"
+    )
     if board.profile.name == "legacy":
         # mpremote's ls needs os.ilistdir, which a 1.9-era board does not have: it fails
         # there exactly as on such a board
@@ -78,14 +80,33 @@ def test_soft_reset_and_resume(board: PtyBoard) -> None:
     r = mpremote(board.path, "exec", "x = 1", "+", "resume", "eval", "x")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "1"
-    r = mpremote(board.path, "exec", "x = 1", "+", "soft-reset", "+", "resume", "exec",
-                 "print('x' in globals())")
+    r = mpremote(
+        board.path,
+        "exec",
+        "x = 1",
+        "+",
+        "soft-reset",
+        "+",
+        "resume",
+        "exec",
+        "print('x' in globals())",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "False"
 
 
 def test_files_survive_soft_reset(board: PtyBoard) -> None:
-    r = mpremote(board.path, "exec", "f=open('keep.txt','w'); f.write('kept'); f.close()", "+", "soft-reset",
-                 "+", "resume", "fs", "cat", "keep.txt")
+    r = mpremote(
+        board.path,
+        "exec",
+        "f=open('keep.txt','w'); f.write('kept'); f.close()",
+        "+",
+        "soft-reset",
+        "+",
+        "resume",
+        "fs",
+        "cat",
+        "keep.txt",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("kept")

@@ -13,8 +13,14 @@ from pytest_mpsession.emulator.engine import EmulatorError, find_engine
 from pytest_mpsession.emulator.profiles import BUILTIN_PROFILES, Profile, load_profile
 from pytest_mpsession.emulator.pty_board import PtyBoard
 
-__all__ = ["BUILTIN_PROFILES", "EmulatorError", "Profile", "PtyBoard", "find_engine",
-           "load_profile"]
+__all__ = [
+    "BUILTIN_PROFILES",
+    "EmulatorError",
+    "Profile",
+    "PtyBoard",
+    "find_engine",
+    "load_profile",
+]
 
 # pyserial imports `<package>.protocol_<scheme>` for `scheme://` URLs.
 if "pytest_mpsession.urlhandler" not in serial.protocol_handler_packages:

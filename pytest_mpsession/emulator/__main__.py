@@ -27,7 +27,7 @@ __all__ = ["main"]
 
 
 def _parse_tcp(spec: str) -> tuple[str, int]:
-    host, sep, port = spec.rpartition(":")
+    host, _sep, port = spec.rpartition(":")
     if not port.isdigit():
         raise EmulatorError(f"--tcp {spec!r}: expected HOST:PORT or PORT (e.g. 127.0.0.1:2217)")
     return host or "127.0.0.1", int(port)
@@ -35,15 +35,34 @@ def _parse_tcp(spec: str) -> tuple[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m pytest_mpsession.emulator", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pty", action="append", default=[], metavar="LINK",
-                    help="serve a board on a PTY and symlink LINK to it (repeatable)")
-    ap.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT",
-                    help="serve a board on a TCP socket, loopback by default (repeatable)")
+    ap = argparse.ArgumentParser(
+        prog="python -m pytest_mpsession.emulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--pty",
+        action="append",
+        default=[],
+        metavar="LINK",
+        help="serve a board on a PTY and symlink LINK to it (repeatable)",
+    )
+    ap.add_argument(
+        "--tcp",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="serve a board on a TCP socket, loopback by default (repeatable)",
+    )
     ap.add_argument("--profile", default="generic", help="board profile (default: generic)")
-    ap.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
-                    help=f"board option, one of: {', '.join(OPTION_NAMES)}")
+    ap.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"board option, one of: {', '.join(OPTION_NAMES)}",
+    )
     args = ap.parse_args(argv)
     if not args.pty and not args.tcp:
         ap.error("give at least one --pty LINK or --tcp HOST:PORT")

@@ -26,10 +26,11 @@ class FunctionMap:
             data = f.read()
         if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
             raise ValueError(f"{path}: not a 64-bit little-endian ELF object")
-        shoff, = struct.unpack_from("<Q", data, 0x28)
+        (shoff,) = struct.unpack_from("<Q", data, 0x28)
         shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-                    for i in range(shnum)]
+        sections = [
+            struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+        ]
         syms: list[tuple[int, int, str]] = []
         for sh in sections:
             sh_type, offset, size, link, entsize = sh[1], sh[4], sh[5], sh[6], sh[9]
@@ -43,7 +44,7 @@ class FunctionMap:
                 if info & 0xF != 2 or not value or shndx == 0:  # STT_FUNC, defined
                     continue
                 end = data.index(b"\0", stroff + name_off)
-                syms.append((value, value + max(sz, 1), data[stroff + name_off:end].decode()))
+                syms.append((value, value + max(sz, 1), data[stroff + name_off : end].decode()))
         syms.sort()
         for start, end, name in syms:
             self.starts.append(start)

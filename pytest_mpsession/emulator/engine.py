@@ -95,8 +95,15 @@ def _signal_main_thread(pid: int, sig: int) -> None:
 
 # bytes of the engine's stack above its stack pointer searched for return addresses
 _STACK_SCAN = 2048
-_UNSAFE_PREFIXES = ("gc_", "m_malloc", "m_realloc", "m_free", "m_new", "mp_thread_mutex",
-                    "mp_thread_gc")
+_UNSAFE_PREFIXES = (
+    "gc_",
+    "m_malloc",
+    "m_realloc",
+    "m_free",
+    "m_new",
+    "mp_thread_mutex",
+    "mp_thread_gc",
+)
 _LEAF_PREFIXES = ("mp_thread_", "mp_hal_", "nlr_")
 _maps: dict[str, FunctionMap | None] = {}
 

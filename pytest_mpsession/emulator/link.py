@@ -98,8 +98,11 @@ class Link:
         self._rng = options.rng()
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
         self._flash = options.flash or os.path.join(self._dir, "flash.img")
-        self._uid = bytes(self._rng.getrandbits(8) for _ in range(8)) if options.seed is not None \
+        self._uid = (
+            bytes(self._rng.getrandbits(8) for _ in range(8))
+            if options.seed is not None
             else os.urandom(8)
+        )
         self._boot_script = self._write_boot_script()
         self._cause = _CAUSE_POWER
         if profile.flash_size and profile.disguise:
@@ -576,7 +579,10 @@ class Link:
                 return
             text = self._boot_text
         elif stage == "shrink":
-            if not buf.endswith(CTRL_D + RAW_REPL_PROMPT) or buf.count(CTRL_D + RAW_REPL_PROMPT) < 2:
+            if (
+                not buf.endswith(CTRL_D + RAW_REPL_PROMPT)
+                or buf.count(CTRL_D + RAW_REPL_PROMPT) < 2
+            ):
                 return
             if b"Traceback" in buf:
                 raise EmulatorError(
@@ -738,10 +744,11 @@ class Link:
                     self._outq.popleft()
                 return
             while self._outq and self._outq[0][0] <= now:
-                due, data = self._outq[0]
-                data = self._count_bytes(data)
-                if data is None:
+                due, queued = self._outq[0]
+                counted = self._count_bytes(queued)
+                if counted is None:
                     return
+                data = counted
                 try:
                     n = os.write(self._host_fd, data)
                 except BlockingIOError:
@@ -975,8 +982,11 @@ class Link:
 
     def _retry_interrupt(self, now: float) -> None:
         eng = self._engine
-        if eng is None or self._booting or now > self._pending_intr or (
-            not self._running and not eng.running_code()
+        if (
+            eng is None
+            or self._booting
+            or now > self._pending_intr
+            or (not self._running and not eng.running_code())
         ):
             # the code ended first: the Ctrl-C reaches the prompt as a byte, as on a board
             self._pending_intr = 0.0

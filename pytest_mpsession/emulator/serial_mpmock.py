@@ -22,6 +22,7 @@ import termios
 import threading
 import time
 import urllib.parse
+from typing import TYPE_CHECKING, Any
 
 from serial import PortNotOpenError, SerialBase, SerialException, SerialTimeoutException
 
@@ -52,10 +53,14 @@ def parse_url(url: str) -> tuple[Profile, dict[str, str]]:
     return profile, raw
 
 
-class Serial(SerialBase):  # type: ignore[misc]
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+
+class Serial(SerialBase):
     """A pyserial port onto an emulated board (see the module docstring for the URL)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._link: Link | None = None
         self._sock: socket.socket | None = None
         self._board_end: socket.socket | None = None
@@ -69,12 +74,12 @@ class Serial(SerialBase):  # type: ignore[misc]
 
     def open(self) -> None:
         """Boot the board (or reconnect to it after its link dropped)."""
-        if self._port is None:
+        if self.port is None:
             raise SerialException("Port must be configured before it can be used.")
         if self.is_open:
             raise SerialException("Port is already open.")
         try:
-            profile, raw = parse_url(self.portstr)
+            profile, raw = parse_url(self.port)
             if self._link is None:
                 self._link = Link(profile, parse_options(dict(raw)), on_drop=self._on_drop)
                 self._connect()
@@ -137,13 +142,12 @@ class Serial(SerialBase):  # type: ignore[misc]
         """The emulated board behind this port (for tests: stats, hard_reset)."""
         return self._link
 
-    def from_url(self, url: str) -> str:
-        """Check ``url`` (pyserial's hook); returns it unchanged."""
+    def from_url(self, url: str) -> None:
+        """Check ``url`` (pyserial's hook)."""
         try:
             parse_url(url)
         except EmulatorError as exc:
             raise SerialException(str(exc)) from exc
-        return url
 
     def _reconfigure_port(self, force_update: bool = False) -> None:
         # the host-side baud rate is not the link's: throttling is the URL's baudrate option
@@ -176,7 +180,8 @@ class Serial(SerialBase):  # type: ignore[misc]
         """Read up to ``size`` bytes, blocking as pyserial does (``timeout``)."""
         sock = self._check()
         out = bytearray()
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while len(out) < size:
             try:
                 chunk = sock.recv(size - len(out))
@@ -202,13 +207,14 @@ class Serial(SerialBase):  # type: ignore[misc]
             select.select([sock], [], [], wait)
         return bytes(out)
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Send ``data`` to the board."""
+    def write(self, b: ReadableBuffer, /) -> int:
+        """Send ``b`` to the board."""
         sock = self._check()
         if self._dropped.is_set():
             raise SerialException("write failed: [Errno 5] Input/output error (board gone)")
-        view = memoryview(bytes(data))
-        deadline = None if self._write_timeout is None else time.monotonic() + self._write_timeout
+        view = memoryview(bytes(b))
+        wt = self.write_timeout
+        deadline = None if wt is None else time.monotonic() + wt
         sent = 0
         while sent < len(view):
             try:
@@ -253,7 +259,7 @@ class Serial(SerialBase):  # type: ignore[misc]
         # release lets it boot (a hard reset).
         if not self.is_open or self._link is None:
             return
-        if self._rts_state:
+        if self.rts:
             self._rts_asserted = True
         elif self._rts_asserted:
             self._rts_asserted = False

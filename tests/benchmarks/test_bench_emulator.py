@@ -159,8 +159,10 @@ def test_board_start_and_soft_reset_under_50ms(profile: str, benchmark: Benchmar
                 t = time.perf_counter()
                 soft_reset()
                 resets.append(time.perf_counter() - t)
-            benchmark.extra_info.update(start_ms=statistics.median(starts) * 1e3,
-                                        soft_reset_ms=statistics.median(resets) * 1e3)
+            benchmark.extra_info.update(
+                start_ms=statistics.median(starts) * 1e3,
+                soft_reset_ms=statistics.median(resets) * 1e3,
+            )
             benchmark.pedantic(soft_reset, rounds=3, iterations=1)
         finally:
             port.close()

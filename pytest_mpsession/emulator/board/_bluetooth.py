@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `bluetooth` (esp32): BLE records every call; events are delivered from the host side
 # with _mpmock.inputs['ble'].irq_handler(event, data) if a test needs one.
 import _mpmock

@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # The board around the interpreter, run by the unix port (-i) before its REPL starts.
 # The relay prepends `_CFG = {...}` (the profile and this board's identity) to this file.
 # Everything happens inside a function and is deleted at the end, so the REPL's globals are
@@ -22,6 +25,7 @@ def _mpmock_boot(cfg):
     os.chdir(cfg["board_dir"])
     sys.path[:] = [""]
     import _mpmock_board
+
     _mpmock_board.setup(cfg, ctl, cause)
 
 

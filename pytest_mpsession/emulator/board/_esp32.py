@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `esp32`.
 import _mpmock
 from _mpmock import record

@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `machine` module of the emulated board (MicroPython). Everything done is recorded in
 # _mpmock.log; inputs (pin levels, ADC readings, I2C devices, UART bytes) come from _mpmock.
 import time
@@ -331,8 +334,19 @@ class SPI:
     LSB = 1
     CONTROLLER = 0
 
-    def __init__(self, id=0, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0,
-                 sck=None, mosi=None, miso=None):
+    def __init__(
+        self,
+        id=0,
+        baudrate=1000000,
+        *,
+        polarity=0,
+        phase=0,
+        bits=8,
+        firstbit=0,
+        sck=None,
+        mosi=None,
+        miso=None,
+    ):
         self._id = id
         record("SPI", id, "init", baudrate)
 
@@ -348,7 +362,7 @@ class SPI:
         if rx:
             data = rx[:n]
             _mpmock.spi_rx[self._id] = rx[n:]
-            return data + bytes(out[len(data):])
+            return data + bytes(out[len(data) :])
         return bytes(out)
 
     def write(self, buf):

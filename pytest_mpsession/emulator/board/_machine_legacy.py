@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `machine` of a 1.9-era board (micro:bit): unique_id, reset, freq and little else.
 import _mpmock
 

@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # _mpmock: the emulated board's registry (MicroPython, runs on the board).
 #
 # The fake peripherals record what was done to them here, and read their inputs from here,

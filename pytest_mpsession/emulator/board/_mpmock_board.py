@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # The board set-up, run once per engine start before the REPL (MicroPython).
 # Order matters: everything that needs the host's filesystem (the board modules, the flash
 # image, the relay's control pipe) is opened first, then the host filesystem is unmounted.
@@ -45,9 +48,28 @@ class _Flash:
         return None
 
 
-_OS_NAMES = ("chdir", "getcwd", "ilistdir", "listdir", "mkdir", "remove", "rename", "rmdir",
-             "stat", "statvfs", "unlink", "urandom", "sep", "mount", "umount", "VfsLfs2",
-             "VfsFat", "dupterm", "sync", "errno")
+_OS_NAMES = (
+    "chdir",
+    "getcwd",
+    "ilistdir",
+    "listdir",
+    "mkdir",
+    "remove",
+    "rename",
+    "rmdir",
+    "stat",
+    "statvfs",
+    "unlink",
+    "urandom",
+    "sep",
+    "mount",
+    "umount",
+    "VfsLfs2",
+    "VfsFat",
+    "dupterm",
+    "sync",
+    "errno",
+)
 
 
 def _fake_os(cfg, missing):
@@ -74,15 +96,17 @@ def _fake_sys(cfg):
             setattr(fake, name, getattr(sys, name))
     v = tuple(cfg["version"])
     fake.platform = cfg["platform"]
-    fake.version = "3.4.0; MicroPython v%s on %s" % (cfg["release"], cfg["uversion"].split(" on ")[-1])
+    fake.version = "3.4.0; MicroPython v%s on %s" % (
+        cfg["release"],
+        cfg["uversion"].split(" on ")[-1],
+    )
     if v < (1, 10, 0):
         # 1.9 boards report a 3-tuple and no _machine
         I = namedtuple("implementation", ("name", "version"))
         fake.implementation = I("micropython", v)
     else:
         I = namedtuple("implementation", ("name", "version", "_machine", "_mpy"))
-        fake.implementation = I("micropython", v + ("",), cfg["machine"],
-                                sys.implementation._mpy)
+        fake.implementation = I("micropython", v + ("",), cfg["machine"], sys.implementation._mpy)
     fake.argv = []
     return fake
 

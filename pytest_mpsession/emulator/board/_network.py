@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `network` (esp32): WLAN that connects to any access point unless told to fail
 # (_mpmock.set_input('wlan_fail', True)); scan() returns _mpmock.inputs['wlan_scan'].
 import _mpmock
@@ -71,8 +74,9 @@ class WLAN:
             return None
         if self._status != STAT_GOT_IP:
             return ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")
-        return _mpmock.inputs.get("ifconfig", ("192.168.4.2", "255.255.255.0", "192.168.4.1",
-                                               "192.168.4.1"))
+        return _mpmock.inputs.get(
+            "ifconfig", ("192.168.4.2", "255.255.255.0", "192.168.4.1", "192.168.4.1")
+        )
 
     def config(self, *args, **kw):
         if kw:

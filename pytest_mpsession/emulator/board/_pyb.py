@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `pyb` (stm32): LEDs, the USR switch (_mpmock.inputs['switch']), the machine classes.
 import time
 

@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# (MicroPython code run by the emulated board, not CPython: shipped as package data)
 # Fake `rp2`: PIO state machines record what they are given; bootsel_button() reads
 # _mpmock.inputs['bootsel'].
 import _mpmock
