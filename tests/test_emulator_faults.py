@@ -205,3 +205,41 @@ def test_mp_mock_engine_is_used(monkeypatch: pytest.MonkeyPatch, raw_repl: type)
         c.enter_raw()
         assert c.exec("print(7)") == "7\n"
         c.close()
+
+
+def test_hang_until_port_reopened_keeps_flash(raw_repl: type) -> None:
+    c = raw_repl("mpmock://generic?seed=31&hang=0.5", timeout=1)
+    c.enter_raw()
+    c.serial.write(b"\x04")  # a soft reset is not an exchange: the board keeps answering
+    c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+    hung, written = False, []
+    for i in range(20):
+        c.serial.write(f"f = open('f{i}', 'w'); f.write('x'); f.close()".encode() + b"\x04")
+        if not read_either(c.serial, (b"\x04>",), 1):
+            hung = True
+            break
+        written.append(f"f{i}")
+    assert hung and c.serial.link.hung and written
+    c.serial.close()
+    c.serial.open()  # the reopen resets the hung board (re-enumerated), flash kept
+    c.enter_raw()
+    assert not c.serial.link.hung
+    files = c.exec("import os; print(sorted(os.listdir()))").strip()
+    assert all(repr(f) in files for f in written), (files, written)
+
+
+def test_legacy_receive_buffer_overruns_when_the_host_is_too_fast(raw_repl: type) -> None:
+    code = b"x = '" + b"a" * 1500 + b"'\nprint(len(x))"
+    with PtyBoard("legacy") as b:
+        c = raw_repl(b.path, timeout=1)
+        c.enter_raw()
+        c.serial.write(code + b"\x04")  # 1.5 KB at once over a PTY: far faster than a UART
+        with pytest.raises(AssertionError):
+            c.read_until(b"\x04>", timeout=0.5)  # the end of the code was lost
+        assert b.link.stats["rx_overruns"] >= 1
+    # the same code at the board's real line rate arrives whole
+    with PtyBoard("legacy", baudrate=115200) as b:
+        c = raw_repl(b.path, timeout=5)
+        c.enter_raw()
+        assert c.exec(code).strip() == "1500"
+        assert b.link.stats["rx_overruns"] == 0

@@ -187,8 +187,14 @@ class Link:
         self._command("attach", fd)
 
     def detach(self) -> None:
-        """Stop serving the host: the board keeps running, its output is lost."""
-        self._command("detach", None)
+        """Stop serving the host: the board keeps running, its output is lost.
+
+        Returns once the relay has let go of the host descriptor (it may then be closed).
+        """
+        done = threading.Event()
+        self._command("detach", done)
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            done.wait(5.0)
 
     def hard_reset(self) -> None:
         """Pulse the reset line: RAM gone, flash kept, the board boots to the friendly REPL."""
@@ -309,6 +315,8 @@ class Link:
                 self._hard_reset(drop=False)
         elif name == "detach":
             self._host_fd = -1
+            if isinstance(arg, threading.Event):
+                arg.set()
         elif name == "hard_reset":
             self._hard_reset(drop=False)
 

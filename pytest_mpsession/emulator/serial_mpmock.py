@@ -6,13 +6,15 @@ PROFILE defaults to ``generic``; options are those of :mod:`.options` (``seed``,
 ``baudrate``, ``latency_ms``, ``garbage``, ``drop``, ``disconnect``, ``disconnect_after``,
 ``reset``, ``hang``, ``flash``, ``profiles``).  Opening the port boots the board; closing it
 ends the board, except after the link dropped (a hard reset of a USB board, a
-``disconnect`` fault): then the board lives on and ``open()`` reconnects to it, as a client
-reopens a board's port after it re-enumerated.  Setting ``rts`` to True and back to False
-pulses the board's reset line (a hard reset).
+``disconnect`` fault) or while the board hangs (``hang``): then the board lives on and
+``open()`` reconnects to it, as a client reopens a board's port after it re-enumerated (a hung
+board is hard reset by that).  Boards left that way end with the Serial object or at exit.
+Setting ``rts`` to True and back to False pulses the board's reset line (a hard reset).
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import select
@@ -22,6 +24,7 @@ import termios
 import threading
 import time
 import urllib.parse
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from serial import PortNotOpenError, SerialBase, SerialException, SerialTimeoutException
@@ -32,6 +35,8 @@ from pytest_mpsession.emulator.options import parse_options
 from pytest_mpsession.emulator.profiles import Profile, load_profile
 
 __all__ = ["Serial", "parse_url"]
+
+_LIVE: weakref.WeakSet[Serial] = weakref.WeakSet()
 
 _FORM = "expected mpmock://[PROFILE][?option=value&...]"
 
@@ -84,6 +89,7 @@ class Serial(SerialBase):
                 self._link = Link(profile, parse_options(dict(raw)), on_drop=self._on_drop)
                 self._connect()
                 self._link.start()
+                _LIVE.add(self)
             else:
                 self._connect()
         except EmulatorError as exc:
@@ -116,8 +122,14 @@ class Serial(SerialBase):
                 self._sock = None
             dropped = self._dropped.is_set()
         if self._link is not None:
-            if dropped:
+            # after a drop the client reopens to reconnect; a hung board is reset by the
+            # reopen (it re-enumerates): in both cases the same board must still be there
+            if dropped or self._link.hung:
                 self._link.detach()
+                with self._ends_lock:
+                    if self._board_end is not None:
+                        self._board_end.close()
+                        self._board_end = None
             else:
                 self._close_link()
         self.is_open = False
@@ -290,3 +302,9 @@ class Serial(SerialBase):
     def cd(self) -> bool:
         """Carrier detect: the board is there."""
         return True
+
+
+@atexit.register
+def _close_all() -> None:
+    for port in list(_LIVE):
+        port._close_link()
