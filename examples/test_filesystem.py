@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from pytest_mpsession import DeviceError
-from pytest_mpsession.session import SessionResource
+from pytest_mpsession import DeviceError, SessionResource
 
 # Moving files needs RAM for the transfer buffers: not for a 16 KB board.
 pytestmark = pytest.mark.requires_feature("filesystem", "large_heap")

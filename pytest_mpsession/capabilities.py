@@ -33,7 +33,7 @@ __all__ = [
     "cache_key",
     "detect",
     "identify",
-    "identity_script",
+    "identity_scripts",
     "parse_probe_output",
     "parse_version",
     "probe_script",
@@ -289,144 +289,105 @@ def probe_script(probes: FeatureProbes | None = None) -> str:
 # A board with about 10 KB free cannot buffer and run the one-shot script (it needs about
 # 18 KB). These scripts stand alone, each well under 1 KB, and print the same lines.
 
-_SMALL_WRAP = "try:\n {name}({args})\nfinally:\n del {name}\n"
+# Each small exchange ends with a collection: on an 8 KB board the next exchange must find
+# the heap collected before it arrives, not while it is being received and compiled.
+_SMALL_WRAP = "try:\n {name}({args})\nfinally:\n del {name}\n__import__('gc').collect()\n"
 
-_SMALL_IDENTITY = """\
-def _mpsi():
+# Who the board is, in two pieces: the smallest boards (about 8 KB free) run out of memory
+# compiling both at once.
+_IDENTITY_A = """\
+def _mpsa():
  import sys
  p=print
- v=''
  try:
-  i=sys.implementation
-  p('@mps:impl='+i.name)
-  v='.'.join([str(x) for x in i.version[:3]])
-  if len(i.version)>3 and i.version[3]:
-   v+='-'+str(i.version[3])
+  v=sys.implementation
+  p('@mps:impl='+v.name)
+  v=v.version
+  p('@mps:ver=%d.%d.%d'%v[:3]+('-'+v[3] if len(v)>3 and v[3] else ''))
  except Exception:
-  pass
- u=None
- for m in ('os','uos'):
-  try:
-   u=__import__(m).uname()
-   break
-  except Exception:
-   pass
- if not v and u:
-  v=u.release
- p('@mps:ver='+v)
+  p('@mps:ver='+__import__('os').uname().release)
  p('@mps:plat='+sys.platform)
+"""
+
+_IDENTITY_B = """\
+def _mpsb():
+ p=print
  try:
-  p('@mps:mach='+u.machine)
+  p('@mps:mach='+__import__('os').uname().machine)
  except Exception:
   try:
-   p('@mps:mach='+sys.implementation._machine)
+   p('@mps:mach='+__import__('sys').implementation._machine)
   except Exception:
    pass
  try:
-  import machine
-  p('@mps:uid='+''.join(['%02x'%b for b in machine.unique_id()]))
+  p('@mps:uid='+''.join(['%02x'%b for b in __import__('machine').unique_id()]))
  except Exception:
   pass
- p('@mps:end=1')
 """
 
-_SMALL_PROBES = """\
-def _mpsp(P):
- import sys,gc
- def I(*a):
-  for m in a:
-   try:
-    return __import__(m)
-   except ImportError:
-    pass
-  raise ImportError(a[0])
- for n,c in P:
-  b=list(sys.modules)
-  try:
-   exec(c,{'I':I})
-   print('@mps:f='+n)
-  except Exception as e:
-   if isinstance(e,MemoryError):
-    print('@mps:m='+n)
-  c=None
-  for m in list(sys.modules):
-   if m not in b:
-    del sys.modules[m]
-  gc.collect()
+# A feature probe on its own: the code (with ``I`` defined in it) is compiled by exec() when
+# it runs, so the exchange itself is a few lines and the board compiles one small piece at
+# a time. Probes cannot take more memory than that on a board with 8 KB free.
+_IMPORT_HELPER = (
+    "def I(*a):\n for m in a:\n  try:\n   return __import__(m)\n  except ImportError:\n"
+    "   pass\n raise ImportError(a[0])\n"
+)
+_SMALL_PROBE = (
+    "try:\n exec({code},{{}})\n print('@mps:f={name}')\nexcept Exception as e:\n"
+    " if isinstance(e,MemoryError):\n  print('@mps:m={name}')\n__import__('gc').collect()\n"
+)
+_SMALL_MEMORY = "__import__('gc').collect()\nprint('@mps:mem=%d'%__import__('gc').mem_free())\n"
+_OPS_CODE = """\
+try:
+ T=__import__('utime')
+except ImportError:
+ T=__import__('time')
+n=0
+x=0
+s=T.ticks_us()
+while abs(T.ticks_diff(T.ticks_us(),s))<10000 and n<2000000:
+ for j in range(100):
+  x=x+j
+ n+=100
+print('@mps:ops=%d'%n)
+print('@mps:opus=%d'%abs(T.ticks_diff(T.ticks_us(),s)))
 """
-
-_SMALL_MEMORY_OPS = """\
-def _mpsq():
- import gc
- gc.collect()
- print('@mps:mem='+str(gc.mem_free()))
- T=None
- for m in ('time','utime'):
-  try:
-   T=__import__(m)
-   T.ticks_us
-   break
-  except Exception:
-   T=None
- if T:
-  n=0
-  x=0
-  s=T.ticks_us()
-  while 1:
-   for j in range(100):
-    x=x+j
-   n=n+100
-   e=abs(T.ticks_diff(T.ticks_us(),s))
-   if e>=10000 or n>=2000000:
-    break
-  print('@mps:ops='+str(n))
-  print('@mps:opus='+str(e))
-"""
-
-#: Bytes of probe code per small exchange.
-_SMALL_PROBE_BUDGET = 240
+_SMALL_OPS = "try:\n exec({code},{{}})\nexcept Exception:\n pass\n__import__('gc').collect()\n"
 
 
-def identity_script() -> str:
-    """A short script printing only who the board is (for the capabilities cache lookup);
+def identity_scripts() -> list[str]:
+    """Two short scripts printing who the board is (for the capabilities cache lookup);
     small enough for any board."""
-    return _SMALL_IDENTITY + _SMALL_WRAP.format(name="_mpsi", args="")
+    return [
+        _IDENTITY_A + _SMALL_WRAP.format(name="_mpsa", args=""),
+        _IDENTITY_B + _SMALL_WRAP.format(name="_mpsb", args=""),
+    ]
 
 
 def small_scripts(probes: FeatureProbes | None = None) -> list[str]:
     """The probe in several small exchanges, for boards too small for :func:`probe_script`:
-    identity, free memory and the operations loop, then the feature probes in groups.
+    identity, free memory, the operations loop, then one exchange per feature probe.
     Their outputs, joined, parse like the one-shot script's."""
-    return [script for script, _group in _small_plan(probes)]
+    return [script for script, _name in _small_plan(probes)]
 
 
-def _small_plan(probes: FeatureProbes | None) -> list[tuple[str, list[tuple[str, str]]]]:
-    """``(script, probes it runs)`` for each small exchange."""
+_IDENTITY = "identity"
+_MEASURE = "measure"
+
+
+def _small_plan(probes: FeatureProbes | None) -> list[tuple[str, str]]:
+    """``(script, what it is)`` for each small exchange: ``"measure"``, ``"identity"`` or
+    the name of the feature it probes. Measurements come first, while the heap is as the
+    board left it."""
     probes = probes if probes is not None else FeatureProbes()
-    # Memory first: free memory is measured before the probes have fragmented the heap.
-    plan: list[tuple[str, list[tuple[str, str]]]] = [
-        (
-            _SMALL_IDENTITY.replace(" p('@mps:end=1')\n", "")
-            + _SMALL_WRAP.format(name="_mpsi", args=""),
-            [],
-        ),
-        (_SMALL_MEMORY_OPS + _SMALL_WRAP.format(name="_mpsq", args=""), []),
+    plan = [
+        (_SMALL_MEMORY, _MEASURE),
+        (_SMALL_OPS.format(code=ascii(_OPS_CODE)), _MEASURE),
+        *((script, _IDENTITY) for script in identity_scripts()),
     ]
-    group: list[tuple[str, str]] = []
-    size = 0
-    for name, code in [*probes.items(), ("", "")]:
-        if group and (not name or size + len(code) > _SMALL_PROBE_BUDGET):
-            plan.append((_probe_group_script(group), group))
-            group, size = [], 0
-        if name:
-            group.append((name, code))
-            size += len(code)
+    for name, code in probes.items():
+        plan.append((_SMALL_PROBE.format(code=ascii(_IMPORT_HELPER + code), name=name), name))
     return plan
-
-
-def _probe_group_script(group: list[tuple[str, str]]) -> str:
-    args = "(" + "".join(f"({n!a},{c!a})," for n, c in group) + ")"
-    return _SMALL_PROBES + _SMALL_WRAP.format(name="_mpsp", args=args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +662,19 @@ class BoardIdentity:
     firmware_version: str
     device_type: str
     unique_id: str | None
+    machine: str = ""
+
+    def probe_lines(self) -> str:
+        """The identity as the probe scripts print it."""
+        lines = [
+            f"@mps:impl={self.implementation}",
+            f"@mps:ver={self.firmware_version}",
+            f"@mps:plat={self.device_type}",
+            f"@mps:mach={self.machine}",
+        ]
+        if self.unique_id:
+            lines.append(f"@mps:uid={self.unique_id}")
+        return "".join(line + "\n" for line in lines)
 
 
 def cache_key(unique_id: str | None, firmware_version: str, probes: FeatureProbes) -> str | None:
@@ -733,13 +707,15 @@ class ProbeTarget(Protocol):
 
 
 def identify(communicator: ProbeTarget, timeout: float | None = None) -> BoardIdentity:
-    """Ask the board who it is (one short exchange, no feature probes)."""
-    out = parse_probe_output(communicator.exec(identity_script(), timeout=timeout))
+    """Ask the board who it is (two short exchanges, no feature probes)."""
+    text = "".join(communicator.exec(script, timeout=timeout) for script in identity_scripts())
+    out = parse_probe_output(text + "@mps:end=1\n")
     return BoardIdentity(
         implementation=out.implementation,
         firmware_version=out.firmware_version,
         device_type=out.device_type,
         unique_id=out.unique_id,
+        machine=out.machine,
     )
 
 
@@ -747,6 +723,7 @@ def detect(
     communicator: ProbeTarget,
     probes: FeatureProbes | None = None,
     timeout: float | None = None,
+    identity: BoardIdentity | None = None,
 ) -> DeviceCapabilities:
     """Find out what the board is and can do, in one exchange.
 
@@ -754,7 +731,8 @@ def detect(
     buffers a whole exchange in RAM before compiling it) is asked in several small
     exchanges instead (:func:`small_scripts`), and so is a board that runs out of memory
     with the one-shot script. Before raw-paste is known, run :func:`identify` (a small
-    exchange) first so that an old board never receives the big script.
+    exchange) first so that an old board never receives the big script; pass its result as
+    ``identity`` and a small board is not asked again.
 
     Raises :class:`~pytest_mpsession.errors.DeviceError` if the probe script itself fails on
     the board and :class:`ProtocolError` if its answer cannot be read.
@@ -762,7 +740,7 @@ def detect(
     if getattr(communicator, "raw_paste", None) is False:
         # The raw REPL of old firmware keeps its line buffer at the largest exchange it
         # has seen: a 3 KB script would cost a 16 KB board that RAM for good.
-        return _detect_small(communicator, probes, timeout)
+        return _detect_small(communicator, probes, timeout, identity)
     script = probe_script(probes)
     first: list[float] = []
 
@@ -778,20 +756,27 @@ def detect(
     except DeviceError as exc:
         if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError":
             raise
-        return _detect_small(communicator, probes, timeout)
+        return _detect_small(communicator, probes, timeout, identity)
     end = time.monotonic()
     out = parse_probe_output(text)
     if out.memory_errors:
-        return _detect_small(communicator, probes, timeout)
+        return _detect_small(communicator, probes, timeout, identity)
     return _build(out, communicator.raw_paste, len(script.encode()), start, first, end)
 
 
 def _detect_small(
-    communicator: ProbeTarget, probes: FeatureProbes | None, timeout: float | None
+    communicator: ProbeTarget,
+    probes: FeatureProbes | None,
+    timeout: float | None,
+    identity: BoardIdentity | None,
 ) -> DeviceCapabilities:
     """:func:`detect` for small boards: the same facts, in several small exchanges."""
     plan = _small_plan(probes)
     texts: list[str] = []
+    if identity is not None:
+        # Known already: every exchange saved matters on a board this small.
+        plan = [(script, what) for script, what in plan if what != _IDENTITY]
+        texts.append(identity.probe_lines())
     sent = 0
     sending = 0.0
     first: list[float] = []
@@ -813,26 +798,18 @@ def _detect_small(
         return text
 
     start = time.monotonic()
-    for index, script_group in enumerate(plan):
-        script, group = script_group
+    for script, what in plan:
         try:
             texts.append(run(script))
         except DeviceError as exc:
             if isinstance(exc, DeviceTimeout) or exc.exc_type != "MemoryError":
                 raise
-            if index == 1:
-                continue  # free memory and speed stay unknown: not worth failing over
-            if not group:
+            if what == _IDENTITY:
                 raise
-            # A group too big for the board: each probe alone; one that still does not
-            # fit is a feature the board cannot have.
-            for name, code in group:
-                try:
-                    texts.append(run(_probe_group_script([(name, code)])))
-                except DeviceError as single:
-                    if isinstance(single, DeviceTimeout) or single.exc_type != "MemoryError":
-                        raise
-                    texts.append(f"@mps:m={name}\n")
+            # Memory and speed stay unknown; a probe the board cannot even compile is a
+            # feature it cannot have.
+            if what != _MEASURE:
+                texts.append(f"@mps:m={what}\n")
     end = time.monotonic()
     out = parse_probe_output("".join(texts) + "@mps:end=1\n")
     # Timed like one exchange: the loop's board time is the only board time known.

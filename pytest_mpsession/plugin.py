@@ -377,10 +377,15 @@ def connect_board(config: pytest.Config, board: Board) -> None:
                 except ValueError:
                     caps = None
         if caps is None:
-            caps = detect(comm, board.probes, timeout=settings.timeout)
+            caps = detect(comm, board.probes, timeout=settings.timeout, identity=ident)
             key = cache_key(caps.unique_id, caps.firmware_version, board.probes)
             if cache is not None and key:
                 cache.set(key, caps.to_dict())
+            if comm.raw_paste is False:
+                # Old firmware, probed in small pieces: the modules the probes imported and
+                # the raw REPL's grown buffer hold RAM a 16 KB board needs for the tests.
+                # Nothing of the user's is on the board yet, so a soft reset gives it back.
+                comm.soft_reset(timeout=settings.timeout)
         board.capabilities = caps
         manager = DeviceSessionManager(comm, probes=board.probes, capabilities=caps)
     except (MpSessionError, OSError, ValueError) as exc:
@@ -628,14 +633,41 @@ def _probes(config: pytest.Config) -> FeatureProbes:
     """The feature probes: built-in, ``mp_features``, then the hook (computed once)."""
     state = _state(config)
     if state.probes is None:
-        from pytest_mpsession.capabilities import FeatureProbes
-
-        probes = FeatureProbes()
-        for name, code in state.settings.features:
-            probes.add(name, code)
-        config.hook.pytest_mpsession_probe_features(probes=probes)
-        state.probes = probes
+        state.probes = _collect_probes(config, state.settings)
     return state.probes
+
+
+def _collect_probes(config: pytest.Config, settings: Settings) -> FeatureProbes:
+    from pytest_mpsession.capabilities import FeatureProbes
+
+    probes = FeatureProbes()
+    for name, code in settings.features:
+        probes.add(name, code)
+    config.hook.pytest_mpsession_probe_features(probes=probes)
+    return probes
+
+
+def _late_probes(config: pytest.Config, state: _State) -> None:
+    """Probes added by conftest files found during collection (below the initial ones):
+    known for the marker checks, and run on the board now (one more exchange)."""
+    from pytest_mpsession.capabilities import FeatureProbes, detect
+
+    before = _probes(config)
+    after = _collect_probes(config, state.settings)
+    new = [(name, code) for name, code in after.items() if name not in before]
+    if not new:
+        return
+    state.probes = after
+    board = state.board
+    if board is None or board.manager is None or board.capabilities is None:
+        return
+    extra = FeatureProbes(builtin=False)
+    for name, code in new:
+        extra.add(name, code)
+    with board.manager.board(board.settings.timeout) as comm:
+        found = detect(comm, extra, timeout=board.settings.timeout).features
+    caps = board.manager.capabilities
+    caps.features = caps.features | (found & frozenset(extra))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -740,6 +772,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from pytest_mpsession.capabilities import KNOWN_FEATURES
 
+    _late_probes(config, state)
     known = _probes(config).names() | KNOWN_FEATURES
     for item in items:
         check_markers(item, known)

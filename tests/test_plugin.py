@@ -39,6 +39,8 @@ def one_line_error(result: pytest.RunResult) -> str:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
+    # The inner runs need no hypothesis plugin (its summary costs a second per run).
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
 
 
 # -- help, options, ini keys ---------------------------------------------------------------------

@@ -27,6 +27,8 @@ def generic_port() -> Iterator[str]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
+    # The inner runs need no hypothesis plugin (its summary costs a second per run).
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
 
 
 BASIC = """
@@ -380,22 +382,31 @@ def test_xdist_pool_one_board_per_worker(
 ) -> None:
     pytest.importorskip("xdist")
     pytester.makepyfile(POOL_TESTS)
+    times: list[tuple[float, float]] = []
     with PtyBoard("generic") as a, PtyBoard("generic") as b:
-        monkeypatch.setenv("MPS_LOG", str(pytester.path / "one.log"))
-        one = pytester.runpytest_subprocess(f"--mp-port={a.path}", "-p", "no:cacheprovider")
-        one.assert_outcomes(passed=40)
-        monkeypatch.setenv("MPS_LOG", str(pytester.path / "two.log"))
-        two = pytester.runpytest_subprocess(
-            "-n", "2", f"--mp-port={a.path}", f"--mp-port={b.path}", "--junitxml=pool.xml",
-            "-p", "no:cacheprovider",
-        )  # fmt: skip
-        two.assert_outcomes(passed=40)
-    one_time, _, one_ports = _suite_time(pytester.path / "one.log")
-    two_time, workers, two_ports = _suite_time(pytester.path / "two.log")
-    assert one_ports == {a.path}
-    assert workers == {"gw0", "gw1"}
-    assert two_ports == {a.path, b.path}
-    assert two_time <= 0.75 * one_time, (one_time, two_time)
+        # Timing on a shared CI machine: a second attempt if the first was starved of CPU.
+        for attempt in range(2):
+            log_one = pytester.path / f"one{attempt}.log"
+            log_two = pytester.path / f"two{attempt}.log"
+            monkeypatch.setenv("MPS_LOG", str(log_one))
+            one = pytester.runpytest_subprocess(f"--mp-port={a.path}", "-p", "no:cacheprovider")
+            one.assert_outcomes(passed=40)
+            monkeypatch.setenv("MPS_LOG", str(log_two))
+            two = pytester.runpytest_subprocess(
+                "-n", "2", f"--mp-port={a.path}", f"--mp-port={b.path}", "--junitxml=pool.xml",
+                "-p", "no:cacheprovider",
+            )  # fmt: skip
+            two.assert_outcomes(passed=40)
+            one_time, _, one_ports = _suite_time(log_one)
+            two_time, workers, two_ports = _suite_time(log_two)
+            assert one_ports == {a.path}
+            assert workers == {"gw0", "gw1"}
+            assert two_ports == {a.path, b.path}
+            times.append((one_time, two_time))
+            if two_time <= 0.75 * one_time:
+                break
+    one_time, two_time = times[-1]
+    assert two_time <= 0.75 * one_time, times
     two.stdout.fnmatch_lines(
         [f"mpsession: a pool of 2 boards, one per pytest-xdist worker: {a.path}, {b.path}"]
     )
@@ -439,3 +450,32 @@ def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
     result.stdout.fnmatch_lines(["*mpsession: cannot use the board at /dev/pts/*"])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     result.stdout.no_fnmatch_line("*crashed*")
+
+
+def test_probes_from_a_conftest_found_during_collection(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    # hw/conftest.py is not an initial conftest (loaded while collecting hw/): its probes
+    # still count, and are run on the board.
+    hw = pytester.mkpydir("hw")
+    (hw / "conftest.py").write_text(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('has_json', 'import json')\n"
+        "    probes.add('lora', 'import sx127x')\n"
+    )
+    (hw / "test_radio.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.requires_feature('has_json')\n"
+        "def test_json(device_session):\n"
+        "    assert device_session.eval('1') == 1\n\n"
+        "@pytest.mark.requires_feature('lora')\n"
+        "def test_lora():\n"
+        "    pass\n"
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*requires_feature: board lacks 'lora' (micropython 1.* on generic)"]
+    )
+    # And without a board, the names are still known (no collection error).
+    pytester.runpytest().assert_outcomes(skipped=2)
