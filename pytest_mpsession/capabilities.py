@@ -1,11 +1,16 @@
 """What a board is and what it can do, found out in one exchange with it.
 
-:func:`detect` sends one probe script (runnable on every MicroPython from 1.9 on: no
-f-strings, no ``type.__name__``, a few KB of RAM) that prints one ``@mps:key=value`` line per
-fact: implementation, firmware version, ``sys.platform``, ``os.uname().machine``, the unique
-id, free memory, which feature probes ran without raising, and a short timing loop. The host
-parses those lines (ignoring anything else the board prints) into a
-:class:`DeviceCapabilities`, and measures a :class:`PerformanceProfile` from the same exchange.
+:func:`detect` sends one probe script (no f-strings, no ``type.__name__``: it runs on every
+MicroPython from 1.9 on) that prints one ``@mps:key=value`` line per fact: implementation,
+firmware version, ``sys.platform``, ``os.uname().machine``, the unique id, free memory, which
+feature probes ran without raising, and a short timing loop. The host parses those lines
+(ignoring anything else the board prints) into a :class:`DeviceCapabilities`, and measures a
+:class:`PerformanceProfile` from the same exchange.
+
+Boards too small for that script (old firmware without raw-paste buffers a whole exchange in
+RAM; a micro:bit has about 8 KB free) are asked the same questions in several small
+exchanges (:func:`small_scripts`); :func:`identify` (two small exchanges) is what the
+capabilities cache is keyed on.
 
 Feature probes are small pieces of board code; a board has a feature when its probe runs
 without raising. Projects add their own with :meth:`FeatureProbes.add` (from the
@@ -156,7 +161,7 @@ class FeatureProbes:
 # The board side: one script, MicroPython 1.9 compatible
 # ---------------------------------------------------------------------------------------------
 
-# Rules for the board code: it runs on MicroPython 1.9 in ~12 KB of free heap. No f-strings, no
+# Rules for the board code: it runs on MicroPython 1.9. No f-strings, no
 # ``type.__name__``, no ``os.stat``; 1-space indents and short names, since the board buffers
 # the whole script before compiling it. The script is a small driver plus a table of snippets
 # in one string literal: each snippet is compiled only when its turn comes (compiling one big
@@ -287,7 +292,7 @@ def probe_script(probes: FeatureProbes | None = None) -> str:
 # -- small boards: the same facts in several small exchanges ---------------------------------
 #
 # A board with about 10 KB free cannot buffer and run the one-shot script (it needs about
-# 18 KB). These scripts stand alone, each well under 1 KB, and print the same lines.
+# 18 KB). These scripts stand alone, each under 640 bytes, and print the same lines.
 
 # Each small exchange ends with a collection: on an 8 KB board the next exchange must find
 # the heap collected before it arrives, not while it is being received and compiled.
