@@ -1083,12 +1083,14 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if board is None:
         return None
     lines = [f"mpsession: {board.describe()}"]
-    if board.capabilities is not None:
+    if board.capabilities is not None and config.get_verbosity() > 0:
         perf = board.capabilities.performance
         cached = " (capabilities from cache)" if board.from_cache else ""
         lines.append(
             f"mpsession: round trip {perf.round_trip_ms:.1f} ms, "
-            f"{perf.ops_per_s / 1000:.0f}k ops/s{cached}"
+            f"{perf.write_bytes_per_s / 1000:.1f} kB/s to the board, "
+            f"{perf.ops_per_s / 1000:.0f}k ops/s, {board.capabilities.memory_free} bytes free"
+            f"{cached}"
         )
     if len(settings.ports) > 1 and board.worker is None:
         lines.append(

@@ -78,7 +78,7 @@ def test_current_firmware():
 def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: str) -> None:
     pytester.makeini("[pytest]\nmp_features =\n    lora: import sx127x\n")
     pytester.makepyfile(BASIC)
-    result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error")
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error", "-v")
     result.assert_outcomes(passed=7, skipped=3)
     header = [line for line in result.outlines if line.startswith("mpsession: ")]
     assert re.fullmatch(
@@ -87,7 +87,9 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
         header[0],
     ), header
     assert "float" in header[0] and "raw_paste" in header[0]
-    assert header[1].startswith("mpsession: round trip ")
+    assert header[1].startswith("mpsession: round trip ")  # with -v: the measurements
+    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    assert len([line for line in quiet.outlines if line.startswith("mpsession: ")]) == 1
     out = result.stdout.str()
     version = re.search(r"micropython (1\.\d+\.\d+) on generic", header[0])
     assert version is not None
@@ -108,20 +110,20 @@ def test_capabilities_are_cached_by_unique_id_and_firmware(
             assert device_capabilities.unique_id
         """
     )
-    first = pytester.runpytest(f"--mp-port={generic_port}")
+    first = pytester.runpytest(f"--mp-port={generic_port}", "-v")
     first.assert_outcomes(passed=1)
     assert "capabilities from cache" not in first.stdout.str()
     entries = list((pytester.path / ".pytest_cache/v/mpsession/capabilities").iterdir())
     assert len(entries) == 1 and "_1." in entries[0].name
-    second = pytester.runpytest(f"--mp-port={generic_port}")
+    second = pytester.runpytest(f"--mp-port={generic_port}", "-v")
     second.assert_outcomes(passed=1)
     assert "(capabilities from cache)" in second.stdout.str()
-    third = pytester.runpytest(f"--mp-port={generic_port}", "--mp-no-cache")
+    third = pytester.runpytest(f"--mp-port={generic_port}", "--mp-no-cache", "-v")
     third.assert_outcomes(passed=1)
     assert "capabilities from cache" not in third.stdout.str()
     # A damaged cache entry is ignored (probed again, and rewritten).
     entries[0].write_text('{"version": "broken"}')
-    fourth = pytester.runpytest(f"--mp-port={generic_port}")
+    fourth = pytester.runpytest(f"--mp-port={generic_port}", "-v")
     fourth.assert_outcomes(passed=1)
     assert "capabilities from cache" not in fourth.stdout.str()
     assert "firmware_version" in entries[0].read_text()
