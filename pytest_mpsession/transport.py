@@ -4,7 +4,10 @@
   ``rfc2217://``, ``loop://``, ``mpmock://``), opened with ``serial_for_url``.
 - Opening never resets the board: DTR and RTS get their values *before* the port opens and
   are never toggled afterwards (ESP32 dev boards wire them to EN and IO0).
-- Device paths are opened exclusively, so two test runs can never share one board.
+- Device paths are opened exclusively, so two test runs can never share one board; every
+  port a board can be shared through (device paths, ``socket://``, ``rfc2217://``) also
+  takes a lock file naming its holder (:mod:`pytest_mpsession.boardlock`), so a second run
+  gets a one-line "board busy: PORT is in use by pid N (...)" error.
 - Reads block until bytes arrive or a ``time.monotonic()`` deadline passes: no polling.
 - Every pyserial or OS error leaves this module as a one-line
   :class:`~pytest_mpsession.errors.DeviceConnectionError` that names the port.
@@ -12,14 +15,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
 import time
 from typing import Any
 
-import serial  # type: ignore[import-untyped]
+import serial
 
+from pytest_mpsession.boardlock import BoardLock
 from pytest_mpsession.errors import DeviceConnectionError
 
 __all__ = ["Transport"]
@@ -30,8 +35,11 @@ _RESET_PULSE_S = 0.1
 _REOPEN_BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5)
 _READ_SIZE = 65536
 
+_PosixSerial: type[Any] | None
 try:  # the posix Serial class, whose file descriptor we read directly (see read_some)
-    from serial.serialposix import Serial as _PosixSerial  # type: ignore[import-untyped]
+    from serial.serialposix import Serial as _PosixSerialClass
+
+    _PosixSerial = _PosixSerialClass
 except ImportError:  # pragma: no cover - Windows
     _PosixSerial = None
 
@@ -71,8 +79,10 @@ class Transport:
         exclusive: bool,
         dtr: bool,
         rts: bool,
+        lock: BoardLock | None = None,
     ) -> None:
-        """Use :meth:`open`; this wraps an already open pyserial object."""
+        """Use :meth:`open`; this wraps an already open pyserial object (and the board lock
+        taken for it, released by :meth:`close`)."""
         self.port = port
         self.baudrate = baudrate
         self.timeout = timeout
@@ -81,6 +91,8 @@ class Transport:
         self._rts = rts
         self._ser = ser
         self._fd = self._posix_fd(ser)
+        self._lock = lock
+        self._closed = False
 
     # -- opening --------------------------------------------------------------------------
 
@@ -99,11 +111,29 @@ class Transport:
 
         ``timeout`` bounds each write. ``dtr`` / ``rts`` are the line levels the port opens
         with and keeps (both asserted is what the OS does on open, so nothing toggles).
+        ``exclusive`` also takes the board's lock file for as long as the port is open
+        (:class:`~pytest_mpsession.boardlock.BoardBusyError` when another run holds it).
         Raises DeviceConnectionError naming the port.
         """
-        ser = cls._open_serial(port, baudrate, timeout, exclusive, dtr, rts)
+        lock: BoardLock | None = None
+        if exclusive and isinstance(port, str) and port:
+            lock = BoardLock(port)
+            lock.acquire()
+        try:
+            ser = cls._open_serial(port, baudrate, timeout, exclusive, dtr, rts)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         return cls(
-            port, ser, baudrate=baudrate, timeout=timeout, exclusive=exclusive, dtr=dtr, rts=rts
+            port,
+            ser,
+            baudrate=baudrate,
+            timeout=timeout,
+            exclusive=exclusive,
+            dtr=dtr,
+            rts=rts,
+            lock=lock,
         )
 
     @staticmethod
@@ -204,7 +234,7 @@ class Transport:
             raise self._lost(exc, "read") from None
 
     def _read_generic(self, deadline: float) -> bytes:
-        ser = self._ser
+        ser: Any = self._ser
         waiting = ser.in_waiting
         if waiting:
             data: bytes = ser.read(waiting)
@@ -226,12 +256,26 @@ class Transport:
 
     def discard_input(self) -> None:
         """Drop everything received and not read yet."""
+        ser: Any = self._ser
         try:
-            self._ser.reset_input_buffer()
+            ser.reset_input_buffer()
         except (serial.SerialException, OSError, ValueError) as exc:
             raise self._lost(exc, "discarding input") from None
 
     # -- lines and lifetime ---------------------------------------------------------------
+
+    @property
+    def has_reset_line(self) -> bool:
+        """Whether :meth:`pulse_reset` can work here: a serial device or an RFC 2217 port
+        (whose server may drive the lines), not a pseudo-terminal, socket or loop.
+
+        ``mpmock://`` boards are reset by an RTS *release* (``rts`` True then False), which
+        this pulse never makes (it ends with both lines asserted, as the usual two-transistor
+        auto-reset circuit needs); reopening their port resets them instead."""
+        port = self.port
+        if "://" in port:
+            return port.split("://", 1)[0].lower() == "rfc2217"
+        return not os.path.realpath(port).startswith("/dev/pts/")
 
     def pulse_reset(self) -> bool:
         """Pulse the reset line of a typical dev board (RTS asserted with DTR released pulls
@@ -253,16 +297,29 @@ class Transport:
 
     def reopen(self, timeout: float) -> None:
         """Close and open the port again, retrying with a bounded backoff until it is back
-        (a USB board re-enumerates after a reset) or ``timeout`` seconds pass."""
-        self.close()
+        (a USB board re-enumerates after a reset) or ``timeout`` seconds pass.
+
+        The same pyserial object is opened again, with the settings and line levels it had
+        (an ``mpmock://`` board whose link dropped is reconnected, not replaced); the board
+        lock stays held throughout.
+        """
+        if self._closed:
+            raise DeviceConnectionError(f"{self.port}: the transport is closed", port=self.port)
+        self._close_port()
         deadline = time.monotonic() + timeout
         attempt = 0
+        ser: Any = self._ser
         while True:
             try:
-                ser = self._open_serial(
-                    self.port, self.baudrate, self.timeout, self._exclusive, self._dtr, self._rts
-                )
+                try:
+                    ser.open()
+                except (serial.SerialException, OSError, ValueError) as exc:
+                    raise DeviceConnectionError(
+                        f"cannot open {self.port}: {_reason(exc)}", port=self.port
+                    ) from None
             except DeviceConnectionError as exc:
+                with contextlib.suppress(serial.SerialException, OSError, ValueError):
+                    ser.close()  # a half-open object refuses the next open()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeviceConnectionError(
@@ -273,7 +330,6 @@ class Transport:
                 # No event tells us a device node came back: retry after a bounded pause.
                 time.sleep(min(delay, remaining))
                 continue
-            self._ser = ser
             self._fd = self._posix_fd(ser)
             return
 
@@ -282,13 +338,20 @@ class Transport:
         """True until :meth:`close`."""
         return bool(self._ser.is_open)
 
-    def close(self) -> None:
-        """Close the port (idempotent). The line levels are left as they are."""
+    def _close_port(self) -> None:
         try:
             self._ser.close()
         except (serial.SerialException, OSError, ValueError):
             pass
         self._fd = None
+
+    def close(self) -> None:
+        """Close the port and release the board lock (idempotent). The line levels are
+        left as they are."""
+        self._closed = True
+        self._close_port()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> Transport:
         return self

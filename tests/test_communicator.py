@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_mpsession.boardlock import BoardBusyError
 from pytest_mpsession.communicator import Communicator, parse_literal, parse_traceback
 from pytest_mpsession.emulator import PtyBoard
 from pytest_mpsession.errors import (
@@ -384,9 +385,10 @@ def test_nonexistent_port() -> None:
 
 
 def test_busy_port(comm: Communicator) -> None:
-    with pytest.raises(DeviceConnectionError, match=r"the port is busy") as info:
+    with pytest.raises(BoardBusyError, match=r"^board busy: ") as info:
         Communicator.open(comm.port, timeout=1)
-    assert comm.port in str(info.value)
+    assert f"{comm.port} is in use by pid {os.getpid()}" in str(info.value)
+    assert isinstance(info.value, DeviceConnectionError)
     assert comm.exec("print(1)") == "1\n"  # the first user is unharmed
 
 

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serial  # type: ignore[import-untyped]
 
+from pytest_mpsession.boardlock import BoardBusyError
 from pytest_mpsession.errors import DeviceConnectionError
 from pytest_mpsession.transport import Transport
 
@@ -100,11 +102,28 @@ def test_nonexistent_port_is_one_clear_line() -> None:
 
 def test_busy_port_is_one_clear_line(pty_pair: tuple[int, str]) -> None:
     _, path = pty_pair
-    with Transport.open(path), pytest.raises(DeviceConnectionError) as info:
+    with Transport.open(path), pytest.raises(BoardBusyError) as info:
         Transport.open(path)
     msg = str(info.value)
-    assert msg.startswith(f"cannot open {path}: the port is busy")
+    assert msg.startswith(f"board busy: {path} is in use by pid {os.getpid()} (")
     assert "\n" not in msg
+    assert isinstance(info.value, DeviceConnectionError) and info.value.port == path
+
+
+def test_port_held_by_another_program_is_busy(pty_pair: tuple[int, str]) -> None:
+    # A terminal program (no lock file, only the exclusive open) holds the port.
+    _, path = pty_pair
+    other = serial.Serial(path, exclusive=True)
+    try:
+        with pytest.raises(DeviceConnectionError) as info:
+            Transport.open(path)
+        msg = str(info.value)
+        assert msg.startswith(f"cannot open {path}: the port is busy")
+        assert "\n" not in msg
+    finally:
+        other.close()
+    with Transport.open(path):  # the lock was released when the open failed
+        pass
 
 
 def test_non_exclusive_open_shares(pty_pair: tuple[int, str]) -> None:

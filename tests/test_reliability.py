@@ -1,0 +1,583 @@
+"""Recovery from the faults a board farm sees, at the communicator level.
+
+On the real MicroPython unix port (served as a board on a PTY): the process killed mid-call,
+the board reset mid-call, the PTY closed and back at the same path (a USB board
+re-enumerating), noise before the raw-REPL prompt and before a reply, a board nothing
+brings back (broken, then revived by hand). On the emulator's boards (``mpmock://``): the
+same faults from its fault options. Plus the exclusive-use lock across processes and the
+safety of ``eval``: what a board prints is never evaluated on the host.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_mpsession.boardlock import BoardBusyError, BoardLock, lock_key
+from pytest_mpsession.communicator import (
+    BoardBrokenError,
+    BoardDisconnectedError,
+    BoardFault,
+    BoardHungError,
+    BoardNoiseError,
+    BoardResetError,
+    Communicator,
+    parse_literal,
+)
+from pytest_mpsession.emulator import PtyBoard
+from pytest_mpsession.errors import DeviceConnectionError, DeviceTimeout, ProtocolError
+
+pytestmark = pytest.mark.timeout(60)
+
+# Runs until stopped, printing "go" first so the test knows the call is under way.
+LONG_CALL = "print('go')\nimport time\ntime.sleep(5)\nprint('done')"
+
+
+def when_printed(word: bytes, action: Callable[[], None]) -> Callable[[bytes], None]:
+    """An ``on_stdout`` callback that runs ``action`` once, when ``word`` is printed."""
+    seen = bytearray()
+    done = False
+
+    def on_stdout(data: bytes) -> None:
+        nonlocal done
+        seen.extend(data)
+        if not done and word in seen:
+            done = True
+            action()
+
+    return on_stdout
+
+
+class PtyRelay:
+    """A PTY of our own in front of a board (the cable and USB chip of a real board), at a
+    stable symlink path like ``/dev/serial/by-id/...``.
+
+    ``vanish()`` closes the PTY and removes the path (the board fell off the bus; the board
+    itself keeps running), ``come_back()`` serves a new PTY at the same path (re-enumerated).
+    ``noise_before(trigger, noise)``: the next time the host sends ``trigger``, ``noise``
+    goes to the host before anything the board says.
+    """
+
+    board: PtyBoard
+
+    def __init__(self, board_path: str, link: Path) -> None:
+        self.link = link
+        self._board = os.open(board_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        import tty
+
+        tty.setraw(self._board)
+        self._lock = threading.Lock()
+        self._master = -1
+        self._noise: list[tuple[bytes, bytes]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop = False
+        self.come_back()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def come_back(self) -> None:
+        """Serve a new PTY at the link path."""
+        master, slave = os.openpty()
+        import tty
+
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        os.close(slave)  # the host opens it by path
+        with self._lock:
+            self._master = master
+        tmp = self.link.with_suffix(".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path)
+        tmp.replace(self.link)
+        os.write(self._wake_w, b"!")
+
+    def vanish(self) -> None:
+        """Close the PTY the host has open and remove its path."""
+        self.link.unlink(missing_ok=True)
+        with self._lock:
+            master, self._master = self._master, -1
+        if master >= 0:
+            os.close(master)
+        os.write(self._wake_w, b"!")
+
+    def noise_before(self, trigger: bytes, noise: bytes) -> None:
+        """Next time the host sends ``trigger``, send ``noise`` to the host first."""
+        with self._lock:
+            self._noise.append((trigger, noise))
+
+    def _run(self) -> None:
+        while not self._stop:
+            with self._lock:
+                master = self._master
+            fds = [self._board, self._wake_r] + ([master] if master >= 0 else [])
+            ready = select.select(fds, [], [], None)[0]
+            if self._wake_r in ready:
+                os.read(self._wake_r, 100)
+                continue
+            if self._board in ready:
+                try:
+                    data = os.read(self._board, 65536)
+                except BlockingIOError:
+                    data = b""
+                except OSError:
+                    return
+                if data and master >= 0:
+                    with contextlib.suppress(OSError):
+                        os.write(master, data)  # lost when nobody has the port open
+            if master >= 0 and master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    # EIO: the host closed its side (between its reopen attempts)
+                    select.select([self._wake_r], [], [], 0.001)
+                    continue
+                with self._lock:
+                    hits = [(t, n) for t, n in self._noise if t in data]
+                    for hit in hits:
+                        self._noise.remove(hit)
+                for _, noise in hits:
+                    os.write(master, noise)
+                os.write(self._board, data)
+
+    def close(self) -> None:
+        """Stop relaying and close everything."""
+        self._stop = True
+        os.write(self._wake_w, b"!")
+        self._thread.join(5)
+        for fd in (self._board, self._master, self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.link.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def relay(pty_board_factory: Callable[..., PtyBoard], tmp_path: Path) -> Iterator[PtyRelay]:
+    """The unix-port board behind a :class:`PtyRelay` at ``tmp_path/ttyBOARD``
+    (``relay.board`` is the :class:`PtyBoard`)."""
+    board = pty_board_factory("unix")
+    r = PtyRelay(board.path, tmp_path / "ttyBOARD")
+    r.board = board
+    yield r
+    r.close()
+
+
+def ram_losses(board: PtyBoard) -> int:
+    """How often the emulated board lost its RAM so far: resets, and the emulator's heals
+    (a Ctrl-C whose SIGINT landed inside the unix port's allocator restarts it, and the
+    board tells the host as a crashed board does: a soft reboot)."""
+    stats = board.link.stats
+    return stats["soft_resets"] + stats["hard_resets"] + stats["interrupt_heals"]
+
+
+@pytest.fixture
+def unix_board(pty_board_factory: Callable[..., PtyBoard]) -> PtyBoard:
+    """The bare unix port on a PTY, as a :class:`PtyBoard` (for its engine and reset line)."""
+    board: PtyBoard = pty_board_factory("unix")
+    return board
+
+
+def assert_fault(err: BaseException, cls: type, *, ram_lost: bool) -> None:
+    """``err`` is a recovered fault of ``cls``, one line, naming the port."""
+    assert isinstance(err, cls), repr(err)
+    assert isinstance(err, BoardFault)
+    assert err.recovered, str(err)
+    assert err.ram_lost is ram_lost, str(err)
+    assert "\n" not in str(err)
+    assert "usable again" in str(err)
+
+
+# -- the real unix port ---------------------------------------------------------------------
+
+
+def test_process_killed_mid_call(unix_board: PtyBoard) -> None:
+    resets: list[int] = []
+    with Communicator.open(unix_board.path, timeout=10) as comm:
+        comm.add_reset_listener(lambda: resets.append(comm.reset_count))
+        comm.exec("kept = 1")
+        engine = unix_board.link._engine
+        assert engine is not None
+        start = time.monotonic()
+        with pytest.raises(BoardResetError) as info:
+            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", lambda: os.kill(engine.pid, 9)))
+        # told at once by the board's reboot text, not after the 10 s timeout
+        assert time.monotonic() - start < 3
+        assert_fault(info.value, BoardResetError, ram_lost=True)
+        assert "the board reset during the call" in str(info.value)
+        assert comm.reset_count == 1 and resets == [1]
+        assert comm.eval("'kept' in globals()") is False
+        assert comm.eval("6*7") == 42
+
+
+def test_board_reset_mid_call(unix_board: PtyBoard) -> None:
+    with Communicator.open(unix_board.path, timeout=10) as comm:
+        start = time.monotonic()
+        with pytest.raises(BoardResetError) as info:
+            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", unix_board.hard_reset))
+        assert time.monotonic() - start < 3
+        assert_fault(info.value, BoardResetError, ram_lost=True)
+        assert comm.reset_count == 1
+        assert comm.exec("print('back')") == "back\n"
+
+
+def test_reset_while_idle_is_taken_before_the_next_call(unix_board: PtyBoard) -> None:
+    with Communicator.open(unix_board.path, timeout=10) as comm:
+        comm.exec("kept = 1")
+        unix_board.hard_reset()  # between calls
+        fd = comm._transport._fd
+        assert fd is not None and select.select([fd], [], [], 10)[0]  # its boot text is there
+        # the next call sees the reboot, re-enters the raw REPL and runs: no call fails
+        assert comm.eval("'kept' in globals()") is False
+        assert comm.reset_count == 1
+
+
+def test_reset_just_before_a_call_fails_only_that_call(unix_board: PtyBoard) -> None:
+    with Communicator.open(unix_board.path, timeout=10) as comm:
+        comm.exec("kept = 1")
+        unix_board.hard_reset()  # the code goes out while the board boots
+        try:
+            assert comm.eval("'kept' in globals()") is False
+        except BoardResetError as exc:
+            assert_fault(exc, BoardResetError, ram_lost=True)
+        assert comm.eval("1+1") == 2
+        assert comm.reset_count == 1
+
+
+def test_pty_closed_and_back_at_the_same_path(relay: PtyRelay) -> None:
+    with Communicator.open(str(relay.link), timeout=10) as comm:
+        comm.recovery_timeout = 5
+        comm.exec("kept = 7")
+        losses = ram_losses(relay.board)
+        timer = threading.Timer(0.3, relay.come_back)  # the time a board takes to re-enumerate
+
+        def unplug() -> None:
+            relay.vanish()
+            timer.start()
+
+        start = time.monotonic()
+        with pytest.raises(BoardDisconnectedError) as info:
+            # the code ends while the port is away: the board is idle when it is back
+            comm.exec(
+                "print('go')\nimport time\ntime.sleep(0.1)", on_stdout=when_printed(b"go", unplug)
+            )
+        timer.join()
+        assert 0.3 <= time.monotonic() - start < 5
+        assert_fault(info.value, BoardDisconnectedError, ram_lost=False)
+        assert info.value.recovery is not None and info.value.recovery.steps == ("reopen",)
+        assert "link to the board dropped" in str(info.value)
+        assert comm.eval("kept") == 7  # the board kept running: its RAM is intact
+        assert comm.reset_count == 0 and ram_losses(relay.board) == losses
+
+
+def test_pty_gone_for_good_breaks_the_board_then_it_comes_back(relay: PtyRelay) -> None:
+    with Communicator.open(str(relay.link), timeout=10) as comm:
+        comm.recovery_timeout = 0.5
+        relay.vanish()
+        start = time.monotonic()
+        with pytest.raises(DeviceConnectionError) as info:
+            comm.exec("print(1)")
+        assert time.monotonic() - start < 2
+        assert isinstance(info.value, BoardFault) and not info.value.recovered
+        assert "recovery failed" in str(info.value) or "did not come back" in str(info.value)
+        assert comm.broken
+        # every later call fails at once, saying why
+        start = time.monotonic()
+        with pytest.raises(BoardBrokenError, match="the board is broken"):
+            comm.exec("print(1)")
+        assert time.monotonic() - start < 0.1
+        relay.come_back()  # replugged
+        report = comm.recover(timeout=5)
+        assert report.recovered and report.steps[-1] == "reopen"
+        assert comm.broken is None
+        assert comm.eval("2+2") == 4
+
+
+def test_noise_before_the_prompt(relay: PtyRelay) -> None:
+    relay.noise_before(b"\x01", b"\x00\xff\xfe ets Jun  8 2016 rst:0x1 boot:0x13\r\n>>> garbage")
+    with Communicator.open(str(relay.link), timeout=5) as comm:
+        assert comm.eval("1+2") == 3
+
+
+def test_noise_before_the_reply(relay: PtyRelay) -> None:
+    with Communicator.open(str(relay.link), timeout=5) as comm:
+        comm.exec("kept = 1")
+        relay.noise_before(b"\x04", b"%$#@ line noise")
+        losses = ram_losses(relay.board)
+        with pytest.raises((BoardNoiseError, BoardResetError)) as info:
+            comm.eval("40+2")
+        # the recovery's Ctrl-C may meet the code still running; when the emulator's SIGINT
+        # then breaks the unix port (a heal: its RAM is gone) the error says so
+        healed = ram_losses(relay.board) > losses
+        assert_fault(info.value, BoardResetError if healed else BoardNoiseError, ram_lost=healed)
+        if not healed:
+            assert isinstance(info.value, ProtocolError)
+            assert "line noise" in str(info.value)
+        assert comm.eval("40+2") == 42
+        assert comm.eval("'kept' in globals()") is not healed
+
+
+def test_board_that_nothing_brings_back(unix_board: PtyBoard) -> None:
+    # Code that swallows every KeyboardInterrupt: neither Ctrl-C nor Ctrl-D stops it and a
+    # PTY has no reset line; reopening the port does not reset a board that is not on USB.
+    swallow = (
+        "def spin():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            while True:\n"
+        "                pass\n"
+        "        except KeyboardInterrupt:\n"
+        "            pass\n"
+        "while True:\n"
+        "    try:\n"
+        "        spin()\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+    )
+    with Communicator.open(unix_board.path, timeout=5) as comm:
+        comm.recovery_timeout = 1.0
+        start = time.monotonic()
+        try:
+            comm.exec(swallow, timeout=0.3)
+        except DeviceTimeout as exc:
+            err: DeviceTimeout = exc
+        assert time.monotonic() - start < 0.3 + 1.0 + 1.0
+        if not isinstance(err, BoardHungError):
+            # a Ctrl-C landed between two handlers and got out: the board is fine
+            assert "usable again" in str(err)
+            return
+        assert not err.recovered and "recovery failed" in str(err) and "\n" not in str(err)
+        assert err.recovery is not None
+        # a PTY has no reset line: that step is left out; a second round follows
+        assert err.recovery.steps[:3] == ("interrupt", "soft reset", "reopen")
+        with pytest.raises(BoardBrokenError):
+            comm.eval("1")
+        unix_board.hard_reset()  # someone presses the reset button
+        report = comm.recover(timeout=5)
+        assert report.recovered and report.ram_lost
+        assert comm.reset_count == 1
+        assert comm.eval("3*3") == 9
+
+
+# -- the emulator's faults --------------------------------------------------------------------
+
+
+def mpmock_comm(query: str, **kw: float) -> Communicator:
+    """A communicator on an ``mpmock://generic?QUERY`` board."""
+    return Communicator.open(f"mpmock://generic?{query}", timeout=kw.get("timeout", 5))
+
+
+def test_emulated_reset_mid_call() -> None:
+    with mpmock_comm("seed=1") as comm:
+        link = comm._transport._ser.link
+        comm.exec("kept = 1")
+        with pytest.raises(BoardResetError) as info:
+            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", link.hard_reset))
+        assert_fault(info.value, BoardResetError, ram_lost=True)
+        assert comm.eval("'kept' in globals()") is False
+        assert comm.reset_count == 1
+
+
+def test_emulated_disconnect_keeps_ram() -> None:
+    # the link drops after 400 bytes from the board: in the middle of a long print
+    with mpmock_comm("seed=1&disconnect_after=400") as comm:
+        comm.exec("kept = 5")
+        with pytest.raises(BoardDisconnectedError) as info:
+            comm.exec("print('x' * 1000)")
+        assert_fault(info.value, BoardDisconnectedError, ram_lost=False)
+        assert comm.eval("kept") == 5
+
+
+def test_board_that_always_hangs_is_broken_quickly() -> None:
+    with mpmock_comm("seed=3&hang=1", timeout=2) as comm:
+        comm.recovery_timeout = 1.0
+        start = time.monotonic()
+        with pytest.raises(BoardHungError) as info:
+            comm.eval("1", timeout=0.3)
+        assert not info.value.recovered and "recovery failed" in str(info.value)
+        assert time.monotonic() - start < 0.3 + 1.0 + 1.5
+        assert comm.broken
+        with pytest.raises(BoardBrokenError):
+            comm.eval("1")
+
+
+def test_board_that_always_resets_is_broken() -> None:
+    with mpmock_comm("seed=3&reset=1", timeout=3) as comm:
+        comm.recovery_timeout = 2.0
+        with pytest.raises((DeviceConnectionError, DeviceTimeout)) as info:
+            comm.eval("1", timeout=1)
+        assert isinstance(info.value, BoardFault), repr(info.value)
+        assert not info.value.recovered
+        assert comm.broken
+
+
+FAULTS = ("garbage", "fault_resets", "hangs", "disconnects")
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_short_soak_never_returns_a_wrong_value(seed: int) -> None:
+    url = f"seed={seed}&garbage=0.05&disconnect=0.01&reset=0.01&hang=0.005"
+    with mpmock_comm(url) as comm:
+        comm.recovery_timeout = 2.0
+        faults = 0
+        for i in range(300):
+            link = comm._transport._ser.link
+            before = sum(link.stats[name] for name in FAULTS)
+            try:
+                assert comm.eval(f"{i}*7+3", timeout=0.5) == i * 7 + 3
+            except (DeviceConnectionError, ProtocolError, DeviceTimeout) as exc:
+                assert isinstance(exc, BoardFault | DeviceTimeout), repr(exc)
+                assert getattr(exc, "recovered", True), str(exc)
+                faults += 1
+                # no error without a fault injected during this very call (or a new board
+                # behind the port, after a hang): recovery leaves a clean board
+                now = comm._transport._ser.link
+                assert now is not link or sum(now.stats[n] for n in FAULTS) > before, str(exc)
+        assert faults > 0
+
+
+# -- exclusive use ----------------------------------------------------------------------------
+
+
+def test_second_process_gets_board_busy(unix_port: str) -> None:
+    with Communicator.open(unix_port):
+        code = (
+            "import sys\n"
+            "from pytest_mpsession.communicator import Communicator\n"
+            "try:\n"
+            f"    Communicator.open({unix_port!r}, timeout=2)\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+    assert out.startswith(f"BoardBusyError board busy: {unix_port} is in use by pid {os.getpid()}")
+    assert "\n" not in out
+    with Communicator.open(unix_port) as again:  # released on close
+        assert again.eval("1") == 1
+
+
+def test_lock_released_when_the_holder_dies(unix_port: str, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    code = (
+        "import sys, time\n"
+        "from pytest_mpsession.boardlock import BoardLock\n"
+        f"BoardLock({unix_port!r}).acquire()\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "sys.stdin.read()\n"  # held until killed
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE) as proc:
+        try:
+            deadline = time.monotonic() + 20
+            while not ready.exists():  # the child's start-up: no event to wait on
+                assert time.monotonic() < deadline and proc.poll() is None
+                select.select([], [], [], 0.01)
+            with pytest.raises(BoardBusyError) as info:
+                BoardLock(unix_port).acquire()
+            assert info.value.holder["pid"] == str(proc.pid)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            with BoardLock(unix_port) as lock:  # the kernel dropped the dead holder's flock
+                assert lock.held
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_lock_keys_name_one_board_once(tmp_path: Path) -> None:
+    target = tmp_path / "ttyACM0"
+    target.touch()
+    alias = tmp_path / "by-id-usb-board"
+    alias.symlink_to(target)
+    assert lock_key(str(alias)) == lock_key(str(target))
+    assert (
+        lock_key("rfc2217://localhost:2217?ign_set_control")
+        == lock_key("socket://127.0.0.1:2217")
+        == "net-127.0.0.1-2217.lock"
+    )
+    assert lock_key("socket://board-3:2217") != lock_key("socket://board-3:2218")
+    assert lock_key("mpmock://generic") is None and lock_key("loop://") is None
+
+
+def test_unusable_lock_dir_does_not_stop_a_run(
+    unix_port: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MP_LOCK_DIR", str(blocker / "locks"))
+    with Communicator.open(unix_port) as comm:  # the exclusive open still protects it
+        assert comm.eval("1") == 1
+
+
+# -- safety: nothing the board prints is evaluated on the host -----------------------------
+
+MALICIOUS = [
+    "__import__('os').system('touch {marker}')",
+    "open('{marker}', 'w')",
+    "exec(\"open('{marker}','w')\")",
+    "(lambda: open('{marker}', 'w'))()",
+    "[open('{marker}', 'w') for _ in [1]]",
+    "{{'a': open('{marker}', 'w')}}",
+    "bytearray(open('{marker}', 'w'))",
+    "frozenset(open('{marker}', 'w'))",
+    "1 if open('{marker}', 'w') else 2",
+    "__builtins__",
+    "().__class__.__base__.__subclasses__()",
+    'f\'{{open("{marker}", "w")}}\'',
+]
+
+
+@pytest.fixture
+def no_host_eval(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make eval and os.system on the host raise, recording attempts (exec stays: the
+    import machinery runs modules with it)."""
+    calls: list[str] = []
+
+    def trap(name: str) -> Callable[..., object]:
+        def f(*args: object, **kwargs: object) -> object:
+            calls.append(name)
+            raise AssertionError(f"{name} called on the host")
+
+        return f
+
+    monkeypatch.setattr(builtins, "eval", trap("eval"))
+    monkeypatch.setattr(os, "system", trap("os.system"))
+    return calls
+
+
+@pytest.mark.parametrize("payload", MALICIOUS)
+def test_parse_literal_never_runs_anything(
+    payload: str, tmp_path: Path, no_host_eval: list[str]
+) -> None:
+    marker = tmp_path / "pwned"
+    with pytest.raises(ValueError, match="not a literal"):
+        parse_literal(payload.format(marker=marker))
+    assert not marker.exists() and no_host_eval == []
+
+
+def test_malicious_board_output_is_not_run(
+    unix_port: str, tmp_path: Path, no_host_eval: list[str]
+) -> None:
+    # A board whose "values" are code: its output is taken as text, never run.
+    marker = tmp_path / "pwned"
+    with Communicator.open(unix_port) as comm:
+        comm.exec("class Evil:\n def __init__(s, t):\n  s.t = t\n def __repr__(s):\n  return s.t")
+        for payload in MALICIOUS:
+            text = payload.format(marker=marker)
+            assert comm.exec(f"print(repr(Evil({text!r})))") == text + "\n"  # it lies
+            with pytest.raises(ProtocolError, match="is not a literal"):
+                comm.eval(f"Evil({text!r})")
+        assert comm.eval("1+1") == 2
+    assert not marker.exists()
+    assert no_host_eval == []
