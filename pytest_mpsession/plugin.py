@@ -19,6 +19,7 @@ import copy
 import os
 import re
 import shlex
+import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -542,7 +543,9 @@ def pytest_load_initial_conftests(
 
     argparse would read ``examples/`` as the profile; when the word after a bare
     ``--mp-mock`` is an existing path (or a node id), it is a test path, not a profile.
+    And ``--mp-port /dev/ttyACM0`` in two words: see :func:`_rerun_with_ports_joined`.
     """
+    _rerun_with_ports_joined(early_config)
     changed = False
     for i, arg in enumerate(args[:-1]):
         if arg == "--":
@@ -610,23 +613,82 @@ def _check_ports_open(settings: Settings) -> None:
             ) from None
 
 
-def _check_rootdir(config: pytest.Config, ports: Sequence[str]) -> None:
-    """``--mp-port /dev/ttyACM0`` (two words) is read by pytest as a test path before this
-    plugin is loaded, which can make ``/dev`` the rootdir: its ini file and cache are then
-    lost. Say so plainly instead of running in the wrong place."""
+def _rootdir_taken_from(config: pytest.Config, ports: Sequence[str]) -> str | None:
+    """The port whose path pytest took for a test path when it chose its rootdir, if any.
+
+    ``--mp-port /dev/ttyACM0`` (two words) is read as a test path before this plugin is
+    loaded, and can make ``/dev`` the rootdir: the project's ini file and cache are lost."""
     root = config.rootpath
     here = config.invocation_params.dir
     if here == root or root in here.parents:
-        return
+        return None
     for port in ports:
         if "://" in port or not os.path.exists(port):
             continue
         real = Path(os.path.realpath(port))
         if root == real.parent or root in real.parents:
-            raise pytest.UsageError(
-                f"mpsession: pytest read the port {port} as a test path and made {root} its "
-                f"rootdir; write --mp-port={port} as one word (or set MP_PORT)"
-            )
+            return port
+    return None
+
+
+def _check_rootdir(config: pytest.Config, ports: Sequence[str]) -> None:
+    """Say so plainly instead of running with the wrong rootdir (when re-running pytest
+    with the port in one word was not possible)."""
+    port = _rootdir_taken_from(config, ports)
+    if port is not None:
+        raise pytest.UsageError(
+            f"mpsession: pytest read the port {port} as a test path and made "
+            f"{config.rootpath} its rootdir; write --mp-port={port} as one word (or set MP_PORT)"
+        )
+
+
+_REEXEC_ENV = "_MPSESSION_REEXEC"
+
+
+def _join_port_values(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``--mp-port X`` -> ``--mp-port=X`` in ``argv``; (new argv, the ports joined)."""
+    out: list[str] = []
+    ports: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if arg == "--mp-port" and i + 1 < len(argv):
+            out.append(f"--mp-port={argv[i + 1]}")
+            ports.append(argv[i + 1])
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out, ports
+
+
+def _rerun_with_ports_joined(early_config: pytest.Config) -> None:
+    """When ``--mp-port /dev/ttyACM0`` on the command line made pytest pick the wrong
+    rootdir (see :func:`_rootdir_taken_from`), run the same command again with the port in
+    one word, so ``pytest --mp-port /dev/ttyACM0`` just works. Only for a real command line
+    (not ``pytest.main()`` in a process that would be replaced), once."""
+    if os.name != "posix" or os.environ.get(_REEXEC_ENV):
+        return
+    argv = sys.argv[1:]
+    if tuple(argv) != tuple(early_config.invocation_params.args):
+        return
+    fixed, ports = _join_port_values(argv)
+    if not ports or _rootdir_taken_from(early_config, ports) is None:
+        return
+    os.environ[_REEXEC_ENV] = "1"
+    # pytest already captures fds 1 and 2 at this point: give the new process the real ones.
+    capman = early_config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.stop_global_capturing()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "pytest", *fixed])
+    except OSError:
+        return  # the usage error at configure time explains what to do instead
 
 
 def _probes(config: pytest.Config) -> FeatureProbes:

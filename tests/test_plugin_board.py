@@ -481,3 +481,20 @@ def test_probes_from_a_conftest_found_during_collection(
     )
     # And without a board, the names are still known (no collection error).
     pytester.runpytest().assert_outcomes(skipped=2)
+
+
+def test_port_in_two_words_on_the_command_line_just_works(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    # `pytest --mp-port /dev/pts/N`: pytest would take the port for a test path and /dev/pts
+    # for its rootdir (losing the project's ini); the plugin runs the command again with
+    # `--mp-port=/dev/pts/N`.
+    pytester.makeini("[pytest]\ntestpaths = checks\nmarkers =\n    project_marker: ours\n")
+    checks = pytester.mkdir("checks")
+    (checks / "test_board.py").write_text(
+        "import pytest\n\n@pytest.mark.project_marker\n"
+        "def test_board(device_session):\n    assert device_session.eval('6 * 7') == 42\n"
+    )
+    result = pytester.runpytest_subprocess("--mp-port", generic_port, "--strict-markers")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
