@@ -86,8 +86,13 @@ _STEP_SHARE: Final = {"interrupt": 0.35, "soft reset": 0.15, "reset line": 0.2}
 _OPEN_STEP_SHARE: Final = {"interrupt": 0.6, "soft reset": 0.2}
 # Reopening the port when it is not the last step (the link dropped: reopen first).
 _REOPEN_SHARE: Final = 0.5
-# Escalation rounds at most: a second one when a fault struck the first round itself.
+# Escalation rounds at most: a second one when a fault struck the first round itself; and
+# never more steps than this in one recovery.
 _RECOVERY_ROUNDS: Final = 2
+_MAX_STEPS: Final = 10
+# After noise where a reply should start: how long the reply of the code (which the board
+# most likely runs all the same) may take to end before the recovery interrupts it.
+REPLY_END_WAIT: Final = 0.25
 # Boot text arrived where the reply should be: this much silence after it confirms that the
 # board rebooted (code that prints such text goes on printing or ends its reply).
 REBOOT_QUIET: Final = 0.05
@@ -812,56 +817,65 @@ class Communicator:
         hint: str = "",
     ) -> RecoveryReport:
         """The escalation: each step in ``shares`` gets its share of ``budget``, reopening
-        the port the rest; a second round (everything again, in what time is left) when a
-        fault struck the recovery itself. ``verify``: once at a prompt, resync and check
-        the RAM marker."""
+        the port the rest. A broken link skips to reopening, and so does a board that hangs
+        right after it answered (a fault that struck the recovery itself); when every step
+        failed, one more round in what time is left. ``verify``: once at a prompt, resync
+        and check the RAM marker."""
         start = time.monotonic()
         deadline = start + budget
         steps: list[str] = []
         detail = ""
         full = [name for name in shares if name != "reset line" or self._has_reset_line()]
         full.append("reopen")
-        plan = ["reopen", *full] if link_lost else full
+        cures_hang = [name for name in full if name in ("reset line", "reopen")]
+        queue = ["reopen", *full] if link_lost else list(full)
+        rounds_left = _RECOVERY_ROUNDS - 1
         was_armed = self._armed
-        for rounds in range(_RECOVERY_ROUNDS):
-            if rounds:
-                plan = full
-            for i, step in enumerate(plan):
-                now = time.monotonic()
-                if now >= deadline:
+        while time.monotonic() < deadline and len(steps) < _MAX_STEPS:
+            if not queue:
+                if not rounds_left:
                     break
-                last = i == len(plan) - 1
-                share = budget * shares.get(step, _REOPEN_SHARE)
-                step_end = deadline if last else min(deadline, now + share)
-                steps.append(step)
-                try:
-                    self._step(step, step_end, budget)
-                    lost = False
-                    if verify:
-                        # the board just answered: the check needs little, but give it a
-                        # fair slice even when its step used all of its own
-                        end = min(deadline, max(step_end, time.monotonic() + budget * 0.2))
-                        lost = self._verify(end, budget)
-                except _NoAnswer:
-                    detail = f"{step}: no raw REPL answer"
-                    continue
-                except (_Fault, ProtocolError) as exc:
-                    detail = f"{step}: {' '.join(str(exc).split())[:120]}"
-                    continue
-                except _Rebooted:
-                    detail = f"{step}: the board rebooted again"
-                    was_armed = False  # whatever the marker said, this RAM is new
-                    self._armed = False
-                    continue
-                except DeviceConnectionError as exc:
-                    detail = f"{step}: {' '.join(str(exc).split())[:120]}"
-                    if step != "reopen" and not last:
-                        # the link itself is gone: only reopening can help now
-                        plan[i + 1 :] = ["reopen"]
-                    continue
-                if not was_armed and (step != "interrupt" or hint == "reset"):
-                    lost = True  # no marker to tell: say lost, the safe side
-                return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
+                rounds_left -= 1
+                queue = list(full)
+            step = queue.pop(0)
+            now = time.monotonic()
+            share = budget * shares.get(step, _REOPEN_SHARE)
+            step_end = deadline if not queue else min(deadline, now + share)
+            steps.append(step)
+            verifying = False
+            try:
+                self._step(step, step_end, budget)
+                lost = False
+                if verify:
+                    verifying = True
+                    # the board just answered: a tiny exchange needs little time
+                    lost = self._verify(min(deadline, time.monotonic() + max(0.2, budget * 0.15)))
+            except _NoAnswer:
+                detail = f"{step}: no raw REPL answer"
+                if verifying:
+                    queue = [name for name in cures_hang if name != step] or list(cures_hang)
+                continue
+            except _Rebooted:
+                detail = f"{step}: the board rebooted again"
+                was_armed = False  # whatever the marker said, this RAM is new
+                self._armed = False
+                continue
+            except (_Fault, ProtocolError) as exc:
+                detail = f"{step}: {' '.join(str(exc).split())[:120]}"
+                if isinstance(exc, _Fault) and exc.kind == "disconnect":
+                    queue = ["reopen"] if step != "reopen" else []
+                elif verifying and isinstance(exc, _Fault) and exc.kind == "timeout":
+                    # it answered, then hung: only a reset or a reopened port cures that
+                    queue = [name for name in cures_hang if name != step] or list(cures_hang)
+                continue
+            except DeviceConnectionError as exc:
+                detail = f"{step}: {' '.join(str(exc).split())[:120]}"
+                if step != "reopen":
+                    queue = ["reopen"]  # the link itself is gone: only reopening can help
+                continue
+            if not was_armed and (step != "interrupt" or hint == "reset"):
+                lost = True  # no marker to tell: say lost, the safe side
+            return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
         return RecoveryReport(tuple(steps), False, False, time.monotonic() - start, detail)
 
     def _has_reset_line(self) -> bool:
@@ -875,6 +889,8 @@ class Communicator:
         if step == "interrupt":
             if eng.state in _RUNNING and self._stop_running(step_end):
                 return True
+            if eng.state is State.ERROR:
+                self._let_reply_end(min(step_end, time.monotonic() + REPLY_END_WAIT))
             self._enter(step_end, budget)
             return True
         if step == "soft reset":
@@ -893,9 +909,21 @@ class Communicator:
         self._enter(step_end, budget)
         return True
 
-    def _verify(self, deadline: float, budget: float) -> bool:
+    def _let_reply_end(self, deadline: float) -> None:
+        """After noise where a reply should start, the board is most likely running the
+        code all the same: let its reply end (``EOT EOT >``) before interrupting, so a
+        Ctrl-C never lands in code that runs fine (or in the next code, late)."""
+        end = CTRL_D + CTRL_D + RAW_REPL_PROMPT
+        while not self._tail.endswith(end) and not _looks_rebooted(bytes(self._tail)):
+            data = self._transport.read_some(deadline)
+            if not data:
+                return
+            self._tail += data
+            del self._tail[:-_TAIL]
+
+    def _verify(self, deadline: float) -> bool:
         """Resync and check the RAM marker: True when the board's RAM was lost."""
-        self._sync(deadline, budget)
+        self._sync(deadline, max(0.0, deadline - time.monotonic()))
         if not self._armed:
             self._run(_RAM_ARM.encode(), deadline)
             self._armed = True
@@ -1119,7 +1147,7 @@ class Communicator:
             self._enter(deadline, limit)
             if self._armed:
                 try:
-                    lost = self._verify(deadline, limit)
+                    lost = self._verify(deadline)
                 except _Fault as fault:
                     raise DeviceConnectionError(
                         f"{self.port}: reconnected, but the board then failed: {fault.detail}",
