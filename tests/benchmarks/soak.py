@@ -35,8 +35,9 @@ INJECTED = ("garbage", "disconnects", "fault_resets", "hangs")
 @dataclass
 class SoakResult:
     """What a soak saw. ``outcomes``: calls per outcome (``ok`` or the error class, with the
-    recovery step that brought the board back and whether its RAM was lost); ``injected``: faults the emulated boards
-    injected; ``problems``: calls that broke the contract (must be empty)."""
+    recovery step that brought the board back and whether its RAM was lost); ``injected``:
+    faults the emulated boards injected; ``problems``: calls that broke the contract (must
+    be empty)."""
 
     url: str
     calls: int
@@ -61,7 +62,8 @@ class SoakResult:
         rows = [
             f"| calls | {self.calls:,} |",
             f"| url | `{self.url}` |",
-            f"| call timeout / recovery budget | {self.timeout:g} s / {self.recovery_timeout:g} s |",
+            f"| call timeout / recovery budget | {self.timeout:g} s / "
+            f"{self.recovery_timeout:g} s |",
             f"| elapsed | {self.elapsed:.1f} s ({self.calls / self.elapsed:,.0f} calls/s) |",
             f"| right answers | {self.ok:,} |",
         ]
