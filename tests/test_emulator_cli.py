@@ -44,7 +44,7 @@ def test_user_profile_from_toml(
     monkeypatch.delenv("MP_MOCK_PROFILES")
     c = raw_repl(f"mpmock://mydevice?profiles={path}")
     c.serial.write(b"\r\x03\x02")
-    assert b"My Device with ESP32" in c.read_until(b">>> ")
+    assert b"My Device with ESP32" in c.read_until(b"for more information.\r\n>>> ")
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,9 @@ _PROBE = b"pass"
 # while a Ctrl-C waits for the interpreter's SIGINT handler: how often to look, how long
 _INTR_POLL = 0.001
 _INTR_WAIT = 2.0
+# pull mode: how long the engine's output may wait for the host's own pump() before the
+# relay forwards it itself
+_PULL_GRACE = 0.002
 # how long to wait for an engine to reach its prompt before calling the board broken
 _BOOT_TIMEOUT = 10.0
 # engine output kept back when the host does not read (the board then blocks, as over USB)
@@ -95,6 +98,13 @@ class Link:
         self.options = options
         self.on_drop = on_drop
         self._prefix = find_engine()
+        # no throttling, latency, byte counting or line-end rewriting: output passes as is
+        self._plain = not (
+            profile.crlf
+            or options.baudrate
+            or options.latency_ms
+            or options.disconnect_after is not None
+        )
         self._rng = options.rng()
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
         self._flash = options.flash or os.path.join(self._dir, "flash.img")
@@ -110,6 +120,10 @@ class Link:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._cmd_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._pull = False
+        self._pull_check_at = 0.0  # pull mode: when the relay looks at the engine again
+
         self._cmds: list[tuple[str, object]] = []
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -196,6 +210,49 @@ class Link:
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             done.wait(5.0)
 
+    # The mpmock Serial drives the hot path from its own thread (no hop through the relay
+    # thread per exchange): it hands the host's bytes in with feed() and, while it waits
+    # for an answer, takes the engine's output with pump().  The relay thread keeps the rest
+    # (timers, resets, the spare engine) and still forwards the engine's output if nobody
+    # pumps it within _PULL_GRACE (a client that only select()s on the Serial's fileno()).
+    # One lock keeps the two threads apart.
+
+    def set_pull(self, pull: bool) -> None:
+        """Whether the host side takes the engine's output itself with pump()."""
+        with self._lock:
+            self._pull = pull
+        self._wake()
+
+    def feed(self, data: bytes) -> None:
+        """Bytes written by the host (instead of writing them to the host descriptor)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._host_bytes(data)
+            if self._inq or self._outq or self._booting or self._pending_intr:
+                self._wake()
+
+    def pump(self) -> None:
+        """Take what the engine has printed, if anything, without blocking."""
+        with self._lock:
+            eng = self._engine
+            if eng is not None and eng.fd >= 0 and not self._closed:
+                self._read_engine(eng)
+                if self._outq or self._booting or self._probing or self._pending_intr:
+                    self._wake()
+
+    @property
+    def engine_fd(self) -> int:
+        """The current engine's PTY master (readable when the board printed something)."""
+        eng = self._engine
+        return eng.fd if eng is not None else -1
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
     def hard_reset(self) -> None:
         """Pulse the reset line: RAM gone, flash kept, the board boots to the friendly REPL."""
         self._command("hard_reset", None)
@@ -254,58 +311,73 @@ class Link:
 
     def _loop(self) -> None:
         while True:
-            now = time.monotonic()
-            self._deliver(now)
-            if self._booting and now > self._boot_deadline:
-                raise EmulatorError("the MicroPython engine did not reach its prompt")
-            if self._pending_intr:
-                self._retry_interrupt(now)
-            due = [q[0][0] for q in (self._inq, self._outq) if q]
-            if self._booting:
-                due.append(self._boot_deadline)
-            if self._pending_intr:
-                due.append(now + _INTR_POLL)
-            timeout = max(0.0, min(due) - now) if due else None
-            rlist = [self._wake_r]
-            wlist: list[int] = []
-            eng = self._engine
-            if eng is not None and eng.fd >= 0:
-                if self._out_pending() < _OUT_BACKLOG:
-                    rlist.append(eng.fd)
-                if self._to_engine:
-                    wlist.append(eng.fd)
-            if self._ctl_r >= 0:
-                rlist.append(self._ctl_r)
-            spare = self._spare
-            if spare is not None and self._spare_text is None:
-                rlist.append(spare[0].fd)
-            if self._host_fd >= 0:
-                rlist.append(self._host_fd)
-                if self._outq and self._outq[0][0] <= now:
-                    wlist.append(self._host_fd)
-            r, w, _ = select.select(rlist, wlist, [], timeout)
-            if self._wake_r in r:
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                with self._cmd_lock:
-                    cmds, self._cmds = self._cmds, []
-                for name, arg in cmds:
-                    if name == "close":
-                        return
-                    self._do_command(name, arg)
-            if self._ctl_r >= 0 and self._ctl_r in r:
-                self._read_ctl()
-            if spare is not None and spare is self._spare and spare[0].fd in r:
-                self._read_spare()
-            if eng is not None and eng is self._engine and eng.fd >= 0:
-                if eng.fd in w:
-                    self._flush_to_engine()
-                if eng.fd in r:
-                    self._read_engine(eng)
-            if self._host_fd >= 0 and self._host_fd in r:
-                self._read_host()
+            with self._lock:
+                now = time.monotonic()
+                self._deliver(now)
+                if self._booting and now > self._boot_deadline:
+                    raise EmulatorError("the MicroPython engine did not reach its prompt")
+                if self._pending_intr:
+                    self._retry_interrupt(now)
+                due = [q[0][0] for q in (self._inq, self._outq) if q]
+                if self._booting:
+                    due.append(self._boot_deadline)
+                if self._pending_intr:
+                    due.append(now + _INTR_POLL)
+                rlist = [self._wake_r]
+                wlist: list[int] = []
+                eng = self._engine
+                lazy = self._pull and not self._booting and not self._probing
+                if eng is not None and eng.fd >= 0:
+                    if self._out_pending() < _OUT_BACKLOG:
+                        if not lazy or now >= self._pull_check_at:
+                            rlist.append(eng.fd)
+                        else:
+                            due.append(self._pull_check_at)
+                    if self._to_engine:
+                        wlist.append(eng.fd)
+                timeout = max(0.0, min(due) - now) if due else None
+                if self._ctl_r >= 0:
+                    rlist.append(self._ctl_r)
+                spare = self._spare
+                if spare is not None and self._spare_text is None:
+                    rlist.append(spare[0].fd)
+                host_fd = self._host_fd
+                if host_fd >= 0:
+                    rlist.append(host_fd)
+                    if self._outq and self._outq[0][0] <= now:
+                        wlist.append(host_fd)
+            try:
+                r, w, _ = select.select(rlist, wlist, [], timeout)
+            except OSError:
+                continue  # a descriptor was closed under us (a detach or reset is queued)
+            with self._lock:
+                if self._wake_r in r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    with self._cmd_lock:
+                        cmds, self._cmds = self._cmds, []
+                    for name, arg in cmds:
+                        if name == "close":
+                            return
+                        self._do_command(name, arg)
+                if self._ctl_r >= 0 and self._ctl_r in r:
+                    self._read_ctl()
+                if spare is not None and spare is self._spare and spare[0].fd in r:
+                    self._read_spare()
+                if eng is not None and eng is self._engine and eng.fd >= 0:
+                    if eng.fd in w:
+                        self._flush_to_engine()
+                    if eng.fd in r:
+                        now = time.monotonic()
+                        if lazy and now >= self._pull_check_at + _PULL_GRACE:
+                            # first sight: leave it to the host's pump() for a moment
+                            self._pull_check_at = now + _PULL_GRACE
+                        else:
+                            self._read_engine(eng)
+                if host_fd >= 0 and host_fd == self._host_fd and host_fd in r:
+                    self._read_host()
 
     def _do_command(self, name: str, arg: object) -> None:
         if name == "attach":
@@ -621,7 +693,10 @@ class Link:
             # at power-on nobody has the port open yet: a board's first banner is not seen
             self._emit(prefix + text)
         self._ready.set()
-        self._start_spare()
+        if kind != "power":
+            # a board that was reset once will likely be reset again: have the next engine
+            # booted by then (boards that never reset never pay for a spare)
+            self._start_spare()
         if self._held_rx:
             held = bytes(self._held_rx)
             self._held_rx.clear()
@@ -636,6 +711,29 @@ class Link:
     # ---------------------------------------------------------------- board -> host
 
     def _from_engine(self, data: bytes) -> None:
+        if (
+            self._plain
+            and not self._booting
+            and not self._probing
+            and self._banner_hold is None
+            and not self._mute_reply
+            and not self._hung
+            and not self._outq
+            and self._host_fd >= 0
+        ):
+            # the hot path (an exchange's reply on a fault-free link): straight to the host
+            if self._running:
+                self._track_reply_end(data)
+            try:
+                n = os.write(self._host_fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self._host_fd = -1
+                return
+            if n < len(data):
+                self._queue_out(time.monotonic(), data[n:])
+            return
         if self._booting:
             self._boot_output(data)
             return
@@ -799,6 +897,10 @@ class Link:
         if not data:
             self._host_fd = -1  # the other end is gone (socket closed)
             return
+        self._host_bytes(data)
+
+    def _host_bytes(self, data: bytes) -> None:
+        """Bytes from the host enter the link: its faults, its line rate, then the board."""
         opts = self.options
         if opts.disconnect_after is not None and not self._disconnected_once:
             left = opts.disconnect_after - self._bytes_seen

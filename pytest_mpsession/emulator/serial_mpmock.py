@@ -105,6 +105,7 @@ class Serial(SerialBase):
             self._sock, self._board_end = a, b
             self._dropped.clear()
             self._link.attach(b.fileno())
+            self._link.set_pull(True)
 
     def _on_drop(self) -> None:
         # relay thread: the link went down like a USB device's; reads and writes now fail
@@ -182,6 +183,8 @@ class Serial(SerialBase):
     def in_waiting(self) -> int:
         """Bytes received and not read yet."""
         sock = self._check()
+        if self._link is not None:
+            self._link.pump()
         buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
         n: int = struct.unpack("i", buf)[0]
         if n == 0 and self._dropped.is_set():
@@ -216,7 +219,17 @@ class Serial(SerialBase):
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     break
-            select.select([sock], [], [], wait)
+            # wait for the board's answer here, and take it from the engine in this thread
+            # (a hop through the relay thread per chunk would cost a thread switch each)
+            link = self._link
+            efd = link.engine_fd if link is not None else -1
+            try:
+                sfd = sock.fileno()
+                r, _, _ = select.select([sfd] if efd < 0 else [sfd, efd], [], [], wait)
+            except OSError:
+                r = []  # the engine was replaced meanwhile: look again
+            if link is not None and efd >= 0 and efd in r:
+                link.pump()
         return bytes(out)
 
     def write(self, b: ReadableBuffer, /) -> int:
@@ -224,7 +237,11 @@ class Serial(SerialBase):
         sock = self._check()
         if self._dropped.is_set():
             raise SerialException("write failed: [Errno 5] Input/output error (board gone)")
-        view = memoryview(bytes(b))
+        data = bytes(b)
+        if self._link is not None:
+            self._link.feed(data)  # straight into the link, in this thread
+            return len(data)
+        view = memoryview(data)
         wt = self.write_timeout
         deadline = None if wt is None else time.monotonic() + wt
         sent = 0
@@ -250,6 +267,8 @@ class Serial(SerialBase):
     def reset_input_buffer(self) -> None:
         """Discard what was received and not read."""
         sock = self._check()
+        if self._link is not None:
+            self._link.pump()
         while True:
             try:
                 if not sock.recv(65536):
