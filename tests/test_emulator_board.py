@@ -284,3 +284,13 @@ def test_legacy_lacks_what_a_19_board_lacks(raw_repl: type) -> None:
         c = raw_repl(b.path)
         c.enter_raw()
         c.exec("import _thread, asyncio, os; os.ilistdir")
+
+
+def test_sys_exit_is_a_soft_reset(board_port: str, raw_repl: type) -> None:
+    c = raw_repl(board_port)
+    c.enter_raw()
+    c.exec("x = 1")
+    c.serial.write(b"import sys; sys.exit()\x04")
+    got = c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+    assert got.startswith(b"OK\x04\x04") and b"soft reboot\r\n" in got
+    assert b"NameError" in c.exec_raw("x")[1]
