@@ -154,7 +154,6 @@ class Link:
         self._paste = False
         self._running = False
         self._eots = 0  # end-of-transmission bytes still expected before the prompt
-        self._soft_reset_pending = False
         self._banner_hold: bytearray | None = None
         self._last_out = 0
         self._hung = False
@@ -256,10 +255,6 @@ class Link:
     def hard_reset(self) -> None:
         """Pulse the reset line: RAM gone, flash kept, the board boots to the friendly REPL."""
         self._command("hard_reset", None)
-
-    def exec_sideband(self, code: str) -> None:  # pragma: no cover - reserved
-        """Reserved."""
-        raise NotImplementedError
 
     @property
     def hung(self) -> bool:
@@ -571,13 +566,15 @@ class Link:
 
     def _engine_ended(self) -> None:
         """The engine process ended: show it as the board's soft or hard reset."""
+        eng = self._engine
         if self._ctl_r >= 0:
-            self._read_ctl()
+            self._read_ctl()  # a reset the board asked for just before it ended
+            if self._engine is not eng:
+                return
         self._kill_engine()
-        if True:
-            # Ctrl-D on an empty line, sys.exit(), or a SIGINT that lost the race with the
-            # prompt: a board reboots softly and comes back where it was.
-            self._boot("soft")
+        # Ctrl-D on an empty line, sys.exit(), or an engine that died: a board reboots
+        # softly and comes back where it was (raw or friendly REPL)
+        self._boot("soft")
 
     def _hard_reset(self, *, drop: bool, cause: int = 2) -> None:
         self._kill_engine()
@@ -1034,7 +1031,8 @@ class Link:
                     out += CTRL_C
                 elif b == _D:
                     if self._line_len == 0:
-                        self._soft_reset_pending = True
+                        # soft reset: the unix port prints OK and exits; _engine_ended()
+                        # turns that into the board's reboot
                         out += CTRL_D
                     else:
                         self._line_len = 0
@@ -1066,8 +1064,6 @@ class Link:
                 self._mode = "raw"
             elif b == _B:
                 self._banner_hold = bytearray()  # Ctrl-B prints the banner again
-            elif b == _D and self._line_len == 0:
-                self._soft_reset_pending = True
             if b in (_A, _B, _C, 0x0D, 0x0A):
                 self._line_len = 0
             out.append(b)
