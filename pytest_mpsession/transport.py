@@ -20,6 +20,7 @@ import errno
 import os
 import select
 import time
+import warnings
 from typing import Any
 
 import serial
@@ -44,6 +45,15 @@ except ImportError:  # pragma: no cover - Windows
     _PosixSerial = None
 
 
+def _open_quietly(ser: Any) -> None:
+    """``ser.open()``, without the DeprecationWarnings of pyserial's RFC 2217 client (it
+    starts its reader thread with ``setDaemon``/``setName``), which ``-W error`` turns into
+    failures."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"set(Daemon|Name)\(\) is deprecated", DeprecationWarning)
+        ser.open()
+
+
 def _reason(exc: BaseException) -> str:
     """What went wrong, in words a user can act on."""
     code = getattr(exc, "errno", None)
@@ -62,6 +72,16 @@ def _reason(exc: BaseException) -> str:
         return "permission denied (on Linux, add yourself to the 'dialout' group)"
     if code in (errno.EIO, errno.ENXIO, errno.ENODEV):
         return "the device disconnected"
+    if code in (errno.EPIPE, errno.ECONNRESET) or "Broken pipe" in text:
+        return (
+            "the server closed the connection at once (a ser2net port takes one client "
+            "at a time: another run, maybe on another host, is using this board)"
+        )
+    if code == errno.ECONNREFUSED or "Connection refused" in text:
+        return (
+            "connection refused (is ser2net, or the emulator's --tcp server, running on "
+            "that host and port?)"
+        )
     # pyserial prefixes "[Errno N] could not open port X:"; keep only the last clause.
     return " ".join(text.split()) or type(exc).__name__
 
@@ -145,17 +165,23 @@ class Transport:
                 f"invalid port {port!r}: give a device path (/dev/ttyACM0, COM3) or a URL",
                 port=str(port),
             )
+        # pyserial's RFC 2217 client refuses a write timeout (NotImplementedError); its
+        # writes go to a TCP socket, which the kernel buffers.
+        rfc2217 = port.lower().startswith("rfc2217://")
         try:
             ser: Any = serial.serial_for_url(
-                port, do_not_open=True, baudrate=baudrate, write_timeout=timeout
+                port,
+                do_not_open=True,
+                baudrate=baudrate,
+                write_timeout=None if rfc2217 else timeout,
             )
             # Levels set while closed are applied by open() itself: no edge on the lines.
             ser.dtr = dtr
             ser.rts = rts
             if _PosixSerial is not None and isinstance(ser, _PosixSerial) and exclusive:
                 ser.exclusive = True  # flock(): a second opener fails instead of sharing
-            ser.open()
-        except (serial.SerialException, OSError, ValueError) as exc:
+            _open_quietly(ser)
+        except (serial.SerialException, OSError, ValueError, NotImplementedError) as exc:
             raise DeviceConnectionError(f"cannot open {port}: {_reason(exc)}", port=port) from None
         result: serial.SerialBase = ser
         return result
@@ -242,7 +268,10 @@ class Transport:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return b""
-        ser.timeout = remaining
+        # Not ``ser.timeout = ...``: its setter reconfigures the port, which for RFC 2217 is a
+        # renegotiation with the server (a network round trip) before every read. Every
+        # pyserial read() takes its timeout from ``_timeout``.
+        ser._timeout = remaining
         first: bytes = ser.read(1)
         if first:
             waiting = ser.in_waiting
@@ -312,7 +341,7 @@ class Transport:
         while True:
             try:
                 try:
-                    ser.open()
+                    _open_quietly(ser)
                 except (serial.SerialException, OSError, ValueError) as exc:
                     raise DeviceConnectionError(
                         f"cannot open {self.port}: {_reason(exc)}", port=self.port
