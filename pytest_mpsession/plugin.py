@@ -185,7 +185,7 @@ def _check_profile(profile: str, source: str) -> None:
         load_profile(profile)
     except Exception as exc:
         raise pytest.UsageError(
-            f"mpsession: unknown emulator profile {profile!r} (from {source}): {_one_line(exc)}"
+            f"mpsession: {_one_line(exc)} (from {source})"
         ) from None
 
 
