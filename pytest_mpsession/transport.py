@@ -70,6 +70,8 @@ def _reason(exc: BaseException) -> str:
         )
     if code == errno.EACCES or "ermission denied" in text:
         return "permission denied (on Linux, add yourself to the 'dialout' group)"
+    if code == errno.ENOTTY or "Inappropriate ioctl" in text:
+        return "not a serial port (give the board's device, e.g. /dev/ttyACM0, or a URL)"
     if code in (errno.EIO, errno.ENXIO, errno.ENODEV):
         return "the device disconnected"
     if code in (errno.EPIPE, errno.ECONNRESET) or "Broken pipe" in text:
