@@ -81,7 +81,16 @@ def lock_key(port: str) -> str | None:
     """
     if "://" not in port:
         path = os.path.realpath(port)
-        return _UNSAFE.sub("_", path).strip("_") + ".lock"
+        key = _UNSAFE.sub("_", path).strip("_")
+        if path.startswith("/dev/pts/"):
+            # A pseudo-terminal never comes back once closed, and its number is soon given
+            # to a new one: key it by its creation too, so a holder still waiting for a
+            # closed PTY never blocks the next PTY of that number.
+            try:
+                key += f"-{os.stat(path).st_ctime_ns}"
+            except OSError:
+                pass
+        return key + ".lock"
     parts = urllib.parse.urlsplit(port)
     scheme = parts.scheme.lower()
     if scheme in _PRIVATE_SCHEMES:
@@ -194,6 +203,15 @@ class BoardLock:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)  # closing the descriptor drops the flock
+
+    def __del__(self) -> None:
+        # A holder dropped without release() (a transport never closed) frees the board
+        # when it is collected, as pyserial closes a forgotten port.
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            self._fd = -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> BoardLock:
         self.acquire()

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytest_mpsession.boardlock import BoardBusyError, BoardLock, lock_key
 from pytest_mpsession.communicator import (
@@ -36,7 +38,13 @@ from pytest_mpsession.communicator import (
     parse_literal,
 )
 from pytest_mpsession.emulator import PtyBoard
-from pytest_mpsession.errors import DeviceConnectionError, DeviceTimeout, ProtocolError
+from pytest_mpsession.errors import (
+    DeviceConnectionError,
+    DeviceError,
+    DeviceTimeout,
+    MpSessionError,
+    ProtocolError,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -473,7 +481,7 @@ def test_lock_released_when_the_holder_dies(unix_port: str, tmp_path: Path) -> N
     code = (
         "import sys, time\n"
         "from pytest_mpsession.boardlock import BoardLock\n"
-        f"BoardLock({unix_port!r}).acquire()\n"
+        f"lock = BoardLock({unix_port!r})\nlock.acquire()\n"
         f"open({str(ready)!r}, 'w').close()\n"
         "sys.stdin.read()\n"  # held until killed
     )
@@ -508,6 +516,15 @@ def test_lock_keys_name_one_board_once(tmp_path: Path) -> None:
     )
     assert lock_key("socket://board-3:2217") != lock_key("socket://board-3:2218")
     assert lock_key("mpmock://generic") is None and lock_key("loop://") is None
+    # a pseudo-terminal's number is reused once it closes: its key names this one only
+    master, slave = os.openpty()
+    try:
+        path = os.ttyname(slave)
+        key = lock_key(path)
+        assert key is not None and key.endswith(f"-{os.stat(path).st_ctime_ns}.lock")
+    finally:
+        os.close(slave)
+        os.close(master)
 
 
 def test_unusable_lock_dir_does_not_stop_a_run(
@@ -581,3 +598,122 @@ def test_malicious_board_output_is_not_run(
         assert comm.eval("1+1") == 2
     assert not marker.exists()
     assert no_host_eval == []
+
+
+# -- fuzzing: any bytes where a reply should be ------------------------------------------------
+
+
+class ScriptedBoard:
+    """A raw-REPL board played by a thread on a PTY: it answers the enter, resync, RAM
+    marker and ``print(N)`` code correctly, except that the first reply to the code
+    ``print('fuzz')`` is ``reply`` (any bytes at all)."""
+
+    BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+
+    def __init__(self, reply: bytes) -> None:
+        self.master, slave = os.openpty()
+        import tty
+
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        os.close(slave)
+        self.reply: bytes | None = reply
+        self.armed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _answer(self, code: bytes) -> bytes:
+        text = code.decode(errors="replace")
+        if text == "print('fuzz')" and self.reply is not None:
+            reply, self.reply = self.reply, None
+            return reply
+        if text.startswith("print('mpsync:'+'"):
+            n = text.split("'+'")[1].split("'")[0]
+            return b"OKmpsync:" + n.encode() + b"\x04\x04>"
+        if text.startswith("__mpsession_up=1"):
+            self.armed = True
+            return b"OK\x04\x04>"
+        if text.startswith("try:\n __mpsession_up"):
+            lost = b"" if self.armed else b"lost\r\n"
+            self.armed = True
+            return b"OK" + lost + b"\x04\x04>"
+        if text.startswith("print(") and text.endswith(")"):
+            return b"OK" + text[6:-1].encode() + b"\r\n\x04\x04>"
+        return b"OK\x04NameError\r\n\x04>"
+
+    def _run(self) -> None:
+        line = bytearray()
+        while not self._stop.is_set():
+            if not select.select([self.master], [], [], 0.05)[0]:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                continue  # the host closed its side (a reopen)
+            out = bytearray()
+            for byte in data:
+                if byte == 0x01:
+                    line.clear()
+                    out += b"\r\n" + self.BANNER
+                elif byte == 0x03:
+                    line.clear()
+                elif byte == 0x04:
+                    if line:
+                        out += self._answer(bytes(line))
+                    else:
+                        self.armed = False
+                        out += b"OK\r\nMPY: soft reboot\r\n" + self.BANNER
+                    line.clear()
+                elif byte != 0x0D or line:
+                    line.append(byte)
+            with contextlib.suppress(OSError):
+                os.write(self.master, bytes(out))
+
+    def close(self) -> None:
+        """Stop the thread, close the PTY."""
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self.master)
+
+
+_reply_bytes = st.one_of(
+    st.binary(max_size=80),
+    st.lists(
+        st.sampled_from(
+            [b"OK", b"\x04", b">", b"\x04>", b"raw REPL; CTRL-B to exit\r\n>", b">>> ",
+             b"MicroPython v1.22.0 on 2024-01-01; ESP32\r\n", b"MPY: soft reboot\r\n",
+             b"Traceback (most recent call last):\r\n", b"\x1e", b"1", b"\xff", b"\r\n"]
+        ),
+        max_size=8,
+    ).map(b"".join),
+)  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=_reply_bytes)
+@pytest.mark.timeout(300)
+def test_any_reply_gives_a_value_or_a_typed_error_and_the_board_comes_back(reply: bytes) -> None:
+    board = ScriptedBoard(reply)
+    try:
+        with Communicator.open(board.path, timeout=2) as comm:
+            comm.recovery_timeout = 1.5
+            start = time.monotonic()
+            try:
+                comm.exec("print('fuzz')", timeout=0.4)
+            except MpSessionError as exc:
+                assert "\n" not in str(exc).strip() or isinstance(exc, DeviceError)
+                assert getattr(exc, "recovered", True), str(exc)
+            assert time.monotonic() - start < 0.4 + 1.5 + 1.0
+            # the board works again: at once, or after one call that meets the rest of the
+            # fuzzed reply
+            results = []
+            for n in (1, 2):
+                try:
+                    results.append(comm.exec(f"print({n})", timeout=1))
+                except MpSessionError as exc:
+                    assert getattr(exc, "recovered", True), str(exc)
+            assert results and results[-1] in ("1\n", "2\n"), results
+            assert comm.broken is None
+    finally:
+        board.close()
