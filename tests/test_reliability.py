@@ -377,6 +377,29 @@ def test_board_that_nothing_brings_back(unix_board: PtyBoard) -> None:
         assert comm.eval("3*3") == 9
 
 
+def test_recover_on_a_healthy_board_only_resyncs(unix_port: str) -> None:
+    with Communicator.open(unix_port) as comm:
+        comm.exec("kept = 2")
+        report = comm.recover()
+        assert report.recovered and report.steps == ("interrupt",) and not report.ram_lost
+        assert report.elapsed < 1
+        assert comm.eval("kept") == 2 and comm.reset_count == 0
+
+
+def test_interrupt_of_a_broken_board_tries_a_recovery(relay: PtyRelay) -> None:
+    with Communicator.open(str(relay.link), timeout=5) as comm:
+        comm.recovery_timeout = 0.5
+        relay.vanish()
+        with pytest.raises(DeviceConnectionError):
+            comm.exec("print(1)")
+        assert comm.broken
+        with pytest.raises(BoardBrokenError, match="did not come back"):
+            comm.interrupt(timeout=0.5)  # still unplugged
+        relay.come_back()
+        comm.interrupt(timeout=5)  # what the session manager calls after a failed call
+        assert comm.broken is None and comm.eval("5") == 5
+
+
 # -- the emulator's faults --------------------------------------------------------------------
 
 
