@@ -356,68 +356,8 @@ def test_not_a_micropython_board_is_a_usage_error(
 
 # -- pytest-xdist: a pool of boards ---------------------------------------------------------------
 
-POOL_TESTS = """
-import os, time
-import pytest
-
-@pytest.mark.parametrize("n", range(40))
-def test_work(device_session, n):
-    start = time.monotonic()
-    device_session.exec("import time\\ntime.sleep_ms(50)")
-    with open(os.environ["MPS_LOG"], "a") as f:
-        f.write("%s %f %f %s\\n" % (os.environ.get("PYTEST_XDIST_WORKER", "-"), start,
-                                    time.monotonic(), device_session.manager.port))
-"""
-
-
-def _suite_time(log: Path) -> tuple[float, set[str], set[str]]:
-    rows = [line.split() for line in log.read_text().splitlines()]
-    assert len(rows) == 40
-    start = min(float(r[1]) for r in rows)
-    end = max(float(r[2]) for r in rows)
-    return end - start, {r[0] for r in rows}, {r[3] for r in rows}
-
-
-@pytest.mark.timeout(300)
-def test_xdist_pool_one_board_per_worker(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytest.importorskip("xdist")
-    pytester.makepyfile(POOL_TESTS)
-    times: list[tuple[float, float]] = []
-    with PtyBoard("generic") as a, PtyBoard("generic") as b:
-        # Timing on a shared CI machine: a second attempt if the first was starved of CPU.
-        for attempt in range(2):
-            log_one = pytester.path / f"one{attempt}.log"
-            log_two = pytester.path / f"two{attempt}.log"
-            monkeypatch.setenv("MPS_LOG", str(log_one))
-            one = pytester.runpytest_subprocess(f"--mp-port={a.path}", "-p", "no:cacheprovider")
-            one.assert_outcomes(passed=40)
-            monkeypatch.setenv("MPS_LOG", str(log_two))
-            two = pytester.runpytest_subprocess(
-                "-n", "2", f"--mp-port={a.path}", f"--mp-port={b.path}", "--junitxml=pool.xml",
-                "-p", "no:cacheprovider",
-            )  # fmt: skip
-            two.assert_outcomes(passed=40)
-            one_time, _, one_ports = _suite_time(log_one)
-            two_time, workers, two_ports = _suite_time(log_two)
-            assert one_ports == {a.path}
-            assert workers == {"gw0", "gw1"}
-            assert two_ports == {a.path, b.path}
-            times.append((one_time, two_time))
-            if two_time <= 0.75 * one_time:
-                break
-    one_time, two_time = times[-1]
-    assert two_time <= 0.75 * one_time, times
-    two.stdout.fnmatch_lines(
-        [f"mpsession: a pool of 2 boards, one per pytest-xdist worker: {a.path}, {b.path}"]
-    )
-    two.stdout.fnmatch_lines(["mpsession: gw0: micropython * on generic at *"])
-    root = ET.parse(pytester.path / "pool.xml").getroot()
-    ports = sorted(
-        p.get("value") or "" for p in root.iter("property") if p.get("name") == "mpsession_port"
-    )
-    assert ports == sorted([f"gw0: {a.path}", f"gw1: {b.path}"])
+# One board against two boards with -n 2 (40 tests x 50 ms): a measurement, in
+# tests/benchmarks/test_bench_pool.py, with the pool's header and JUnit properties.
 
 
 @pytest.mark.timeout(120)

@@ -5,14 +5,19 @@ Run::
 
     python -m pytest tests/benchmarks/test_bench_emulator.py -p no:xdist \\
         --benchmark-columns=median,min,max,rounds
+    python tests/benchmarks/report.py     # the same figures, with the targets, as one table
 
-The assertions use their own timing (medians over many rounds, all in one run, so the bare
-port and the emulator see the same machine load); pytest-benchmark records the emulator's
-round trip for comparison across runs.  The round trip is timed with one minimal raw-REPL
-client on both descriptors (the bare port's PTY master, the ``mpmock://`` port's
-``fileno()``), so the ratio is what the emulator adds; the same exchange through pyserial's
-``read``/``in_waiting`` API is recorded beside it.  Run the benchmarks alone (``-p no:xdist``,
-nothing else busy): a loaded machine stretches the emulator's extra thread hop the most.
+Nothing here asserts a speed (a timed assertion on a loaded CI machine is a flaky test): the
+figures go to pytest-benchmark, the medians and ratios in ``extra_info``; the assertions
+check only what is deterministic (the board answered, the code ran).  Targets, judged by
+``report.py``: the ``mpmock://`` round trip within 1.5x of the bare port; raw-paste within
+10% of the line time at 115200 baud; board start and soft reset medians under 50 ms.
+
+The round trip is paired: the bare port (its PTY master, the smallest raw-REPL client on a
+descriptor) and ``mpmock://`` (the same exchange through pyserial's ``read``/``in_waiting``,
+as every client of it does) alternate round by round, so both see the same machine load.
+Run the benchmarks alone (``-p no:xdist``, nothing else busy): a loaded machine stretches
+the emulator's extra thread hop the most.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import os
 import select
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import serial
@@ -34,9 +40,16 @@ from pytest_mpsession.emulator.engine import Engine
 pytestmark = pytest.mark.timeout(120)
 
 ROUNDS = 400
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+SOFT_REBOOT = b"soft reboot\r\n" + RAW_BANNER
+PASTE_BAUD = 115200
+# ~4.2 KB of counted statements, the count printed at the end (a lost line would show)
+PASTE_CODE = "n = 0\n" + ("n += 1  # " + "y" * 49 + "\n") * 70 + "print(n)\n"
+PROFILES = ["unix", "generic", "legacy"]
 
 
 def read_until(fd: int, ending: bytes, timeout: float = 5.0) -> bytes:
+    """Read ``fd`` until the data ends with ``ending``; AssertionError with what came."""
     deadline = time.monotonic() + timeout
     buf = b""
     while not buf.endswith(ending):
@@ -51,7 +64,7 @@ def read_until(fd: int, ending: bytes, timeout: float = 5.0) -> bytes:
 
 
 def fd_exec(fd: int) -> Callable[[], bytes]:
-    """A raw-REPL exec of one line over a bare descriptor (the same client for both)."""
+    """A raw-REPL exec of one line over a bare descriptor."""
 
     def run() -> bytes:
         os.write(fd, b"x = 1\x04")
@@ -60,7 +73,7 @@ def fd_exec(fd: int) -> Callable[[], bytes]:
     return run
 
 
-def serial_exec(port: serial.SerialBase) -> Callable[[], bytes]:
+def serial_exec(port: serial.Serial) -> Callable[[], bytes]:
     """The same exchange through pyserial's API, as every client of ``mpmock://`` does."""
 
     def run() -> bytes:
@@ -73,61 +86,62 @@ def serial_exec(port: serial.SerialBase) -> Callable[[], bytes]:
     return run
 
 
-def median_time(fn: Callable[[], object], rounds: int = ROUNDS) -> float:
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def test_exec_round_trip_mpmock_within_1_5x_of_bare_pty(benchmark: BenchmarkFixture) -> None:
+@contextmanager
+def round_trip_pair() -> Iterator[tuple[Callable[[], bytes], Callable[[], bytes]]]:
+    """The one-line exchange on the bare unix port and on ``mpmock://generic``, both in the
+    raw REPL: ``(bare, mpmock)``."""
     bare = Engine(find_engine(), [])
-    port = serial.serial_for_url("mpmock://generic", timeout=5)
     try:
-        read_until(bare.fd, b">>> ")
-        os.write(bare.fd, b"\x01")
-        read_until(bare.fd, b"raw REPL; CTRL-B to exit\r\n>")
-        port.write(b"\r\x03\x01")
-        read_until(port.fileno(), b"raw REPL; CTRL-B to exit\r\n>")
-        # the same minimal client on both descriptors: what the emulator adds, not pyserial
-        bare_rt, mock_rt = fd_exec(bare.fd), serial_exec(port)
-        # alternated round by round, so both see the same machine load at every moment
-        for _ in range(20):
-            bare_rt()
-            mock_rt()
-        t_bare, t_mock = [], []
-        for _ in range(ROUNDS * 2):
-            t = time.perf_counter()
-            bare_rt()
-            t_bare.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            mock_rt()
-            t_mock.append(time.perf_counter() - t)
-        bare_med, mock_med = statistics.median(t_bare), statistics.median(t_mock)
-        # for the record: the same exchange through pyserial's API (what clients use)
-        api_med = median_time(serial_exec(port), ROUNDS)
-        benchmark.extra_info.update(
-            bare_us=bare_med * 1e6, mpmock_us=mock_med * 1e6, mpmock_pyserial_api_us=api_med * 1e6
-        )
-        benchmark(mock_rt)
-        assert mock_med <= 1.5 * bare_med, (mock_med, bare_med)
+        port = serial.serial_for_url("mpmock://generic", timeout=5)
+        try:
+            read_until(bare.fd, b">>> ")
+            os.write(bare.fd, b"\x01")
+            read_until(bare.fd, RAW_BANNER)
+            port.write(b"\r\x03\x01")
+            read_until(port.fileno(), RAW_BANNER)
+            yield fd_exec(bare.fd), serial_exec(port)
+        finally:
+            port.close()
     finally:
-        port.close()
         bare.kill()
 
 
-def test_raw_paste_upload_at_line_rate(benchmark: BenchmarkFixture) -> None:
-    baud = 115200
-    code = ("x = 1  # " + "y" * 50 + "\n") * 70  # ~4.2 KB
+def paired_medians(
+    first: Callable[[], object], second: Callable[[], object], rounds: int = ROUNDS * 2
+) -> tuple[float, float, float]:
+    """Median times of ``first`` and ``second`` run alternately (so both see the same machine
+    load at every moment), and the median of their round-by-round ratio second/first."""
+    for _ in range(20):
+        first()
+        second()
+    t_first, t_second = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        first()
+        t_first.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        second()
+        t_second.append(time.perf_counter() - t)
+    ratio = statistics.median(b / a for a, b in zip(t_first, t_second, strict=True))
+    return statistics.median(t_first), statistics.median(t_second), ratio
+
+
+def measure_round_trip(rounds: int = ROUNDS * 2) -> dict[str, float]:
+    """Paired round trips: ``bare_us``, ``mpmock_us`` and ``ratio`` (mpmock / bare)."""
+    with round_trip_pair() as (bare_rt, mock_rt):
+        bare, mock, ratio = paired_medians(bare_rt, mock_rt, rounds)
+    return {"bare_us": bare * 1e6, "mpmock_us": mock * 1e6, "ratio": ratio}
+
+
+@contextmanager
+def raw_paste_uploader(baud: int = PASTE_BAUD) -> Iterator[Callable[[], tuple[float, bytes]]]:
+    """An ``upload()`` of ``PASTE_CODE`` in raw-paste mode through ``mpmock://`` throttled to
+    ``baud``, returning (seconds from the paste request to the prompt, the board's reply)."""
     port = serial.serial_for_url(f"mpmock://generic?baudrate={baud}", timeout=10)
     fd = port.fileno()
     try:
         port.write(b"\r\x03\x01")
-        read_until(fd, b"raw REPL; CTRL-B to exit\r\n>")
+        read_until(fd, RAW_BANNER)
 
         def read_exact(n: int) -> bytes:
             buf = b""
@@ -136,12 +150,12 @@ def test_raw_paste_upload_at_line_rate(benchmark: BenchmarkFixture) -> None:
                 buf += os.read(fd, n - len(buf))
             return buf
 
-        def upload() -> float:
+        def upload() -> tuple[float, bytes]:
             t = time.perf_counter()
             os.write(fd, b"\x05A\x01")
             assert read_exact(2) == b"R\x01"
             window = int.from_bytes(read_exact(2), "little")
-            credit, i, data = window, 0, code.encode()
+            credit, i, data = window, 0, PASTE_CODE.encode()
             while i < len(data):
                 # take every window increment (Ctrl-A) that came; wait for one if out of credit
                 while credit == 0 or select.select([fd], [], [], 0)[0]:
@@ -152,61 +166,120 @@ def test_raw_paste_upload_at_line_rate(benchmark: BenchmarkFixture) -> None:
                 i += n
                 credit -= n
             os.write(fd, b"\x04")
-            read_until(fd, b"\x04>", 10)
-            return time.perf_counter() - t
+            reply = read_until(fd, b"\x04>", 10)
+            return time.perf_counter() - t, reply
 
-        elapsed = statistics.median(upload() for _ in range(3))
-        line_time = (3 + len(code) + 1) * 10 / baud
-        benchmark.extra_info.update(elapsed_s=elapsed, line_s=line_time)
-        benchmark.pedantic(upload, rounds=1, iterations=1)
-        assert line_time * 0.97 <= elapsed <= line_time * 1.10, (elapsed, line_time)
+        yield upload
     finally:
         port.close()
 
 
-@pytest.mark.parametrize("profile", ["unix", "generic", "legacy"])
-def test_board_start_and_soft_reset_under_50ms(profile: str, benchmark: BenchmarkFixture) -> None:
+def paste_line_time(baud: int = PASTE_BAUD) -> float:
+    """Seconds the paste request, the code and its end byte take on the wire at ``baud``
+    (10 bits a byte)."""
+    return (3 + len(PASTE_CODE) + 1) * 10 / baud
+
+
+def measure_raw_paste(
+    upload: Callable[[], tuple[float, bytes]], rounds: int = 3
+) -> dict[str, float]:
+    """Median upload time against the line time: ``elapsed_s``, ``line_s``, ``ratio``."""
+    elapsed = statistics.median(upload()[0] for _ in range(rounds))
+    line = paste_line_time()
+    return {"elapsed_s": elapsed, "line_s": line, "ratio": elapsed / line}
+
+
+def start_median(profile: str, rounds: int = 9) -> float:
+    """Median seconds from ``PtyBoard(profile)`` to a booted board."""
     starts = []
-    for _ in range(9):
+    for _ in range(rounds):
         t = time.perf_counter()
         board = PtyBoard(profile)
         starts.append(time.perf_counter() - t)
         board.close()
+    return statistics.median(starts)
+
+
+@contextmanager
+def reset_board(profile: str) -> Iterator[tuple[Callable[[], bytes], Callable[[float], None]]]:
+    """A board of ``profile`` in the raw REPL: ``(soft_reset, work)``, where ``work(seconds)``
+    exchanges with the board as a test does between resets."""
     with PtyBoard(profile) as board:
         port = serial.Serial(board.path, timeout=5)
         try:
             fd = port.fileno()
             port.write(b"\r\x03\x01")
-            read_until(fd, b"raw REPL; CTRL-B to exit\r\n>")
+            read_until(fd, RAW_BANNER)
 
-            def soft_reset() -> None:
+            def soft_reset() -> bytes:
                 os.write(fd, b"\x04")
-                read_until(fd, b"soft reboot\r\nraw REPL; CTRL-B to exit\r\n>")
+                return read_until(fd, SOFT_REBOOT)
 
             def work(seconds: float) -> None:
-                # what a test does between resets: exchanges with the board (a board's
-                # spare engine boots meanwhile, as it would while a real test runs)
+                # a board's spare engine boots meanwhile, as it would while a real test runs
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
                     os.write(fd, b"x = 1\x04")
                     read_until(fd, b"\x04>")
 
-            resets, back_to_back = [], []
-            for _ in range(9):
-                t = time.perf_counter()
-                soft_reset()
-                back_to_back.append(time.perf_counter() - t)
-            for _ in range(9):
-                work(0.05)
-                t = time.perf_counter()
-                soft_reset()
-                resets.append(time.perf_counter() - t)
-            benchmark.extra_info.update(
-                start_ms=statistics.median(starts) * 1e3,
-                soft_reset_ms=statistics.median(resets) * 1e3,
-            )
-            benchmark.pedantic(soft_reset, rounds=3, iterations=1)
+            yield soft_reset, work
         finally:
             port.close()
-    assert statistics.median(starts) < 0.05, starts
-    assert statistics.median(resets) < 0.05, resets
+
+
+def reset_medians(
+    soft_reset: Callable[[], object], work: Callable[[float], None], rounds: int = 9
+) -> tuple[float, float]:
+    """Median soft reset seconds back to back, and after 50 ms of work each."""
+    back_to_back, after_work = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        soft_reset()
+        back_to_back.append(time.perf_counter() - t)
+    for _ in range(rounds):
+        work(0.05)
+        t = time.perf_counter()
+        soft_reset()
+        after_work.append(time.perf_counter() - t)
+    return statistics.median(back_to_back), statistics.median(after_work)
+
+
+@pytest.mark.benchmark(group="emulator: one-line round trip")
+def test_exec_round_trip_mpmock_and_bare_port(benchmark: BenchmarkFixture) -> None:
+    with round_trip_pair() as (bare_rt, mock_rt):
+        bare, mock, ratio = paired_medians(bare_rt, mock_rt)
+        benchmark.extra_info.update(
+            bare_us=bare * 1e6, mpmock_us=mock * 1e6, ratio_mpmock_over_bare=ratio
+        )
+        reply = benchmark(mock_rt)
+        assert reply == b"OK\x04\x04>"
+        assert bare_rt() == b"OK\x04\x04>"
+
+
+@pytest.mark.benchmark(group="emulator: raw-paste at 115200")
+def test_raw_paste_upload_at_line_rate(benchmark: BenchmarkFixture) -> None:
+    with raw_paste_uploader() as upload:
+        figures = measure_raw_paste(upload)
+        benchmark.extra_info.update(figures)
+        _, reply = benchmark.pedantic(  # type: ignore[no-untyped-call]
+            upload, rounds=1, iterations=1
+        )
+    # the board acknowledged the end of the paste, ran every line, and printed the count
+    assert reply.endswith(b"\x0470\r\n\x04\x04>") or reply.endswith(b"\x0470\n\x04\x04>"), reply
+
+
+@pytest.mark.benchmark(group="emulator: soft reset")
+@pytest.mark.parametrize("profile", PROFILES)
+def test_board_start_and_soft_reset(profile: str, benchmark: BenchmarkFixture) -> None:
+    start = start_median(profile)
+    with reset_board(profile) as (soft_reset, work):
+        back_to_back, after_work = reset_medians(soft_reset, work)
+        benchmark.extra_info.update(
+            start_ms=start * 1e3,
+            soft_reset_ms=after_work * 1e3,
+            soft_reset_back_to_back_ms=back_to_back * 1e3,
+        )
+        reply = benchmark.pedantic(  # type: ignore[no-untyped-call]
+            soft_reset, rounds=3, iterations=1
+        )
+    assert reply.endswith(SOFT_REBOOT)

@@ -1,10 +1,11 @@
 """Exec speed: our Communicator against mpremote's ``SerialTransport``, side by side, on the
-same real MicroPython unix port served as a board on a PTY (the ``unix_port`` fixture).
+same real MicroPython unix port served as a board on a PTY (the ``unix`` profile).
 
 Run and compare::
 
     python -m pytest tests/benchmarks -p no:xdist --benchmark-group-by=group \\
         --benchmark-columns=median,min,max,rounds
+    python tests/benchmarks/report.py     # the same figures, with the targets, as one table
 
 mpremote is measured twice, because it has two read loops:
 
@@ -13,8 +14,10 @@ mpremote is measured twice, because it has two read loops:
   path it uses for every real board (``/dev/ttyACM0``, ``COM3``): polling ``in_waiting``
   with 10 ms sleeps.
 
-``test_speed_targets`` checks the targets with its own timing, so it holds under any
-pytest-benchmark options.
+Nothing here asserts a speed: a timed assertion on a loaded CI machine is a flaky test.  The
+figures go to pytest-benchmark (``extra_info`` holds the paired medians and ratios); the
+assertions check only what is deterministic (each client ran the code and returned its
+output).  The targets are judged by ``report.py``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from mpremote.transport_serial import SerialTransport
+from mpremote.transport_serial import SerialTransport  # type: ignore[import-untyped]
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from pytest_mpsession.communicator import Communicator
@@ -34,10 +38,18 @@ from pytest_mpsession.emulator import PtyBoard
 pytestmark = pytest.mark.timeout(120)
 
 ONE_LINE = "x = 1"
-# About 27 KB of code that must all arrive: 400 statements with comments.
-PROGRAM_27K = ("x = 1\n# " + "y" * 60 + "\n") * 400
+# About 27 KB of code that must all arrive: 400 counted statements with comments, and the
+# count printed at the end (so a lost line shows in the output).
+PROGRAM_27K = "n = 0\n" + ("n += 1\n# " + "y" * 59 + "\n") * 400 + "print(n)\n"
+PROGRAM_27K_OUTPUT = "400"
 CLIENTS = ["mpsession", "mpremote", "mpremote-serial-device"]
 Exec = Callable[[str], object]
+
+
+def output_text(out: object) -> str:
+    """A client's exec result as stripped text (ours returns str, mpremote bytes)."""
+    text = out.decode() if isinstance(out, bytes) else str(out)
+    return text.strip()
 
 
 def open_client(kind: str, port: str, tmp_path: Path) -> tuple[Exec, Callable[[], None]]:
@@ -46,12 +58,58 @@ def open_client(kind: str, port: str, tmp_path: Path) -> tuple[Exec, Callable[[]
         comm = Communicator.open(port)
         return comm.exec, comm.close
     if kind == "mpremote-serial-device":
-        link = tmp_path / "ttyBOARD"  # not /dev/pts/*: mpremote's real-device read loop
-        link.symlink_to(port)
+        link = tmp_path / f"ttyBOARD{len(list(tmp_path.glob('ttyBOARD*')))}"
+        link.symlink_to(port)  # not /dev/pts/*: mpremote's real-device read loop
         port = str(link)
     transport = SerialTransport(port)
     transport.enter_raw_repl(soft_reset=False)  # a soft reset would end the unix port
     return transport.exec, transport.close
+
+
+@contextmanager
+def open_clients(tmp_path: Path) -> Iterator[dict[str, Exec]]:
+    """Every client of ``CLIENTS``, each on a board of its own (a port is opened by one
+    client at a time), all closed with their boards at the end."""
+    with ExitStack() as stack:
+        clients: dict[str, Exec] = {}
+        for kind in CLIENTS:
+            board = stack.enter_context(PtyBoard("unix"))
+            exec_fn, close = open_client(kind, board.path, tmp_path)
+            stack.callback(close)
+            clients[kind] = exec_fn
+        yield clients
+
+
+def side_by_side(
+    clients: dict[str, Exec], one_rounds: int = 25, big_rounds: int = 7
+) -> dict[str, float]:
+    """Median exec times (seconds) of every client for the one-line exec (``<kind>/one``)
+    and the 27 KB program (``<kind>/27k``), and the median of our time over mpremote's,
+    paired round by round (``ratio/<what>/<kind>``).
+
+    The rounds alternate between clients, so a busy machine slows them all alike; the
+    paired ratios cancel most of the load that remains.
+    """
+    times: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    for what, code, rounds in (("one", ONE_LINE, one_rounds), ("27k", PROGRAM_27K, big_rounds)):
+        for exec_fn in clients.values():
+            exec_fn(code)  # warm-up
+        for _ in range(rounds):
+            took: dict[str, float] = {}
+            for kind, exec_fn in clients.items():
+                # the fast clients run several times per round, for a finer median
+                repeat = 1 if kind == "mpremote-serial-device" or what == "27k" else 8
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    exec_fn(code)
+                    took[kind] = time.perf_counter() - start
+                    times.setdefault(f"{kind}/{what}", []).append(took[kind])
+            for peer in CLIENTS[1:]:
+                ratios.setdefault(f"ratio/{what}/{peer}", []).append(took["mpsession"] / took[peer])
+    figures = {key: statistics.median(values) for key, values in times.items()}
+    figures.update({key: statistics.median(values) for key, values in ratios.items()})
+    return figures
 
 
 @pytest.fixture
@@ -68,54 +126,40 @@ def client(request: pytest.FixtureRequest, unix_port: str, tmp_path: Path) -> It
 def test_exec_one_line(benchmark: BenchmarkFixture, client: Exec) -> None:
     # mpremote's polling loop takes ~10 ms a call: fewer rounds keep the suite quick.
     polling = "serial-device" in benchmark.name
-    benchmark.pedantic(client, args=(ONE_LINE,), rounds=30 if polling else 300, warmup_rounds=3)
+    out = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        client, args=(ONE_LINE,), rounds=30 if polling else 300, warmup_rounds=3
+    )
+    assert output_text(out) == ""
+    assert output_text(client("print(6 * 7)")) == "42"
 
 
 @pytest.mark.benchmark(group="exec: 27 KB program")
 @pytest.mark.parametrize("client", CLIENTS, indirect=True)
 def test_exec_27k_program(benchmark: BenchmarkFixture, client: Exec) -> None:
     assert len(PROGRAM_27K) >= 27_000
-    benchmark.pedantic(client, args=(PROGRAM_27K,), rounds=8, warmup_rounds=1)
+    out = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        client, args=(PROGRAM_27K,), rounds=8, warmup_rounds=1
+    )
+    assert output_text(out) == PROGRAM_27K_OUTPUT
 
 
-def test_speed_targets(pty_board_factory: Callable[..., PtyBoard], tmp_path: Path) -> None:
-    """One-line exec at least 10x faster than mpremote on a serial device, and faster than
-    mpremote's PTY path too; a 27 KB program no slower than either.
-
-    Each client gets its own board and the rounds alternate between clients, so a busy
-    machine (CI, xdist) slows them all alike.
-    """
-    clients: dict[str, tuple[Exec, Callable[[], None]]] = {}
-    try:
-        for kind in CLIENTS:
-            board = pty_board_factory("unix")
-            clients[kind] = open_client(kind, board.path, tmp_path)
-        times: dict[tuple[str, str], list[float]] = {}
-        ratios: dict[str, list[float]] = {}  # ours / mpremote's PTY path, round by round
-        for what, code, rounds in (("one", ONE_LINE, 25), ("27k", PROGRAM_27K, 7)):
-            for exec_fn, _ in clients.values():
-                exec_fn(code)  # warm-up
-            for _ in range(rounds):
-                took: dict[str, float] = {}
-                for kind, (exec_fn, _) in clients.items():
-                    # the fast clients run several times per round, for a finer median
-                    repeat = 1 if kind == "mpremote-serial-device" or what == "27k" else 8
-                    for _ in range(repeat):
-                        start = time.perf_counter()
-                        exec_fn(code)
-                        took[kind] = time.perf_counter() - start
-                        times.setdefault((kind, what), []).append(took[kind])
-                ratios.setdefault(what, []).append(took["mpsession"] / took["mpremote"])
-    finally:
-        for _, close in clients.values():
-            close()
-    medians = {key: statistics.median(values) for key, values in times.items()}
-    ours_one, ours_27k = medians["mpsession", "one"], medians["mpsession", "27k"]
-    report = ", ".join(f"{k}/{what}: {v * 1e3:.3f} ms" for (k, what), v in medians.items())
-    assert ours_one * 10 <= medians["mpremote-serial-device", "one"], report
-    assert ours_one <= medians["mpremote", "one"], report
-    # Raw-paste is paced by the board's window increments for everyone, so the 27 KB times
-    # are the board's: compared round by round (paired, so load on a busy machine cancels
-    # out), no slower, with room for scheduling noise.
-    assert statistics.median(ratios["27k"]) <= 1.15, report
-    assert ours_27k <= medians["mpremote-serial-device", "27k"] * 1.25, report
+@pytest.mark.benchmark(group="exec: side by side (paired)")
+def test_exec_side_by_side(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    """All three clients in alternating rounds: medians and paired ratios in ``extra_info``
+    (targets, judged by report.py: one line 10x faster than mpremote's real-device path and
+    no slower than its PTY path; 27 KB no slower than either)."""
+    with open_clients(tmp_path) as clients:
+        figures = side_by_side(clients)
+        # times in ms, ratios as ours / peer
+        for key, value in figures.items():
+            benchmark.extra_info[key if key.startswith("ratio/") else f"{key}_ms"] = (
+                value if key.startswith("ratio/") else value * 1e3
+            )
+        ours = clients["mpsession"]
+        out = benchmark.pedantic(  # type: ignore[no-untyped-call]
+            ours, args=(ONE_LINE,), rounds=100, warmup_rounds=3
+        )
+        assert output_text(out) == ""
+        for exec_fn in clients.values():
+            assert output_text(exec_fn(PROGRAM_27K)) == PROGRAM_27K_OUTPUT
+    assert set(figures) >= {f"{kind}/{what}" for kind in CLIENTS for what in ("one", "27k")}
