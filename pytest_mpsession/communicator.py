@@ -230,7 +230,7 @@ class RecoveryReport:
         if not self.recovered or not self.steps:
             return ""
         return {
-            "interrupt": "interrupted and resynchronised",
+            "interrupt": "resynchronised at its raw-REPL prompt",
             "soft reset": "soft reset",
             "reset line": "reset through its reset line",
             "reopen": "reconnected by reopening its port",
@@ -782,7 +782,8 @@ class Communicator:
             if not report.recovered:
                 err = BoardBrokenError(
                     f"{self.port}: the board did not come back within {limit:g} s (tried "
-                    f"{', '.join(report.steps)}: {report.detail}); power-cycle or replug it",
+                    f"{', '.join(dict.fromkeys(report.steps))}; last: {report.detail}); "
+                    "power-cycle or replug it",
                     port=self.port,
                 )
                 err.fault = "broken"
@@ -844,7 +845,7 @@ class Communicator:
             steps.append(step)
             verifying = False
             try:
-                self._step(step, step_end, budget)
+                self._step(step, step_end, budget, hint)
                 lost = False
                 if verify:
                     verifying = True
@@ -861,7 +862,7 @@ class Communicator:
                 self._armed = False
                 continue
             except (_Fault, ProtocolError) as exc:
-                detail = f"{step}: {' '.join(str(exc).split())[:120]}"
+                detail = f"{step}: {self._short_reason(exc)}"
                 if isinstance(exc, _Fault) and exc.kind == "disconnect":
                     queue = ["reopen"] if step != "reopen" else []
                 elif verifying and isinstance(exc, _Fault) and exc.kind == "timeout":
@@ -869,7 +870,7 @@ class Communicator:
                     queue = [name for name in cures_hang if name != step] or list(cures_hang)
                 continue
             except DeviceConnectionError as exc:
-                detail = f"{step}: {' '.join(str(exc).split())[:120]}"
+                detail = f"{step}: {self._short_reason(exc)}"
                 if step != "reopen":
                     queue = ["reopen"]  # the link itself is gone: only reopening can help
                 continue
@@ -882,13 +883,26 @@ class Communicator:
         # A pseudo-terminal or a socket has no modem lines; asking costs nothing.
         return self._transport.has_reset_line
 
-    def _step(self, step: str, step_end: float, budget: float) -> bool:
+    def _short_reason(self, exc: BaseException) -> str:
+        """An error's text for a recovery report: one line, without the port's name."""
+        text = " ".join(str(exc).split())
+        for prefix in (f"cannot open {self.port}: ", f"{self.port}: "):
+            text = text.replace(prefix, "")
+        if len(text) > 120:
+            text = text[:117].rsplit(" ", 1)[0] + "..."
+        return text
+
+    def _step(self, step: str, step_end: float, budget: float, hint: str = "") -> bool:
         """One escalation step; True when the board is at a raw-REPL prompt afterwards."""
         eng = self._engine
         transport = self._transport
         if step == "interrupt":
-            if eng.state in _RUNNING and self._stop_running(step_end):
-                return True
+            # After boot text the board sits at a prompt: nothing runs to stop. Otherwise
+            # Ctrl-C gets half the step, entering the raw REPL the rest.
+            if eng.state in _RUNNING and hint != "reset":
+                half = time.monotonic() + (step_end - time.monotonic()) / 2
+                if self._stop_running(half):
+                    return True
             if eng.state is State.ERROR:
                 self._let_reply_end(min(step_end, time.monotonic() + REPLY_END_WAIT))
             self._enter(step_end, budget)
@@ -963,11 +977,7 @@ class Communicator:
                 f"{report.detail}); it is broken until recover() succeeds (power-cycle or "
                 "replug it)"
             )
-        detail = " ".join(fault.detail.split())
-        if detail.startswith(f"{port}: "):
-            detail = detail[len(port) + 2 :]
-        if len(detail) > 160:
-            detail = detail[:157] + "..."
+        detail = self._short_reason(Exception(fault.detail))
         err: Exception
         if kind == "timeout":
             err = BoardHungError(

@@ -73,7 +73,7 @@ class SoakResult:
         rows += [
             f"| wrong values | {sum('wrong value' in p for p in self.problems)} |",
             f"| faults injected | {', '.join(f'{k} {v}' for k, v in self.injected.items())} |",
-            f"| boards (a hung board is replaced when its port is reopened) | {self.boards} |",
+            f"| emulated boards behind the port | {self.boards} |",
             f"| resets counted (reset_count) | {self.resets_counted} |",
             f"| slowest call / slowest failed call | {self.max_call:.2f} s / "
             f"{self.max_failed_call:.2f} s |",
