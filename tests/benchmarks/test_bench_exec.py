@@ -81,7 +81,7 @@ def open_clients(tmp_path: Path) -> Iterator[dict[str, Exec]]:
 
 
 def side_by_side(
-    clients: dict[str, Exec], one_rounds: int = 25, big_rounds: int = 7
+    clients: dict[str, Exec], one_rounds: int = 25, big_rounds: int = 15
 ) -> dict[str, float]:
     """Median exec times (seconds) of every client for the one-line exec (``<kind>/one``)
     and the 27 KB program (``<kind>/27k``), and the median of our time over mpremote's,
