@@ -37,6 +37,7 @@ from pytest_mpsession.errors import (
     ProtocolError,
 )
 from pytest_mpsession.protocol.constants import (
+    CTRL_C,
     CTRL_D,
     FRIENDLY_PROMPT,
     RAW_REPL_BANNER,
@@ -99,9 +100,7 @@ REBOOT_QUIET: Final = 0.05
 # The board-side marker of "this RAM is the one we talked to": set once per board life.
 RAM_MARK: Final = "__mpsession_up"
 _RAM_ARM: Final = RAM_MARK + "=1"
-_RAM_CHECK: Final = (
-    "try:\n " + RAM_MARK + "\nexcept NameError:\n " + RAM_MARK + "=1\n print('lost')"
-)
+_RAM_CHECK: Final = f"print('{RAM_MARK}' in globals())"
 # Printed right before an eval's repr, so prints of the expression itself (or noise before
 # the reply) never mix into the value: the value is what follows the last marker.
 _VALUE_MARK: Final = "\x1e"
@@ -832,6 +831,7 @@ class Communicator:
         queue = ["reopen", *full] if link_lost else list(full)
         rounds_left = _RECOVERY_ROUNDS - 1
         was_armed = self._armed
+        lost_seen = False
         while time.monotonic() < deadline and len(steps) < _MAX_STEPS:
             if not queue:
                 if not rounds_left:
@@ -850,7 +850,12 @@ class Communicator:
                 if verify:
                     verifying = True
                     # the board just answered: a tiny exchange needs little time
-                    lost = self._verify(min(deadline, time.monotonic() + max(0.2, budget * 0.15)))
+                    end = min(deadline, time.monotonic() + max(0.2, budget * 0.15))
+                    missing = self._verify(end)
+                    # once seen missing, the RAM stays lost for this recovery, whatever a
+                    # later check (after the marker was set again) says
+                    lost_seen = lost_seen or (missing and was_armed)
+                    lost = lost_seen
             except _NoAnswer:
                 detail = f"{step}: no raw REPL answer"
                 if verifying:
@@ -858,8 +863,7 @@ class Communicator:
                 continue
             except _Rebooted:
                 detail = f"{step}: the board rebooted again"
-                was_armed = False  # whatever the marker said, this RAM is new
-                self._armed = False
+                lost_seen = True  # whatever a marker check says later, this RAM is new
                 continue
             except (_Fault, ProtocolError) as exc:
                 detail = f"{step}: {self._short_reason(exc)}"
@@ -876,6 +880,13 @@ class Communicator:
                 continue
             if not was_armed and (step != "interrupt" or hint == "reset"):
                 lost = True  # no marker to tell: say lost, the safe side
+            if "soft reset" in steps or "reset line" in steps:
+                # A reset was sent: it acted, or the board (busy, or slow to read its
+                # input) will act on it later. Its RAM counts as lost either way: sessions
+                # then set up their board state again rather than trusting it.
+                lost = True
+            if not verify:
+                lost = lost_seen
             return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
         return RecoveryReport(tuple(steps), False, False, time.monotonic() - start, detail)
 
@@ -908,8 +919,9 @@ class Communicator:
             self._enter(step_end, budget)
             return True
         if step == "soft reset":
-            # Ctrl-D at an empty prompt (friendly or raw) reboots the board; then enter.
-            transport.write(b"\r" + CTRL_D)
+            # Ctrl-D on an empty line (friendly or raw REPL) reboots the board: Ctrl-C first
+            # empties the line (a CR would be code in the raw REPL, and Ctrl-D would run it).
+            transport.write(CTRL_C + CTRL_C + CTRL_D)
             self._enter(step_end, budget)
             return True
         if step == "reset line":
@@ -936,22 +948,27 @@ class Communicator:
             del self._tail[:-_TAIL]
 
     def _verify(self, deadline: float) -> bool:
-        """Resync and check the RAM marker: True when the board's RAM was lost."""
+        """Resync and check the RAM marker: True when it is missing (the board's RAM is not
+        the one it was set in, or it was never set). The check changes nothing on the board;
+        the marker is set again only after a check said it is missing, so a check whose
+        answer was lost never hides a lost RAM from the next one."""
         self._sync(deadline, max(0.0, deadline - time.monotonic()))
-        if not self._armed:
+        out, err = self._run(_RAM_CHECK.encode(), deadline)
+        if err or out.strip() not in (b"True", b"False"):
+            raise _Fault("noise", f"the RAM check answered {out[-40:] + err[-40:]!r}")
+        missing = out.strip() == b"False"
+        if missing or not self._armed:
+            self._armed = False
             self._run(_RAM_ARM.encode(), deadline)
             self._armed = True
-            return False
-        out, err = self._run(_RAM_CHECK.encode(), deadline)
-        if err:
-            raise _Fault("noise", f"the RAM check failed: {err[-80:]!r}")
-        return b"lost" in out
+        return missing
 
     def _fault_error(self, fault: _Fault, report: RecoveryReport, limit: float) -> Exception:
         """The error a faulted call raises, saying what happened and what was done."""
         port = self.port
         kind = fault.kind
-        if kind == "timeout" and report.recovered and report.steps[-1] == "interrupt":
+        escalated = any(step != "interrupt" for step in report.steps)
+        if kind == "timeout" and report.recovered and not escalated:
             if not report.ram_lost:
                 return DeviceTimeout(
                     f"{port}: no answer within {limit:g} s; the board was interrupted "
@@ -960,9 +977,7 @@ class Communicator:
                     port=port,
                     exc_type="KeyboardInterrupt",
                 )
-        if report.ram_lost and (
-            kind == "noise" or (kind == "timeout" and report.steps[-1] == "interrupt")
-        ):
+        if report.ram_lost and (kind == "noise" or (kind == "timeout" and not escalated)):
             # Its RAM is gone though nothing but an interrupt was needed: what looked like
             # noise (or silence) was the board rebooting by itself.
             kind = "reset"

@@ -657,10 +657,8 @@ class ScriptedBoard:
         if text.startswith("__mpsession_up=1"):
             self.armed = True
             return b"OK\x04\x04>"
-        if text.startswith("try:\n __mpsession_up"):
-            lost = b"" if self.armed else b"lost\r\n"
-            self.armed = True
-            return b"OK" + lost + b"\x04\x04>"
+        if text == "print('__mpsession_up' in globals())":
+            return b"OK" + (b"True" if self.armed else b"False") + b"\r\n\x04\x04>"
         if text.startswith("print(") and text.endswith(")"):
             return b"OK" + text[6:-1].encode() + b"\r\n\x04\x04>"
         return b"OK\x04NameError\r\n\x04>"

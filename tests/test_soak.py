@@ -62,3 +62,35 @@ def test_short_soaks_with_heavier_faults(seed: int) -> None:
     result = run_soak(600, seed=seed, faults=faults, timeout=0.5, recovery_timeout=2.0)
     assert result.problems == [], "\n".join(result.problems[:20])
     assert result.ok >= 0.8 * result.calls
+
+
+@pytest.mark.timeout(180)
+def test_sessions_through_the_manager_survive_faults(caplog: pytest.LogCaptureFixture) -> None:
+    # The session layer trusts reset_count to know whether its helpers are still in the
+    # board's RAM: a reset the communicator missed would show as NameErrors from then on.
+    from pytest_mpsession import DeviceSessionManager, ResourceCleanupError
+    from pytest_mpsession.communicator import BoardFault
+    from pytest_mpsession.errors import DeviceTimeout, MpSessionError
+
+    url = "mpmock://generic?seed=9&garbage=0.02&disconnect=0.005&reset=0.005&hang=0.002"
+    manager = DeviceSessionManager.connect(url, timeout=2)
+    manager.communicator.recovery_timeout = 2  # type: ignore[attr-defined]
+    ok = failed = 0
+    try:
+        for i in range(400):
+            try:
+                with manager.create_session() as session:
+                    session.exec(f"x = {i}")
+                    assert session.eval("x * 2") == i * 2
+                ok += 1
+            except MpSessionError as exc:
+                failed += 1
+                causes = exc.errors if isinstance(exc, ResourceCleanupError) else [exc]
+                for cause in causes:
+                    # a board fault, said as such: never a board exception (a NameError of
+                    # helpers the manager wrongly believed were still there)
+                    assert isinstance(cause, BoardFault | DeviceTimeout), repr(cause)
+        assert manager.state.value == "connected"
+    finally:
+        manager.close()
+    assert failed > 0 and ok >= 0.85 * 400
