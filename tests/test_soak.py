@@ -18,15 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from soak import run_soak
 
-try:  # registered as a marker in pyproject.toml; unmarked (never an error) until it is
-    slow = pytest.mark.slow
-except pytest.fail.Exception:  # pragma: no cover - `slow` not registered yet
 
-    def slow(func):  # type: ignore[no-untyped-def]
-        return func
-
-
-@slow
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_soak_10000_calls_with_faults(
     record_property: pytest.RecordProperty, tmp_path: Path
