@@ -10,6 +10,13 @@ import serial as _serial
 
 from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes, PerformanceProfile
 from pytest_mpsession.errors import (
+    BoardBrokenError,
+    BoardBusyError,
+    BoardDisconnectedError,
+    BoardFault,
+    BoardHungError,
+    BoardNoiseError,
+    BoardResetError,
     DeviceConnectionError,
     DeviceError,
     DeviceTimeout,
@@ -34,6 +41,13 @@ from pytest_mpsession.session import (
 
 __all__ = [
     "BackgroundThreadError",
+    "BoardBrokenError",
+    "BoardBusyError",
+    "BoardDisconnectedError",
+    "BoardFault",
+    "BoardHungError",
+    "BoardNoiseError",
+    "BoardResetError",
     "CleanupPolicy",
     "DeviceCapabilities",
     "DeviceConnectionError",

@@ -31,7 +31,7 @@ import tempfile
 import urllib.parse
 from typing import Final
 
-from pytest_mpsession.errors import DeviceConnectionError
+from pytest_mpsession.errors import BoardBusyError
 
 try:
     import fcntl
@@ -49,19 +49,6 @@ _PRIVATE_SCHEMES: Final = frozenset({"mpmock", "loop"})
 _NETWORK_SCHEMES: Final = frozenset({"socket", "rfc2217", "tcp"})
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"})
-
-
-class BoardBusyError(DeviceConnectionError):
-    """Another process (or another open in this one) holds the board.
-
-    ``holder`` is what the holder wrote into the lock file (``pid``, ``host``, ``cmd``,
-    ``since``; empty when it could not be read), ``lock_path`` the lock file.
-    """
-
-    def __init__(self, message: str, *, port: str, holder: dict[str, str], lock_path: str):
-        super().__init__(message, port=port)
-        self.holder = holder
-        self.lock_path = lock_path
 
 
 def lock_dir() -> str:

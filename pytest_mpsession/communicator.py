@@ -31,6 +31,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from pytest_mpsession.errors import (
+    BoardBrokenError,
+    BoardDisconnectedError,
+    BoardFault,
+    BoardHungError,
+    BoardNoiseError,
+    BoardResetError,
     DeviceConnectionError,
     DeviceError,
     DeviceTimeout,
@@ -234,55 +240,6 @@ class RecoveryReport:
             "reset line": "reset through its reset line",
             "reopen": "reconnected by reopening its port",
         }[self.steps[-1]]
-
-
-class BoardFault:
-    """Mixin of the errors that say what happened to the board during a call.
-
-    ``fault``: ``"reset"`` (the board rebooted by itself), ``"hang"`` (no answer, not even
-    to Ctrl-C), ``"disconnect"`` (the link dropped), ``"noise"`` (bytes that are no reply),
-    ``"broken"`` (an earlier recovery failed); ``recovery``: what was done about it (a
-    :class:`RecoveryReport`), ``recovered``: whether the board is usable again,
-    ``ram_lost``: whether its RAM (every variable) is gone.
-    """
-
-    fault: str = ""
-    recovery: RecoveryReport | None = None
-
-    @property
-    def recovered(self) -> bool:
-        """True when the board is back at an idle raw-REPL prompt."""
-        return self.recovery is not None and self.recovery.recovered
-
-    @property
-    def ram_lost(self) -> bool:
-        """True when the board's RAM is gone (it reset)."""
-        return self.recovery is not None and self.recovery.ram_lost
-
-
-class BoardResetError(BoardFault, DeviceConnectionError):
-    """The board reset during the call (brown-out, watchdog, crash, a killed process): its
-    boot text came instead of the reply, and its RAM is gone."""
-
-
-class BoardDisconnectedError(BoardFault, DeviceConnectionError):
-    """The link to the board dropped during the call (the port vanished, a USB board fell
-    off the bus, a network link closed); the port was reopened if it came back."""
-
-
-class BoardNoiseError(BoardFault, ProtocolError):
-    """The board sent bytes that are no reply (line noise, a stray print, a wrong baud
-    rate) where the reply should start; the code may or may not have run."""
-
-
-class BoardHungError(BoardFault, DeviceTimeout):
-    """No answer within the timeout, and none to Ctrl-C either: the board was brought back
-    by a reset or a reopened port (or, if ``recovered`` is False, not at all)."""
-
-
-class BoardBrokenError(BoardFault, DeviceConnectionError):
-    """An earlier recovery failed: the board is unusable until :meth:`Communicator.recover`
-    succeeds (calls fail at once instead of each waiting out its timeout)."""
 
 
 class _NoAnswer(DeviceConnectionError):

@@ -7,7 +7,19 @@ calls (pyserial's ``SerialException`` and ``OSError`` are converted at the trans
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the report is the communicator's; an error only carries it
+    from pytest_mpsession.communicator import RecoveryReport
+
 __all__ = [
+    "BoardBrokenError",
+    "BoardBusyError",
+    "BoardDisconnectedError",
+    "BoardFault",
+    "BoardHungError",
+    "BoardNoiseError",
+    "BoardResetError",
     "DeviceConnectionError",
     "DeviceError",
     "DeviceTimeout",
@@ -70,3 +82,70 @@ class DeviceConnectionError(MpSessionError):
 
 class ProtocolError(MpSessionError):
     """The board sent bytes that make no sense for the raw-REPL protocol."""
+
+
+# -- what happened to the board (see Communicator.recover) ------------------------------
+
+
+class BoardFault:
+    """Mixin of the errors that say what happened to the board during a call (raised by
+    :class:`~pytest_mpsession.communicator.Communicator`).
+
+    ``fault``: ``"reset"`` (the board rebooted by itself), ``"hang"`` (no answer, not even
+    to Ctrl-C), ``"disconnect"`` (the link dropped), ``"noise"`` (bytes that are no reply),
+    ``"broken"`` (an earlier recovery failed); ``recovery``: what was done about it (a
+    :class:`RecoveryReport`), ``recovered``: whether the board is usable again,
+    ``ram_lost``: whether its RAM (every variable) is gone.
+    """
+
+    fault: str = ""
+    recovery: RecoveryReport | None = None
+
+    @property
+    def recovered(self) -> bool:
+        """True when the board is back at an idle raw-REPL prompt."""
+        return self.recovery is not None and self.recovery.recovered
+
+    @property
+    def ram_lost(self) -> bool:
+        """True when the board's RAM is gone (it reset)."""
+        return self.recovery is not None and self.recovery.ram_lost
+
+
+class BoardResetError(BoardFault, DeviceConnectionError):
+    """The board reset during the call (brown-out, watchdog, crash, a killed process): its
+    boot text came instead of the reply, and its RAM is gone."""
+
+
+class BoardDisconnectedError(BoardFault, DeviceConnectionError):
+    """The link to the board dropped during the call (the port vanished, a USB board fell
+    off the bus, a network link closed); the port was reopened if it came back."""
+
+
+class BoardNoiseError(BoardFault, ProtocolError):
+    """The board sent bytes that are no reply (line noise, a stray print, a wrong baud
+    rate) where the reply should start; the code may or may not have run."""
+
+
+class BoardHungError(BoardFault, DeviceTimeout):
+    """No answer within the timeout, and none to Ctrl-C either: the board was brought back
+    by a reset or a reopened port (or, if ``recovered`` is False, not at all)."""
+
+
+class BoardBrokenError(BoardFault, DeviceConnectionError):
+    """An earlier recovery failed: the board is unusable until
+    :meth:`~pytest_mpsession.communicator.Communicator.recover`
+    succeeds (calls fail at once instead of each waiting out its timeout)."""
+
+
+class BoardBusyError(DeviceConnectionError):
+    """Another process (or another open in this one) holds the board.
+
+    ``holder`` is what the holder wrote into the lock file (``pid``, ``host``, ``cmd``,
+    ``since``; empty when it could not be read), ``lock_path`` the lock file.
+    """
+
+    def __init__(self, message: str, *, port: str, holder: dict[str, str], lock_path: str):
+        super().__init__(message, port=port)
+        self.holder = holder
+        self.lock_path = lock_path
