@@ -5,6 +5,19 @@ BUSY (:class:`~pytest_mpsession.session.states.SessionState`). Every state chang
 against the one transition table and announced to ``"state_changed"`` listeners; a listener
 that raises is logged and never breaks the manager. Sessions are created on the host only;
 the board learns of a session at its first call.
+
+Faults of the board (:class:`~pytest_mpsession.errors.BoardFault`: it reset, hung, dropped
+off the link, sent noise) are recovered from by the communicator before the call's error is
+raised; the manager passes through RECOVERING and ends CONNECTED when the board came back,
+ERROR (``last_error`` is the fault) when it did not. A board the communicator marked broken
+fails every call at once (:class:`~pytest_mpsession.errors.BoardBrokenError`) until
+:meth:`DeviceSessionManager.recover` succeeds.
+
+A session whose board lost its RAM (a reset, by a fault or by a cleanup policy) keeps
+working: its next call gets a fresh, empty namespace (the session helpers and deployed
+functions are sent again). Nothing is hidden from the test by this: the call the reset
+struck raised the fault, whose message says what happened to the board and that its RAM is
+gone (``ram_lost``), and the pytest plugin gives every test a session of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +32,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pytest_mpsession.errors import (
+    BoardBrokenError,
+    BoardFault,
     DeviceConnectionError,
     DeviceError,
     DeviceTimeout,
@@ -74,6 +89,10 @@ class CommunicatorLike(Protocol):
     def add_reset_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the board's RAM was lost."""
         ...
+
+    # Optional (read with getattr, so a minimal stand-in needs neither):
+    # ``broken: str | None`` (why the board is unusable) and ``recover(timeout)`` (the
+    # escalating recovery; without it the manager interrupts, then hard resets).
 
     def close(self) -> None:
         """Close the port."""
@@ -256,6 +275,17 @@ class DeviceSessionManager:
 
     def _check_usable(self) -> None:
         state = self._state
+        broken = self._broken()
+        if broken is not None and state in (_S.CONNECTED, _S.ERROR):
+            # every call would fail at once anyway: say why, and what to do
+            err = BoardBrokenError(
+                f"the board at {self._port} is broken ({broken}); power-cycle or replug it, "
+                "then call manager.recover()",
+                port=self._port,
+            )
+            err.fault = "broken"
+            err.recovery = getattr(self._comm, "last_recovery", None)
+            raise err
         if state in (_S.CONNECTED, _S.BUSY):
             return
         if state is _S.ERROR:
@@ -272,14 +302,31 @@ class DeviceSessionManager:
             f"the session manager is {state.value}, not connected; call open()", port=self._port
         )
 
+    def _broken(self) -> str | None:
+        """Why the communicator says the board is unusable (None: it does not)."""
+        reason = getattr(self._comm, "broken", None)
+        return reason if isinstance(reason, str) and reason else None
+
+    @property
+    def broken(self) -> str | None:
+        """Why the board is unusable (a recovery failed), or None: the communicator's
+        ``broken``, else the last error when the manager is in the ERROR state."""
+        reason = self._broken()
+        if reason is None and self._state is _S.ERROR and self.last_error is not None:
+            reason = " ".join(str(self.last_error).split()) or type(self.last_error).__name__
+        return reason
+
     @contextmanager
     def board(self, timeout: float | None = None) -> Iterator[CommunicatorLike]:
         """Hold the board for one or more exchanges: the communicator lock is held (no
         other thread's bytes interleave) and the state is BUSY. Re-entrant in one thread.
 
-        A broken link (``DeviceConnectionError``/``ProtocolError``) inside moves to
-        RECOVERING: the board is interrupted (then hard reset if that fails); CONNECTED
-        again when that works, ERROR otherwise. The original error is raised either way."""
+        A fault of the board inside (a :class:`~pytest_mpsession.errors.BoardFault`, which
+        the communicator already recovered from, or not) moves to RECOVERING, then to
+        CONNECTED when the board came back, ERROR (``last_error``) when it did not. Another
+        broken link (``DeviceConnectionError``/``ProtocolError``) moves to RECOVERING and
+        the board is recovered here (:meth:`recover`'s escalation). The original error is
+        raised either way."""
         comm = self.communicator
         with comm.lock:
             if self._busy_depth == 0:
@@ -288,23 +335,35 @@ class DeviceSessionManager:
             self._busy_depth += 1
             try:
                 yield comm
-            except (DeviceConnectionError, ProtocolError) as exc:
+            except (DeviceConnectionError, ProtocolError, DeviceTimeout) as exc:
                 if self._busy_depth == 1 and self._state is _S.BUSY:
-                    self._recover_from(exc, timeout)
+                    if isinstance(exc, BoardFault):
+                        self._after_fault(exc, exc)
+                    elif not isinstance(exc, DeviceTimeout):
+                        # a plain timeout was interrupted and the board is usable again
+                        self._recover_from(exc)
                 raise
             finally:
                 self._busy_depth -= 1
                 if self._busy_depth == 0 and self._state is _S.BUSY:
                     self._set_state(_S.CONNECTED)
 
-    def _recover_from(self, exc: BaseException, timeout: float | None) -> None:
+    def _after_fault(self, exc: BaseException, fault: BoardFault) -> None:
+        # The communicator has already done the recovery (escalating as far as needed):
+        # doing it again would only double the time a dead board costs.
         self._set_state(_S.RECOVERING)
-        comm = self.communicator
+        if fault.recovered:
+            self._set_state(_S.CONNECTED)
+            return
+        self.last_error = exc
+        log.error("board at %s did not recover: %s", self._port, exc)
+        self._set_state(_S.ERROR)
+
+    def _recover_from(self, exc: BaseException) -> None:
+        self._set_state(_S.RECOVERING)
         try:
-            try:
-                comm.interrupt(timeout)
-            except MpSessionError:
-                comm.hard_reset(timeout)
+            # the communicator's own recovery time, not the (maybe tiny) call timeout
+            self._run_recovery(None)
         except Exception as failure:
             self.last_error = failure
             log.error("board at %s did not recover after %s: %s", self._port, exc, failure)
@@ -312,22 +371,33 @@ class DeviceSessionManager:
             return
         self._set_state(_S.CONNECTED)
 
+    def _run_recovery(self, timeout: float | None) -> None:
+        comm = self.communicator
+        recover = getattr(comm, "recover", None)
+        if callable(recover):
+            recover(timeout)  # interrupt, soft reset, reset line, reopen: one escalation
+            return
+        try:
+            comm.interrupt(timeout)
+        except MpSessionError:
+            comm.hard_reset(timeout)
+
     def recover(self, timeout: float | None = None) -> None:
-        """Bring the board back (interrupt, else hard reset) after a failure or an
-        interrupted test: CONNECTED/ERROR -> RECOVERING -> CONNECTED, or ERROR and the
-        failure raised."""
+        """Bring the board back after a failure or an interrupted test, escalating
+        (interrupt, soft reset, reset line, reopening the port; ``timeout`` for all of it,
+        default the communicator's recovery time): CONNECTED/ERROR -> RECOVERING ->
+        CONNECTED, or ERROR and the failure raised
+        (:class:`~pytest_mpsession.errors.BoardBrokenError` when nothing brought it back)."""
         comm = self.communicator
         with comm.lock:
             self._set_state(_S.RECOVERING)
             try:
-                try:
-                    comm.interrupt(timeout)
-                except MpSessionError:
-                    comm.hard_reset(timeout)
+                self._run_recovery(timeout)
             except BaseException as exc:
                 self.last_error = exc
                 self._set_state(_S.ERROR)
                 raise
+            self.last_error = None
             self._set_state(_S.CONNECTED)
 
     def _exchange(
