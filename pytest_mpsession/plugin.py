@@ -184,9 +184,7 @@ def _check_profile(profile: str, source: str) -> None:
     try:
         load_profile(profile)
     except Exception as exc:
-        raise pytest.UsageError(
-            f"mpsession: {_one_line(exc)} (from {source})"
-        ) from None
+        raise pytest.UsageError(f"mpsession: {_one_line(exc)} (from {source})") from None
 
 
 def _number(
@@ -437,6 +435,15 @@ class _State:
     board: Board | None = None
     #: per-worker board descriptions collected by the xdist controller
     worker_boards: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the board failed and did not come back during this test: (test id, reason); the
+    #: next device test tries one recovery first
+    fault: tuple[str, str] | None = None
+    #: the recovery after ``fault`` failed: every later device test skips with this reason
+    broken: str | None = None
+    #: device tests skipped because of ``broken``
+    broken_skips: int = 0
+    #: the xdist controller: per worker, (broken reason, tests skipped for it)
+    worker_broken: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -765,9 +772,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Close the board."""
+    """Close the board (an xdist worker tells the controller whether its board broke)."""
     state = session.config.stash.get(_STATE, None)
     if state is not None and state.board is not None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if state.broken is not None and isinstance(workeroutput, dict):
+            workeroutput["mpsession_broken"] = {
+                "reason": state.broken,
+                "skipped": state.broken_skips,
+            }
         disconnect_board(state.board)
 
 
@@ -946,22 +959,107 @@ def finish_session(
 ) -> None:
     """After a test: bring the board back if the test did not pass (it may have left code
     running, or pytest-timeout may have stopped it in the middle of an exchange), then clean
-    the session up per ``policy``."""
-    from pytest_mpsession.errors import MpSessionError
-    from pytest_mpsession.session.states import SessionState
+    the session up per ``policy``.
 
+    A board that failed and did not come back (the manager in ERROR, or the communicator
+    broken) is left alone here: the session is cleaned on the host only, and the next
+    device test tries one recovery (see :func:`pytest_runtest_setup`)."""
+    from pytest_mpsession.errors import MpSessionError
+
+    if manager.broken is not None:
+        try:
+            config.hook.pytest_mpsession_session_finish(session=session)
+        finally:
+            session.cleanup(policy="none", timeout=timeout)
+        return
     try:
-        if manager.state is SessionState.ERROR:
-            manager.recover(timeout)
-        elif interrupted:
-            # Ctrl-C and resync: the raw-REPL conversation may be cut mid-exchange.
+        if interrupted:
+            # Ctrl-C and resync: the raw-REPL conversation may be cut mid-exchange (the
+            # communicator escalates to a full recovery when Ctrl-C is not enough).
             try:
                 manager.communicator.interrupt(timeout)
             except MpSessionError:
-                manager.recover(timeout)  # interrupt first, hard reset if that fails
+                pass  # the manager's state and ``broken`` say what is left of the board
         config.hook.pytest_mpsession_session_finish(session=session)
     finally:
+        if manager.broken is not None:
+            policy = "none"  # nothing to clean on a board that is gone
         session.cleanup(policy=policy, timeout=timeout)
+
+
+def _uses_board(item: pytest.Item) -> bool:
+    """Whether ``item`` is a device test (a device fixture or a board marker)."""
+    if DEVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(item.get_closest_marker(m) for m in BOARD_MARKERS)
+
+
+def _fault_line(exc: BaseException, port: str) -> str:
+    """A fault's message in one line, without the port it starts with."""
+    text = _one_line(exc)
+    return text[len(port) + 2 :] if text.startswith(f"{port}: ") else text
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a device test: after a board fault nothing brought back, try one recovery;
+    when that fails the board is broken, and this and every later device test skips at once
+    (one dead board must not turn into one timeout per remaining test)."""
+    config = item.config
+    state = config.stash.get(_STATE, None)
+    if state is None or state.board is None or not _uses_board(item):
+        return
+    board = state.board
+    if state.broken is None:
+        manager = board.manager
+        if manager is None:
+            return
+        pending = state.fault
+        if pending is None and manager.broken is not None:
+            pending = ("an earlier test", manager.broken)
+        if pending is None:
+            return
+        state.fault = None
+        from pytest_mpsession.errors import MpSessionError
+
+        try:
+            manager.recover()
+        except MpSessionError:
+            test, reason = pending
+            state.broken = f"board at {board.port} is broken after {test}: {reason}"
+        else:
+            return
+    state.broken_skips += 1
+    pytest.skip(state.broken)
+
+
+def _note_fault(item: pytest.Item, err: BaseException | None) -> None:
+    """Remember that the board failed during ``item`` and did not come back."""
+    state = item.config.stash.get(_STATE, None)
+    if state is None or state.board is None or state.fault is not None:
+        return
+    board = state.board
+    manager = board.manager
+    from pytest_mpsession.errors import BoardFault
+
+    reason: str | None = None
+    if isinstance(err, BoardFault) and not err.recovered:
+        reason = _fault_line(err, board.port)
+    elif manager is not None and manager.broken is not None:
+        last = manager.last_error if manager.state == "error" else None
+        reason = _fault_line(last, board.port) if last is not None else manager.broken
+    if reason is not None:
+        state.fault = (item.nodeid, reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After a device test (its session cleaned up): note a board that did not come back."""
+    try:
+        return (yield)
+    finally:
+        if _uses_board(item):
+            _note_fault(item, None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -976,10 +1074,14 @@ def pytest_runtest_makereport(
     excinfo = call.excinfo
     if excinfo is None or not report.failed:
         return report
-    from pytest_mpsession.errors import DeviceError
+    from pytest_mpsession.errors import BoardFault, DeviceError
 
     err = excinfo.value
-    if not isinstance(err, DeviceError):
+    if isinstance(err, BoardFault):
+        # what happened to the board is the test's failure; the next test either gets the
+        # board back (the communicator recovered it) or a recovery attempt
+        _note_fault(item, err)
+    elif not isinstance(err, DeviceError):
         return report
     style = item.config.getoption("tbstyle", "auto")
     if style in ("auto", "long", "short") and not item.config.getoption("fulltrace", False):
@@ -1164,6 +1266,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     output = getattr(node, "workeroutput", None)
     if state is None or not isinstance(output, dict):
         return
+    broken = output.get("mpsession_broken")
+    if isinstance(broken, dict):
+        name = str(getattr(getattr(node, "gateway", None), "id", "?"))
+        state.worker_broken[name] = (str(broken.get("reason")), int(broken.get("skipped", 0)))
     facts = output.get("mpsession_board")
     if not isinstance(facts, dict):
         return
@@ -1173,9 +1279,19 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Under pytest-xdist, the boards the workers used (their header lines are not shown)."""
+    """Under pytest-xdist, the boards the workers used (their header lines are not shown);
+    and how many device tests were skipped because a board broke."""
     state = config.stash.get(_STATE, None)
-    if state is None or not state.worker_boards:
+    if state is None:
         return
     for worker, facts in sorted(state.worker_boards.items()):
         terminalreporter.write_line(f"mpsession: {worker}: {facts.get('description', '')}")
+    broken = dict(state.worker_broken)
+    if state.broken is not None:
+        broken[""] = (state.broken, state.broken_skips)
+    for worker, (reason, skipped) in sorted(broken.items()):
+        who = f"{worker}: " if worker else ""
+        tests = "test" if skipped == 1 else "tests"
+        terminalreporter.write_line(
+            f"mpsession: {who}{skipped} device {tests} skipped: {reason}", red=True, bold=True
+        )
