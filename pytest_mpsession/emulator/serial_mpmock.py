@@ -9,7 +9,17 @@ ends the board, except after the link dropped (a hard reset of a USB board, a
 ``disconnect`` fault) or while the board hangs (``hang``): then the board lives on and
 ``open()`` reconnects to it, as a client reopens a board's port after it re-enumerated (a hung
 board is hard reset by that).  Boards left that way end with the Serial object or at exit.
-Setting ``rts`` to True and back to False pulses the board's reset line (a hard reset).
+The modem lines drive the board's reset (EN) line as on a typical dev board, both ways
+it is wired:
+
+- the usual two-transistor auto-reset circuit (ESP32/ESP8266 boards): EN is held low while
+  RTS is asserted and DTR is not, so ``dtr=False, rts=True`` then both asserted again is a
+  hard reset, on EN's rising edge (what ``Transport.pulse_reset`` and esptool do);
+- RTS wired straight to EN: ``rts`` True then False is a hard reset too, unless that RTS
+  assertion already reset the board through the circuit (one pulse, one reset).
+
+Opening the port never resets the board: the levels set before ``open()`` are taken as they
+are, and only later changes move the reset line.
 """
 
 from __future__ import annotations
@@ -72,7 +82,12 @@ class Serial(SerialBase):
         self._dropped = threading.Event()
         # the relay thread drops the link while this one may be closing or reopening
         self._ends_lock = threading.Lock()
-        self._rts_asserted = False
+        # the levels the board's reset circuit last saw (taken at open, then each change)
+        self._line_rts = False
+        self._line_dtr = False
+        # an RTS assertion that may still reset the board when released (RTS wired to EN)
+        self._rts_armed = False
+        self._rts_explicit = False  # RTS was asserted by an assignment since open
         super().__init__(*args, **kwargs)
 
     # -- open / close ------------------------------------------------------------------
@@ -95,6 +110,10 @@ class Serial(SerialBase):
         except EmulatorError as exc:
             self._close_link()
             raise SerialException(str(exc)) from exc
+        # the levels set before open are where the lines start: opening never resets
+        self._line_rts, self._line_dtr = bool(self.rts), bool(self.dtr)
+        self._rts_armed = False
+        self._rts_explicit = False
         self.is_open = True
 
     def _connect(self) -> None:
@@ -285,19 +304,38 @@ class Serial(SerialBase):
 
     # -- modem lines -----------------------------------------------------------------------
 
-    def _update_rts_state(self) -> None:
-        # RTS drives the reset line of a typical dev board: asserted holds it in reset, the
-        # release lets it boot (a hard reset).
+    @staticmethod
+    def _en_low(rts: bool, dtr: bool) -> bool:
+        # two-transistor auto-reset circuit: EN is pulled low only by RTS asserted with DTR
+        # released (both asserted, or both released, leave EN high)
+        return rts and not dtr
+
+    def _update_lines(self, rts_set: bool = False) -> None:
         if not self.is_open or self._link is None:
             return
-        if self.rts:
-            self._rts_asserted = True
-        elif self._rts_asserted:
-            self._rts_asserted = False
+        rts, dtr = bool(self.rts), bool(self.dtr)
+        was_low = self._en_low(self._line_rts, self._line_dtr)
+        rts_fell = self._line_rts and not rts
+        if rts_set and rts and (not self._line_rts or not self._rts_explicit):
+            # an assertion of RTS (the first one since open counts even when the port opened
+            # with RTS asserted): its release will be a reset pulse if wired to EN directly
+            self._rts_armed = True
+            self._rts_explicit = True
+        self._line_rts, self._line_dtr = rts, dtr
+        if was_low and not self._en_low(rts, dtr):
+            # EN rises: the board boots (the RTS assertion that held it is used up)
+            self._rts_armed = False
+            self._link.hard_reset()
+        elif rts_fell and self._rts_armed:
+            # RTS wired straight to EN: its release is the end of the reset pulse
+            self._rts_armed = False
             self._link.hard_reset()
 
+    def _update_rts_state(self) -> None:
+        self._update_lines(rts_set=True)
+
     def _update_dtr_state(self) -> None:
-        pass
+        self._update_lines()
 
     def _update_break_state(self) -> None:
         pass
