@@ -104,6 +104,19 @@ _UNSAFE_PREFIXES = (
     "mp_thread_mutex",
     "mp_thread_gc",
 )
+# Where the previous SIGINT is still being handled, outside any nlr handler of the code: in
+# the signal handler itself (its longjmp), or back in the REPL's exception path before it
+# removes the handler.  A second SIGINT there raises with no handler to catch it and the
+# engine aborts; a board would simply drop that second Ctrl-C.  (A PC inside the REPL's
+# executor function itself, not in a callee, is that exception path.)
+_UNSAFE_CALLERS = frozenset({"sighandler", "mp_hal_set_interrupt_char"})
+_UNSAFE_AT_PC = _UNSAFE_CALLERS | {
+    "parse_compile_execute",
+    "pyexec_raw_repl",
+    "pyexec_friendly_repl",
+    "do_repl",
+    "execute_from_lexer",
+}
 _LEAF_PREFIXES = ("mp_thread_", "mp_hal_", "nlr_")
 _maps: dict[str, FunctionMap | None] = {}
 
@@ -238,7 +251,12 @@ class Engine:
         if not self.running_code():
             return "idle"
         try:
-            if self._safe_point() is False:
+            safe = self._safe_point()
+            if self._stopped and not self.running_code():
+                # the code ended between the first look and the stop (its handler is gone):
+                # a SIGINT now would end the process, as at a prompt
+                return "idle"
+            if safe is False:
                 return "retry"
             _signal_main_thread(self.pid, signal.SIGINT)
         except ProcessLookupError:
@@ -290,7 +308,7 @@ class Engine:
             return None
         base = self._base
         name = fmap.name_at(pc - base)
-        if name is not None and name.startswith(_UNSAFE_PREFIXES):
+        if name is not None and (name.startswith(_UNSAFE_PREFIXES) or name in _UNSAFE_AT_PC):
             return False
         if name is None or name.startswith(_LEAF_PREFIXES):
             # libc (memset, a system call...) or a small helper: what matters is who called
@@ -301,7 +319,7 @@ class Engine:
                 if 0 <= off < end:
                     caller = fmap.name_at(off)
                     if caller is not None:
-                        if caller.startswith(_UNSAFE_PREFIXES):
+                        if caller.startswith(_UNSAFE_PREFIXES) or caller in _UNSAFE_CALLERS:
                             return False
                         break
         return True
