@@ -123,7 +123,7 @@ CHILD = """
 import sys, time
 from pytest_mpsession.emulator import PtyBoard
 b = PtyBoard(sys.argv[1])
-print(b.link._engine.pid, flush=True)
+print(b.engine_pid, flush=True)
 if sys.argv[2] == "exit":
     sys.exit(0)          # no close(): atexit must end the engine
 sys.stdin.read()         # wait to be killed
@@ -155,7 +155,7 @@ def test_soft_reset_leaves_no_old_engines(raw_repl: type) -> None:
         c.enter_raw()
         pids = []
         for _ in range(3):
-            pids.append(b.link._engine.pid)  # type: ignore[union-attr]
+            pids.append(b.engine_pid)
             c.serial.write(b"\x04")
             c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
         for pid in pids:

@@ -214,11 +214,11 @@ def test_process_killed_mid_call(unix_board: PtyBoard) -> None:
     with Communicator.open(unix_board.path, timeout=10) as comm:
         comm.add_reset_listener(lambda: resets.append(comm.reset_count))
         comm.exec("kept = 1")
-        engine = unix_board.link._engine
-        assert engine is not None
+        pid = unix_board.engine_pid
+        assert pid is not None
         start = time.monotonic()
         with pytest.raises(BoardResetError) as info:
-            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", lambda: os.kill(engine.pid, 9)))
+            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", lambda: os.kill(pid, 9)))
         # told at once by the board's reboot text, not after the 10 s timeout
         assert time.monotonic() - start < 3
         assert_fault(info.value, BoardResetError, ram_lost=True)

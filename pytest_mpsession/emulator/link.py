@@ -74,6 +74,8 @@ _INTR_WAIT = 2.0
 _PULL_GRACE = 0.002
 # how long to wait for an engine to reach its prompt before calling the board broken
 _BOOT_TIMEOUT = 10.0
+# most engine output held back while waiting for the banner after a Ctrl-B
+_BANNER_HOLD_MAX = 4096
 # engine output kept back when the host does not read (the board then blocks, as over USB)
 _OUT_BACKLOG = 64 * 1024
 
@@ -161,6 +163,12 @@ class Link:
         # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
         # SIGINT handler is installed): retried until the handler is there or the code ended
         self._pending_intr = 0.0
+        # the exchange a pending Ctrl-C belongs to (raw REPL): it is dropped when that
+        # exchange ends first, as a board drops an interrupt that came too late for its code
+        # (pyexec clears a pending KeyboardInterrupt after the code), never carried into the
+        # next exchange's code
+        self._exchange_no = 0
+        self._pending_for = 0
         # the unix port's SIGINT is asynchronous (a longjmp from the signal handler): if it
         # lands inside the garbage collector the heap stays locked.  After each interrupt by
         # SIGINT the relay checks, out of the host's sight, that the interpreter still
@@ -245,6 +253,12 @@ class Link:
         """The current engine's PTY master (readable when the board printed something)."""
         eng = self._engine
         return eng.fd if eng is not None else -1
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The current engine's process id (None while no engine runs)."""
+        eng = self._engine
+        return eng.pid if eng is not None and eng.fd >= 0 else None
 
     def _wake(self) -> None:
         try:
@@ -742,7 +756,12 @@ class Link:
         if self._banner_hold is not None:
             # After Ctrl-B the engine prints its banner: hold it until the prompt to swap it.
             self._banner_hold += data
-            if not self._banner_hold.endswith(FRIENDLY_PROMPT):
+            # the prompts of bytes sent before the Ctrl-B (a CR, a Ctrl-C) may come first:
+            # hold until the prompt after the banner itself (bounded, should none come)
+            if not self._banner_hold.endswith(FRIENDLY_PROMPT) or (
+                not _ENGINE_BANNER.search(self._banner_hold)
+                and len(self._banner_hold) < _BANNER_HOLD_MAX
+            ):
                 return
             data = self._rewrite_banner(bytes(self._banner_hold))
             self._banner_hold = None
@@ -760,6 +779,10 @@ class Link:
             i = j + 1
         if data.find(RAW_REPL_PROMPT, i) >= 0:
             self._running = False
+            if self._pending_intr and self._pending_for == self._exchange_no:
+                # the code ended before the Ctrl-C could land: it is gone with its exchange
+                self._pending_intr = 0.0
+                self.stats["late_interrupts_dropped"] += 1
             self._rx_level = 0.0  # the REPL reads what waited in the buffer
             if self._mute_reply:
                 self._mute_reply = False
@@ -1083,11 +1106,17 @@ class Link:
             # finishing): a board would still catch this Ctrl-C, so keep it until one or the
             # other is certain.
             self._pending_intr = time.monotonic() + _INTR_WAIT
+            self._pending_for = self._exchange_no if self._running else 0
             return True
         return False
 
     def _retry_interrupt(self, now: float) -> None:
         eng = self._engine
+        if self._pending_for and (self._pending_for != self._exchange_no or not self._running):
+            # its exchange is over (another may be running now): never interrupt that one
+            self._pending_intr = 0.0
+            self.stats["late_interrupts_dropped"] += 1
+            return
         if (
             eng is None
             or self._booting
@@ -1109,6 +1138,7 @@ class Link:
         Returns False when a fault took the board away (the rest of the input is lost).
         """
         self.stats["exchanges"] += 1
+        self._exchange_no += 1
         opts = self.options
         if opts.faulty:
             rnd = self._rng.random

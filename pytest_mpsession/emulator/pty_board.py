@@ -58,6 +58,13 @@ class PtyBoard:
         if self._master >= 0:
             self.link.attach(self._master)
 
+    @property
+    def engine_pid(self) -> int | None:
+        """The process id of the MicroPython engine running the board now (None between
+        engines, or once closed): a reset starts a new engine, so read it again after one.
+        Tests use it to crash or stop the board's interpreter from outside."""
+        return self.link.engine_pid
+
     def hard_reset(self) -> None:
         """Pulse the board's reset line (a PTY has no RTS to do it from the host side)."""
         self.link.hard_reset()
