@@ -970,7 +970,7 @@ def finish_session(
         try:
             config.hook.pytest_mpsession_session_finish(session=session)
         finally:
-            session.cleanup(policy="none", timeout=timeout)
+            _cleanup(session, "none", timeout)
         return
     try:
         if interrupted:
@@ -984,7 +984,25 @@ def finish_session(
     finally:
         if manager.broken is not None:
             policy = "none"  # nothing to clean on a board that is gone
+        _cleanup(session, policy, timeout)
+
+
+def _cleanup(session: DeviceSession, policy: str, timeout: float) -> None:
+    """Clean the session up; a board fault during it fails the test's teardown with the
+    fault's one line (what happened to the board), not the plugin's traceback."""
+    from pytest_mpsession.errors import BoardFault
+    from pytest_mpsession.session.errors import ResourceCleanupError
+
+    try:
         session.cleanup(policy=policy, timeout=timeout)
+    except ResourceCleanupError as exc:
+        faults = [e for e in exc.errors if isinstance(e, BoardFault)]
+        if not faults or len(faults) != len(exc.errors):
+            raise
+        pytest.fail(
+            f"cleanup of the device session: {type(faults[0]).__name__}: {_one_line(faults[0])}",
+            pytrace=False,
+        )
 
 
 def _uses_board(item: pytest.Item) -> bool:
@@ -1092,6 +1110,8 @@ def pytest_runtest_makereport(
             tbfilter=lambda _excinfo: tb,
             showlocals=bool(item.config.getoption("showlocals", False)),
             truncate_locals=item.config.get_verbosity() <= 1,
+            # a board fault says all there is in its one line: not the link error under it
+            chain=not isinstance(err, BoardFault),
         )
         text = board_traceback(err, tb)
     else:

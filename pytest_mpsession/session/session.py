@@ -24,7 +24,14 @@ from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
+from pytest_mpsession.errors import (
+    BoardFault,
+    DeviceConnectionError,
+    DeviceError,
+    DeviceTimeout,
+    MpSessionError,
+    ProtocolError,
+)
 from pytest_mpsession.session.board import RESULT_MARKER
 from pytest_mpsession.session.contexts import (
     DeviceContext,
@@ -340,7 +347,18 @@ class DeviceSession:
             if self._ns_epoch is None or self._ns_epoch != manager.reset_count:
                 return  # never reached the board, or a reset already emptied it
             ms = int(manager.thread_stop_timeout * 1000)
-            out = manager._exchange(f"_mps_d({self._key},{ms})", timeout, ("core",), session=None)
+            code = f"_mps_d({self._key},{ms})"
+            try:
+                out = manager._exchange(code, timeout, ("core",), session=None)
+            except (DeviceConnectionError, ProtocolError, DeviceTimeout) as exc:
+                if not (isinstance(exc, BoardFault) and exc.recovered):
+                    raise
+                # The board failed during the cleanup and is back: with its RAM gone, so is
+                # everything the cleanup was to remove; otherwise the cleanup runs again.
+                if self._ns_epoch != manager.reset_count:
+                    self._ns_epoch = None
+                    return
+                out = manager._exchange(code, timeout, ("core",), session=None)
             value = _parse(out.rpartition(RESULT_MARKER)[2].rstrip("\r\n"))
             assert isinstance(value, tuple)
             stuck, failed, mem_free = value

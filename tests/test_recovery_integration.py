@@ -1,0 +1,344 @@
+"""Board faults end to end, through the session manager and the pytest plugin.
+
+A fault the communicator recovered from fails only the call (and the test) it struck, with a
+message that says what happened to the board; the manager passes through RECOVERING and the
+next test runs on a clean board. A board that nothing brings back is marked broken: the
+remaining device tests skip at once with the reason, instead of each waiting out a timeout.
+Proven on seeded emulated faults (``mpmock://generic?reset=...``) and on the real
+MicroPython unix port (its process killed mid-call; its port gone for good).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_mpsession import (
+    BoardBrokenError,
+    BoardFault,
+    BoardHungError,
+    BoardResetError,
+    DeviceError,
+    DeviceSessionManager,
+    MpSessionError,
+    SessionState,
+)
+from pytest_mpsession.emulator import PtyBoard
+
+pytestmark = pytest.mark.timeout(120)
+
+_S = SessionState
+# Runs for a while, printing "go" first so the test knows the call is under way.
+LONG_CALL = "print('go')\nimport time\ntime.sleep(5)\nprint('done')"
+
+
+def when_printed(word: bytes, action: Callable[[], None]) -> Callable[[bytes], None]:
+    """An ``on_stdout`` that runs ``action`` once, when the board has printed ``word``."""
+    seen = bytearray()
+    done = False
+
+    def on_stdout(data: bytes) -> None:
+        nonlocal done
+        seen.extend(data)
+        if not done and word in seen:
+            done = True
+            action()
+
+    return on_stdout
+
+
+def kill_engine(board: PtyBoard) -> None:
+    """Crash the board's MicroPython process (the emulator boots a new one: a reset)."""
+    pid = board.engine_pid
+    assert pid is not None
+    os.kill(pid, 9)
+
+
+@pytest.fixture
+def linked_board(tmp_path: Path) -> Iterator[tuple[PtyBoard, Path]]:
+    """The bare unix port on a PTY, reached through a symlink of our own (like
+    ``/dev/serial/by-id/...``). Removing the link and closing the board is a port that
+    vanished for good; the PTY's number, which the kernel reuses at once for the next PTY
+    opened, is never what the host opens again."""
+    board = PtyBoard("unix")
+    link = tmp_path / "ttyBOARD"
+    link.symlink_to(board.path)
+    try:
+        yield board, link
+    finally:
+        board.close()
+
+
+def vanish(board: PtyBoard, link: Path) -> None:
+    """The board's port disappears and never comes back."""
+    link.unlink(missing_ok=True)
+    board.close()
+
+
+# -- the manager -------------------------------------------------------------------------------
+
+
+def record_states(manager: DeviceSessionManager) -> list[SessionState]:
+    """The states ``manager`` moves to from now on, as its listeners see them."""
+    seen: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append(new))
+    return seen
+
+
+def test_reset_mid_call_passes_through_recovering_and_the_namespace_is_fresh(
+    pty_board_factory: Callable[..., PtyBoard],
+) -> None:
+    board = pty_board_factory("unix")
+    with DeviceSessionManager.connect(board.path, timeout=10) as manager:
+        session = manager.create_session()
+        session.exec("x = 1")
+        seen = record_states(manager)
+        start = time.monotonic()
+        with pytest.raises(BoardResetError) as info, manager.board() as comm:
+            comm.exec(LONG_CALL, on_stdout=when_printed(b"go", lambda: kill_engine(board)))
+        assert time.monotonic() - start < 5  # told by the reboot, not by the 10 s timeout
+        err = info.value
+        assert err.recovered and err.ram_lost
+        assert "the board reset during the call" in str(err) and "RAM is gone" in str(err)
+        # the communicator recovered it: the manager does nothing more than say so
+        assert seen == [_S.BUSY, _S.RECOVERING, _S.CONNECTED]
+        assert manager.state is _S.CONNECTED and manager.broken is None
+        assert manager.reset_count == 1
+        # the session goes on with a fresh, empty namespace (helpers sent again)
+        with pytest.raises(DeviceError, match="NameError"):
+            session.exec("print(x)")
+        assert session.eval("6 * 7") == 42
+        session.cleanup()
+
+
+def test_a_recovered_hang_is_not_recovered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # seeded: one of the first exchanges hangs (the board then answers nothing until its port is
+    # reopened or its reset line pulsed)
+    with DeviceSessionManager.connect("mpmock://generic?hang=0.03&seed=4", timeout=1) as manager:
+        comm = manager.communicator
+        recoveries: list[float | None] = []
+        real = comm.recover  # type: ignore[attr-defined]
+
+        def counting(timeout: float | None = None) -> object:
+            recoveries.append(timeout)
+            return real(timeout)
+
+        monkeypatch.setattr(comm, "recover", counting)
+        seen = record_states(manager)
+        session = manager.create_session()
+        hung: BoardHungError | None = None
+        for i in range(60):
+            try:
+                assert session.eval(f"{i} + 1") == i + 1
+            except BoardHungError as exc:
+                hung = exc
+                break
+        assert hung is not None, "no hang in 60 calls: pick another seed"
+        assert hung.recovered and "not even to Ctrl-C" in str(hung)
+        assert seen[-3:] == [_S.BUSY, _S.RECOVERING, _S.CONNECTED]
+        assert recoveries == []  # recovered once, by the communicator, not twice
+        assert session.eval("2 + 2") == 4  # the next call works
+
+
+def test_a_port_gone_for_good_is_broken_at_once(
+    linked_board: tuple[PtyBoard, Path],
+) -> None:
+    board, link = linked_board
+    with DeviceSessionManager.connect(str(link), timeout=10) as manager:
+        manager.communicator.recovery_timeout = 0.5  # type: ignore[attr-defined]
+        session = manager.create_session()
+        session.exec("x = 1")
+        seen = record_states(manager)
+        vanish(board, link)
+        with pytest.raises(MpSessionError) as info:
+            session.exec("x = 2")
+        assert isinstance(info.value, BoardFault) and not info.value.recovered
+        assert seen == [_S.BUSY, _S.RECOVERING, _S.ERROR]
+        assert manager.last_error is info.value
+        reason = manager.broken
+        assert reason
+        # every later use fails at once, saying why (no timeout to wait out)
+        start = time.monotonic()
+        with pytest.raises(BoardBrokenError, match="is broken") as broken:
+            manager.create_session()
+        with pytest.raises(BoardBrokenError, match="is broken"):
+            session.exec("x = 3")
+        assert time.monotonic() - start < 0.5
+        assert reason in str(broken.value)
+        # one more recovery, which fails: still ERROR, and the error says so
+        seen.clear()
+        with pytest.raises(BoardBrokenError, match="did not come back"):
+            manager.recover(timeout=0.5)
+        assert seen == [_S.RECOVERING, _S.ERROR]
+        session.cleanup(policy="none")
+
+
+# -- the plugin --------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+
+
+# Every state the manager moves to, one a line, for the outer test to read.
+STATES_CONFTEST = """
+import os
+
+def pytest_mpsession_state_changed(manager, old, new):
+    with open(os.path.join(os.path.dirname(__file__), "states.txt"), "a") as f:
+        f.write(new.value + "\\n")
+"""
+
+SEEDED = """
+import pytest
+
+
+@pytest.mark.parametrize("i", range(10))
+def test_device(device_session, i):
+    device_session.exec("x = %d" % i)
+    assert device_session.eval("x * 2") == 2 * i
+
+
+def test_host_only():
+    assert 1 + 1 == 2
+"""
+
+
+# The seed makes the fault hit a known test. Should the emulator's random stream change,
+# find a new seed: run SEEDED with --mp-port "mpmock://generic?KIND=0.03&seed=N" for a few N.
+@pytest.mark.parametrize(
+    ("kind", "seed", "failing", "message"),
+    [
+        ("reset", 2, 6, "the board reset during the call"),
+        ("hang", 4, 5, "no answer within 2 s, not even to Ctrl-C"),
+        ("disconnect", 3, 8, "the link to the board dropped during the call"),
+    ],
+)
+def test_a_seeded_fault_fails_only_its_test(
+    pytester: pytest.Pytester, kind: str, seed: int, failing: int, message: str
+) -> None:
+    pytester.makeconftest(STATES_CONFTEST)
+    pytester.makepyfile(test_seeded=SEEDED)
+    result = pytester.runpytest(
+        f"--mp-port=mpmock://generic?{kind}=0.03&seed={seed}", "--mp-timeout=2", "-v"
+    )
+    result.assert_outcomes(passed=10, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*::test_device[[]{failing}[]] FAILED*",
+            f"*::test_device[[]{failing + 1}[]] PASSED*",
+            f"E * {message}*; the board was * and is usable again*",
+        ]
+    )
+    assert "skipped" not in result.stdout.str()
+    states = (pytester.path / "states.txt").read_text().split()
+    at = states.index("recovering")
+    assert states[at + 1] == "connected"
+
+
+def test_a_killed_unix_port_fails_only_its_test(
+    pytester: pytest.Pytester, pty_board_factory: Callable[..., PtyBoard]
+) -> None:
+    board = pty_board_factory("unix")
+
+    class Crash:
+        @pytest.fixture
+        def crash_board(self) -> Callable[[], None]:
+            return lambda: kill_engine(board)
+
+    pytester.makeconftest(STATES_CONFTEST)
+    pytester.makepyfile(
+        test_crash=f"""
+        def test_before(device_session):
+            device_session.exec("x = 1")
+
+        def test_crash(device_session, device_session_manager, crash_board):
+            device_session.exec("x = 1")
+            with device_session_manager.board() as comm:
+                comm.exec({LONG_CALL!r}, on_stdout=lambda data: b"go" in data and crash_board())
+
+        def test_after(device_session):
+            assert device_session.eval("'x' in globals()") is False
+            assert device_session.eval("6 * 7") == 42
+        """
+    )
+    result = pytester.runpytest(f"--mp-port={board.path}", "-v", plugins=[Crash()])
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_crash FAILED*",
+            "*::test_after PASSED*",
+            "E *BoardResetError: * the board reset during the call *(its RAM is gone)",
+        ]
+    )
+    states = (pytester.path / "states.txt").read_text().split()
+    assert "recovering" in states and "error" not in states
+
+
+BROKEN = """
+import pytest
+
+
+def test_first(device_session):
+    assert device_session.eval("1 + 1") == 2
+
+
+def test_board_dies(device_session, pull_the_plug):
+    device_session.exec("x = 1")
+    pull_the_plug()
+    device_session.exec("x = 2")
+
+
+@pytest.mark.parametrize("i", range(48))
+def test_after(device_session, i):
+    assert device_session.eval("x") == 1
+
+
+def test_host_only():
+    assert 1 + 1 == 2
+"""
+
+
+def test_a_dead_board_skips_the_rest_quickly(
+    pytester: pytest.Pytester, linked_board: tuple[PtyBoard, Path]
+) -> None:
+    board, link = linked_board
+
+    class Plug:
+        @pytest.fixture
+        def pull_the_plug(self) -> Callable[[], None]:
+            return lambda: vanish(board, link)
+
+    pytester.makeconftest(STATES_CONFTEST)
+    pytester.makepyfile(test_broken=BROKEN)
+    start = time.monotonic()
+    result = pytester.runpytest(
+        f"--mp-port={link}", "--mp-timeout=10", "-v", "-rs", plugins=[Plug()]
+    )
+    elapsed = time.monotonic() - start
+    # 48 tests with a 10 s timeout each would take 8 minutes; two recoveries take seconds
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+    result.assert_outcomes(passed=2, failed=1, skipped=48)
+    broken = f"board at {link} is broken after test_broken.py::test_board_dies: "
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_first PASSED*",
+            "*::test_board_dies FAILED*",
+            "*::test_after[[]0[]] SKIPPED*",
+            "*::test_host_only PASSED*",
+            "E *BoardDisconnectedError: * the link to the board dropped during the call *"
+            "did not come back*",
+            f"mpsession: 48 device tests skipped: {broken}*",
+            f"SKIPPED [[]48[]] *{broken}*",
+        ]
+    )
+    states = (pytester.path / "states.txt").read_text().split()
+    # the fault (recovered by nobody), the one recovery before the next device test, the end
+    assert states[-6:] == ["recovering", "error", "recovering", "error", "disconnected", "closed"]
