@@ -342,3 +342,45 @@ def test_a_dead_board_skips_the_rest_quickly(
     states = (pytester.path / "states.txt").read_text().split()
     # the fault (recovered by nobody), the one recovery before the next device test, the end
     assert states[-6:] == ["recovering", "error", "recovering", "error", "disconnected", "closed"]
+
+
+REPLUGGED = """
+def test_board_dies(device_session, unplug_until_teardown):
+    device_session.exec("x = 1")
+    unplug_until_teardown()
+    device_session.exec("x = 2")
+
+
+def test_next(device_session):
+    assert device_session.eval("'x' in globals()") is False
+    assert device_session.eval("6 * 7") == 42
+"""
+
+
+def test_a_board_back_before_the_next_test_is_recovered_once(
+    pytester: pytest.Pytester, linked_board: tuple[PtyBoard, Path]
+) -> None:
+    board, link = linked_board
+    spare: list[PtyBoard] = []
+
+    class Replug:
+        @pytest.fixture
+        def unplug_until_teardown(self) -> Iterator[Callable[[], None]]:
+            yield lambda: vanish(board, link)
+            # after the failed test: another board at the same path (a replugged board)
+            spare.append(PtyBoard("unix"))
+            link.symlink_to(spare[0].path)
+
+    pytester.makeconftest(STATES_CONFTEST)
+    pytester.makepyfile(test_replug=REPLUGGED)
+    try:
+        result = pytester.runpytest(f"--mp-port={link}", "-v", plugins=[Replug()])
+    finally:
+        for b in spare:
+            b.close()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*::test_board_dies FAILED*", "*::test_next PASSED*"])
+    assert "skipped" not in result.stdout.str()
+    states = (pytester.path / "states.txt").read_text().split()
+    at = len(states) - 1 - states[::-1].index("error")
+    assert states.count("error") == 1 and states[at + 1 : at + 3] == ["recovering", "connected"]
