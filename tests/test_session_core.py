@@ -642,3 +642,118 @@ def test_deployment_forgotten_when_the_exchange_did_not_finish(
     fake.sent.clear()
     assert s.call(seven) == 7
     assert len(fake.sent) == 1 and "def seven" not in fake.sent[0]
+
+
+# -- board faults (the communicator's typed errors) ---------------------------------------------
+
+
+class RecoveringFake(FakeCommunicator):
+    """A fake with the communicator's recovery: ``recover()`` calls are counted, and a
+    failed one marks the board broken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: str | None = None
+        self.last_recovery: object = None
+        self.recoveries = 0
+        self.interrupts = 0
+        self.recover_ok = True
+
+    def interrupt(self, timeout: float | None = None) -> None:
+        self.interrupts += 1
+
+    def recover(self, timeout: float | None = None) -> None:
+        from pytest_mpsession.errors import BoardBrokenError
+
+        self.recoveries += 1
+        if not self.recover_ok:
+            self.broken = "it does not answer"
+            raise BoardBrokenError("fake://board: the board did not come back", port=self.port)
+        self.broken = None
+
+
+def fault(cls: type, *, recovered: bool) -> Exception:
+    """A board-fault error as the communicator raises it."""
+    from pytest_mpsession.communicator import RecoveryReport
+
+    err = cls("fake://board: something happened to the board", port="fake://board")
+    err.fault = "reset"
+    err.recovery = RecoveryReport(("interrupt",), recovered, recovered, 0.01)
+    return err  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", ["BoardResetError", "BoardDisconnectedError", "BoardHungError"])
+def test_recovered_fault_passes_through_recovering_without_a_second_recovery(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    import pytest_mpsession.errors as errors
+
+    fake = RecoveringFake()
+    manager = DeviceSessionManager(fake)
+    seen: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append(new))
+    err = fault(getattr(errors, name), recovered=True)
+
+    def faulty(code: str) -> str:
+        raise err
+
+    fake.reply = faulty
+    with pytest.raises(getattr(errors, name)):
+        manager.create_session().exec("x = 1")
+    assert seen == [SessionState.BUSY, SessionState.RECOVERING, SessionState.CONNECTED]
+    assert fake.recoveries == 0 and fake.interrupts == 0  # the communicator already did it
+    assert manager.last_error is None
+
+
+def test_unrecovered_fault_is_error_then_broken_at_once_until_recovered() -> None:
+    from pytest_mpsession.errors import BoardBrokenError, BoardHungError
+
+    fake = RecoveringFake()
+    manager = DeviceSessionManager(fake)
+    seen: list[SessionState] = []
+    manager.add_listener("state_changed", lambda old, new: seen.append(new))
+    err = fault(BoardHungError, recovered=False)
+
+    def faulty(code: str) -> str:
+        fake.broken = "reopen: no such port"
+        raise err
+
+    fake.reply = faulty
+    session = manager.create_session()
+    with pytest.raises(BoardHungError):
+        session.exec("x = 1")  # a DeviceTimeout, and yet the board is gone
+    assert seen == [SessionState.BUSY, SessionState.RECOVERING, SessionState.ERROR]
+    assert manager.last_error is err and manager.broken == "reopen: no such port"
+    sent = len(fake.sent)
+    with pytest.raises(BoardBrokenError, match=r"is broken \(reopen: no such port\).*recover\(\)"):
+        session.exec("x = 2")
+    with pytest.raises(BoardBrokenError, match="is broken"):
+        manager.create_session()
+    assert len(fake.sent) == sent  # nothing was sent to a broken board
+    # recover() is the communicator's escalation, once
+    fake.recover_ok = False
+    with pytest.raises(BoardBrokenError, match="did not come back"):
+        manager.recover()
+    assert fake.recoveries == 1 and manager.state is SessionState.ERROR
+    fake.recover_ok = True
+    fake.reply = lambda code: f"{RESULT_MARKER}4\n"
+    manager.recover()
+    assert fake.recoveries == 2 and str(manager.state) == "connected"
+    assert manager.broken is None and manager.last_error is None
+    assert session.eval("2 + 2") == 4
+
+
+def test_a_broken_link_is_recovered_by_the_communicator_once() -> None:
+    from pytest_mpsession.errors import DeviceConnectionError
+
+    fake = RecoveringFake()
+    manager = DeviceSessionManager(fake)
+
+    def dropped(code: str) -> str:
+        raise DeviceConnectionError("link dropped", port="fake")
+
+    fake.reply = dropped
+    with pytest.raises(DeviceConnectionError, match="link dropped"):
+        manager.create_session().exec("x = 1")
+    assert fake.recoveries == 1 and fake.interrupts == 0
+    assert manager.state is SessionState.CONNECTED
