@@ -384,3 +384,68 @@ def test_a_board_back_before_the_next_test_is_recovered_once(
     states = (pytester.path / "states.txt").read_text().split()
     at = len(states) - 1 - states[::-1].index("error")
     assert states.count("error") == 1 and states[at + 1 : at + 3] == ["recovering", "connected"]
+
+
+XDIST_BROKEN = """
+import os
+import signal
+
+import pytest
+
+
+def test_board_dies(device_session):
+    device_session.exec("x = 1")
+    os.kill(int(os.environ["MPS_TEST_BOARD_PID"]), signal.SIGTERM)  # the board's process
+    device_session.exec("x = 2")
+
+
+@pytest.mark.parametrize("i", range(20))
+def test_after(device_session, i):
+    assert device_session.eval("x") == 1
+
+
+def test_host_only():
+    assert 1 + 1 == 2
+"""
+
+
+def test_a_dead_board_under_xdist_is_reported_by_the_controller(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    link = tmp_path / "ttyXDIST"
+    # the board in a process of its own, which the worker's test ends (a board unplugged)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest_mpsession.emulator",
+            "--pty",
+            str(link),
+            "--profile",
+            "unix",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "board on" in proc.stderr.readline()  # served once it says so
+        monkeypatch.setenv("MPS_TEST_BOARD_PID", str(proc.pid))
+        pytester.makepyfile(test_xbroken=XDIST_BROKEN)
+        start = time.monotonic()
+        result = pytester.runpytest_subprocess(
+            f"--mp-port={link}", "--mp-timeout=10", "-n", "1", "-p", "no:cacheprovider"
+        )
+        assert time.monotonic() - start < 40
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    result.assert_outcomes(passed=1, failed=1, skipped=20)
+    result.stdout.fnmatch_lines(
+        [f"mpsession: gw0: 20 device tests skipped: board at {link} is broken after *"]
+    )
