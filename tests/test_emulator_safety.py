@@ -155,7 +155,9 @@ def test_soft_reset_leaves_no_old_engines(raw_repl: type) -> None:
         c.enter_raw()
         pids = []
         for _ in range(3):
-            pids.append(b.engine_pid)
+            pid = b.engine_pid
+            assert pid is not None
+            pids.append(pid)
             c.serial.write(b"\x04")
             c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
         for pid in pids:
