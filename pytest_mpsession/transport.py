@@ -297,15 +297,12 @@ class Transport:
 
     @property
     def has_reset_line(self) -> bool:
-        """Whether :meth:`pulse_reset` can work here: a serial device or an RFC 2217 port
-        (whose server may drive the lines), not a pseudo-terminal, socket or loop.
-
-        ``mpmock://`` boards are reset by an RTS *release* (``rts`` True then False), which
-        this pulse never makes (it ends with both lines asserted, as the usual two-transistor
-        auto-reset circuit needs); reopening their port resets them instead."""
+        """Whether :meth:`pulse_reset` can work here: a serial device, an RFC 2217 port
+        (whose server may drive the lines) or an emulated ``mpmock://`` board (which models
+        the two-transistor auto-reset circuit); not a pseudo-terminal, socket or loop."""
         port = self.port
         if "://" in port:
-            return port.split("://", 1)[0].lower() == "rfc2217"
+            return port.split("://", 1)[0].lower() in ("rfc2217", "mpmock")
         return not os.path.realpath(port).startswith("/dev/pts/")
 
     def pulse_reset(self) -> bool:
@@ -317,7 +314,7 @@ class Transport:
             ser.dtr = False
             ser.rts = True
             # The pulse width is a hardware timing of the reset circuit, not a wait for data.
-            time.sleep(_RESET_PULSE_S)
+            time.sleep(_RESET_PULSE_S)  # ok: a hardware pulse width
             # DTR first: (DTR, RTS) both asserted keeps EN high on the usual two-transistor
             # auto-reset circuit, so restoring never makes a second pulse.
             ser.dtr = self._dtr
@@ -359,7 +356,7 @@ class Transport:
                 delay = _REOPEN_BACKOFF_S[min(attempt, len(_REOPEN_BACKOFF_S) - 1)]
                 attempt += 1
                 # No event tells us a device node came back: retry after a bounded pause.
-                time.sleep(min(delay, remaining))
+                time.sleep(min(delay, remaining))  # ok: backoff between reopen attempts
                 continue
             self._fd = self._posix_fd(ser)
             return
