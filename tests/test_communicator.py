@@ -457,7 +457,9 @@ def test_device_that_is_not_a_board(mode: str, hint: str) -> None:
         assert msg.startswith(f"no raw REPL answer from {device.path} within 1 s: ")
         assert hint in msg
         assert "\n" not in msg
-        assert elapsed < 1.5
+        # The error comes at the timeout, not after some internal retry loop; the slack is
+        # for a loaded CI machine, not for the communicator.
+        assert elapsed < 1.0 + 2.0
     finally:
         device.close()
 
