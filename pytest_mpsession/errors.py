@@ -91,8 +91,8 @@ class BoardFault:
     """Mixin of the errors that say what happened to the board during a call (raised by
     :class:`~pytest_mpsession.communicator.Communicator`).
 
-    ``fault``: ``"reset"`` (the board rebooted by itself), ``"timeout"`` (a hang: no answer, not even
-    to Ctrl-C), ``"disconnect"`` (the link dropped), ``"noise"`` (bytes that are no reply),
+    ``fault``: ``"reset"`` (the board rebooted by itself), ``"timeout"`` (a hang: no answer,
+    not even to Ctrl-C), ``"disconnect"`` (the link dropped), ``"noise"`` (bytes that are no reply),
     ``"broken"`` (an earlier recovery failed); ``recovery``: what was done about it (a
     :class:`RecoveryReport`), ``recovered``: whether the board is usable again,
     ``ram_lost``: whether its RAM (every variable) is gone.
