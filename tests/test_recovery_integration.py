@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from board_faults import LONG_CALL, when_printed
 
 from pytest_mpsession import (
     BoardBrokenError,
@@ -32,23 +33,6 @@ from pytest_mpsession.emulator import PtyBoard
 pytestmark = pytest.mark.timeout(120)
 
 _S = SessionState
-# Runs for a while, printing "go" first so the test knows the call is under way.
-LONG_CALL = "print('go')\nimport time\ntime.sleep(5)\nprint('done')"
-
-
-def when_printed(word: bytes, action: Callable[[], None]) -> Callable[[bytes], None]:
-    """An ``on_stdout`` that runs ``action`` once, when the board has printed ``word``."""
-    seen = bytearray()
-    done = False
-
-    def on_stdout(data: bytes) -> None:
-        nonlocal done
-        seen.extend(data)
-        if not done and word in seen:
-            done = True
-            action()
-
-    return on_stdout
 
 
 def kill_engine(board: PtyBoard) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from board_faults import LONG_CALL, when_printed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,24 +48,6 @@ from pytest_mpsession.errors import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-# Runs until stopped, printing "go" first so the test knows the call is under way.
-LONG_CALL = "print('go')\nimport time\ntime.sleep(5)\nprint('done')"
-
-
-def when_printed(word: bytes, action: Callable[[], None]) -> Callable[[bytes], None]:
-    """An ``on_stdout`` callback that runs ``action`` once, when ``word`` is printed."""
-    seen = bytearray()
-    done = False
-
-    def on_stdout(data: bytes) -> None:
-        nonlocal done
-        seen.extend(data)
-        if not done and word in seen:
-            done = True
-            action()
-
-    return on_stdout
 
 
 class PtyRelay:
