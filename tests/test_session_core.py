@@ -41,6 +41,8 @@ class FakeCommunicator:
         self.listeners: list[Callable[[], None]] = []
         self.reply = reply or (lambda code: f"{RESULT_MARKER}([], {{}}, 1000)\n")
         self.closed = False
+        self.broken: str | None = None
+        self.last_recovery: object = None
 
     def exec(self, code: str | bytes, timeout: float | None = None, on_stdout: Any = None) -> str:
         assert isinstance(code, str)
@@ -48,6 +50,9 @@ class FakeCommunicator:
         return self.reply(code)
 
     def interrupt(self, timeout: float | None = None) -> None:
+        pass
+
+    def recover(self, timeout: float | None = None) -> None:
         pass
 
     def soft_reset(self, timeout: float | None = None) -> None:
@@ -162,11 +167,10 @@ def test_broken_link_recovers_or_goes_to_error(
         manager.create_session().exec("x = 1")
     assert seen == [SessionState.BUSY, SessionState.RECOVERING, SessionState.CONNECTED]
 
-    def no_interrupt(timeout: float | None = None) -> None:
+    def no_recovery(timeout: float | None = None) -> None:
         raise DeviceConnectionError("still dead", port="fake")
 
-    fake.interrupt = no_interrupt  # type: ignore[method-assign]
-    fake.hard_reset = no_interrupt  # type: ignore[method-assign]
+    fake.recover = no_recovery  # type: ignore[method-assign]
     seen.clear()
     with pytest.raises(DeviceConnectionError, match="link dropped"):
         manager.create_session().exec("x = 1")

@@ -64,6 +64,8 @@ class CommunicatorLike(Protocol):
     raw_paste: bool | None
     lock: Any  # a threading.RLock, held for a whole exchange
     reset_count: int
+    broken: str | None  # why the board is unusable after a failed recovery, or None
+    last_recovery: Any  # the RecoveryReport of the last recovery, or None
 
     def exec(
         self,
@@ -90,9 +92,9 @@ class CommunicatorLike(Protocol):
         """Call ``callback`` whenever the board's RAM was lost."""
         ...
 
-    # Optional (read with getattr, so a minimal stand-in needs neither):
-    # ``broken: str | None`` (why the board is unusable) and ``recover(timeout)`` (the
-    # escalating recovery; without it the manager interrupts, then hard resets).
+    def recover(self, timeout: float | None = None) -> Any:
+        """Bring the board back, escalating (interrupt, soft reset, reset line, reopen)."""
+        ...
 
     def close(self) -> None:
         """Close the port."""
@@ -284,7 +286,7 @@ class DeviceSessionManager:
                 port=self._port,
             )
             err.fault = "broken"
-            err.recovery = getattr(self._comm, "last_recovery", None)
+            err.recovery = self.communicator.last_recovery
             raise err
         if state in (_S.CONNECTED, _S.BUSY):
             return
@@ -304,8 +306,8 @@ class DeviceSessionManager:
 
     def _broken(self) -> str | None:
         """Why the communicator says the board is unusable (None: it does not)."""
-        reason = getattr(self._comm, "broken", None)
-        return reason if isinstance(reason, str) and reason else None
+        comm = self._comm
+        return (comm.broken or None) if comm is not None else None
 
     @property
     def broken(self) -> str | None:
@@ -372,15 +374,8 @@ class DeviceSessionManager:
         self._set_state(_S.CONNECTED)
 
     def _run_recovery(self, timeout: float | None) -> None:
-        comm = self.communicator
-        recover = getattr(comm, "recover", None)
-        if callable(recover):
-            recover(timeout)  # interrupt, soft reset, reset line, reopen: one escalation
-            return
-        try:
-            comm.interrupt(timeout)
-        except MpSessionError:
-            comm.hard_reset(timeout)
+        # interrupt, soft reset, reset line, reopen: one escalation, in the communicator
+        self.communicator.recover(timeout)
 
     def recover(self, timeout: float | None = None) -> None:
         """Bring the board back after a failure or an interrupted test, escalating

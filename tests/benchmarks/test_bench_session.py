@@ -51,7 +51,9 @@ class InstantBoard:
     def interrupt(self, timeout: float | None = None) -> None:
         pass
 
-    soft_reset = hard_reset = interrupt
+    soft_reset = hard_reset = recover = interrupt
+    broken: str | None = None
+    last_recovery: object = None
 
     def add_reset_listener(self, callback: Callable[[], None]) -> None:
         pass
