@@ -151,18 +151,10 @@ class Link:
         self._disconnected_once = False
         # REPL state, followed from the bytes
         self._mode = "friendly"
-        self._line_len = 0
-        self._ctrl_e = 0  # 1: held Ctrl-E at line start, 2: held Ctrl-E 'A'
-        self._paste = False
-        self._running = False
-        self._eots = 0  # end-of-transmission bytes still expected before the prompt
-        self._banner_hold: bytearray | None = None
+        self._reset_exchange_state()
         self._last_out = 0
         self._hung = False
         self._mute_reply = False
-        # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
-        # SIGINT handler is installed): retried until the handler is there or the code ended
-        self._pending_intr = 0.0
         # the exchange a pending Ctrl-C belongs to (raw REPL): it is dropped when that
         # exchange ends first, as a board drops an interrupt that came too late for its code
         # (pyexec clears a pending KeyboardInterrupt after the code), never carried into the
@@ -173,8 +165,6 @@ class Link:
         # lands inside the garbage collector the heap stays locked.  After each interrupt by
         # SIGINT the relay checks, out of the host's sight, that the interpreter still
         # compiles code, and restarts it if not (see _probe_done).
-        self._sigint_used = False
-        self._probing = False
         self._probes = 0
         self._probe_buf = bytearray()
         self._booting = ""
@@ -627,17 +617,25 @@ class Link:
         self._boot_stage = "prompt"
         self._boot_buf = bytearray()
         self._boot_deadline = time.monotonic() + _BOOT_TIMEOUT
-        self._running = False
-        self._paste = False
-        self._line_len = 0
-        self._ctrl_e = 0
-        self._eots = 0
-        self._banner_hold = None
-        self._probing = False
-        self._sigint_used = False
-        self._pending_intr = 0.0
+        self._reset_exchange_state()
         if text is not None:
             self._boot_output(text)
+
+    def _reset_exchange_state(self) -> None:
+        """What the relay follows of the REPL's current line and exchange: nothing, as
+        after power-on or a reboot (a new engine knows nothing of the old one's code)."""
+        self._line_len = 0
+        self._ctrl_e = 0  # 1: held Ctrl-E at line start, 2: held Ctrl-E 'A'
+        self._paste = False
+        self._running = False
+        self._eots = 0  # end-of-transmission bytes still expected before the prompt
+        self._banner_hold: bytearray | None = None
+        # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
+        # SIGINT handler is installed): retried until the handler is there or the code ended
+        self._pending_intr = 0.0
+        # see _probe_done: an interrupt by SIGINT is followed by a hidden health probe
+        self._sigint_used = False
+        self._probing = False
 
     def _boot_output(self, data: bytes) -> None:
         """Follow the engine's start-up; the host sees only the board's boot at the end.
