@@ -32,7 +32,7 @@ from pathlib import Path
 
 __all__ = ["EmulatorError", "Engine", "exec_paths", "find_engine"]
 
-from pytest_mpsession.emulator._elf import FunctionMap
+from pytest_mpsession.emulator._elf import FunctionMap, symbol_address
 from pytest_mpsession.emulator.sandbox import CHILD
 from pytest_mpsession.errors import MpSessionError
 
@@ -126,6 +126,7 @@ _UNSAFE_AT_PC = _UNSAFE_CALLERS | {
 }
 _LEAF_PREFIXES = ("mp_thread_", "mp_hal_", "nlr_")
 _maps: dict[str, FunctionMap | None] = {}
+_state_addr: dict[str, int | None] = {}
 
 
 def _engine_object(prefix: list[str]) -> str | None:
@@ -438,6 +439,37 @@ class Engine:
                         if caller.startswith(_UNSAFE_PREFIXES) or caller in _UNSAFE_CALLERS:
                             return False
                         break
+        return True
+
+    def set_stack_limit(self, limit: int) -> bool:
+        """Set the interpreter's C stack limit (bytes): how deep code can recurse before
+        ``RuntimeError: maximum recursion depth exceeded``, as a small board's stack does.
+
+        The unix port keeps it in ``mp_state_ctx.thread.stack_limit`` (after ``stack_top``);
+        it is written from outside, through ``/proc/PID/mem``.  False where the engine's
+        symbols are not there (a stripped executable): the engine keeps its own limit.
+        """
+        obj = self._object
+        if obj is None:
+            return False
+        if obj not in _state_addr:
+            try:
+                _state_addr[obj] = symbol_address(obj, "mp_state_ctx")
+            except (OSError, struct.error, ValueError):
+                _state_addr[obj] = None
+        addr = _state_addr[obj]
+        if addr is None:
+            return False
+        if self._base is None:
+            self._base = _load_base(self.pid, obj)
+            if self._base is None:
+                return False
+        try:
+            with open(f"/proc/{self.pid}/mem", "r+b", buffering=0) as f:
+                f.seek(self._base + addr + 8)
+                f.write(struct.pack("<Q", limit))
+        except OSError:
+            return False
         return True
 
     def poll(self) -> int | None:

@@ -432,7 +432,7 @@ class Link:
             "version": p.version,
             "sysname": p.sysname,
             "nodename": p.nodename,
-            "release": ".".join(str(x) for x in p.version),
+            "release": p.release_string(),
             "uversion": p.version_string(),
             "machine": p.machine,
             "heap": p.heap,
@@ -443,6 +443,7 @@ class Link:
             "missing": list(p.missing),
             "modules": list(p.modules),
             "freq": p.freq,
+            "emitters": p.emitters,
             "uid": self._uid,
             "board_dir": str(BOARD_DIR),
         }
@@ -690,6 +691,8 @@ class Link:
                     f"the emulated board's set-up failed: {buf.decode(errors='replace')}"
                 )
             self._boot_text = self._rewrite_banner(buf)
+            if self.profile.stack_limit and self._engine is not None:
+                self._engine.set_stack_limit(self.profile.stack_limit)
             if self.profile.disguise:
                 self._boot_stage = "shrink"
                 self._boot_buf = bytearray()
