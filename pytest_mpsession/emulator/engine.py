@@ -325,6 +325,11 @@ class Engine:
                 pass_fds=pass_fds,
                 start_new_session=True,
                 cwd=cwd,
+                # nothing of the host's environment reaches the board (an executable engine
+                # may need PATH to find its interpreter, and PATH only)
+                env=({} if prefix[3:4] != [_LAUNCH_EXEC] else {"PATH": os.environ.get("PATH", "")})
+                if policy
+                else None,
             )
         except OSError as exc:
             os.close(master)

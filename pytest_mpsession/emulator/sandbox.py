@@ -251,7 +251,8 @@ def _bpf(arch_name: str, exec_once: bool) -> bytes:
     if arch_name == "x86_64":
         emit(jge, 0x40000000, "deny", 0)  # the x32 ABI
     for name in _DENIED:
-        emit(jeq, nr[name], "deny", 0)
+        if name in nr:  # (aarch64 has no fork, vfork)
+            emit(jeq, nr[name], "deny", 0)
     emit(jeq, nr["clone3"], "nosys", 0)  # flags out of reach: libc falls back to clone
     emit(jeq, nr["clone"], "clone", 0)
     emit(jeq, nr["kill"], "self_or_0", 0)
