@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import os
 import re
 import select
@@ -39,6 +40,7 @@ from pytest_mpsession.emulator.engine import (
     exec_paths,
     find_engine,
 )
+from pytest_mpsession.emulator.flash import FlashImage
 from pytest_mpsession.emulator.options import Options
 from pytest_mpsession.emulator.profiles import Profile
 from pytest_mpsession.protocol.constants import (
@@ -123,16 +125,25 @@ class Link:
         )
         self._rng = options.rng()
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
-        self._flash = options.flash or os.path.join(self._dir, "flash.img")
-        self._uid = (
+        self._flash = os.path.abspath(options.flash or os.path.join(self._dir, "flash.img"))
+        self._image: FlashImage | None = None
+        if options.seed is not None:
+            # (drawn and dropped: seeded fault sequences stay what they were)
             bytes(self._rng.getrandbits(8) for _ in range(8))
-            if options.seed is not None
-            else os.urandom(8)
-        )
+        # machine.unique_id(): the same board every run (per profile and flash image), so a
+        # client's per-board caches (the capabilities) are reused, not written anew each time
+        ident = f"{profile.name}\0{self._flash if options.flash else ''}".encode()
+        self._uid = hashlib.sha256(ident).digest()[:8]
         self._boot_script = self._write_boot_script()
         self._cause = _CAUSE_POWER
         if profile.flash_size and profile.disguise:
-            self._make_flash()
+            try:
+                self._image = FlashImage(
+                    self._flash, profile.flash_size, profile.block_size, profile=profile.name
+                )
+            except BaseException:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                raise
         # the engine's confinement (see sandbox.py): its flash image, its own modules and
         # boot script, and for the bare unix port a folder of its own as its filesystem
         self._cwd: str | None = None
@@ -290,6 +301,12 @@ class Link:
         self._command("hard_reset", None)
 
     @property
+    def attached(self) -> bool:
+        """Whether a host side is connected (False once it closed its end, or the link
+        dropped)."""
+        return self._host_fd >= 0 or any(name == "attach" for name, _ in self._cmds)
+
+    @property
     def hung(self) -> bool:
         """True while a ``hang`` fault keeps the board from answering."""
         return self._hung
@@ -312,6 +329,8 @@ class Link:
                 os.close(fd)
             except OSError:
                 pass
+        if self._image is not None:
+            self._image.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _command(self, name: str, arg: object) -> None:
@@ -452,17 +471,6 @@ class Link:
             f.write(f"_CFG = {cfg!r}\n")
             f.write((BOARD_DIR / "_boot.py").read_text())
         return path
-
-    def _make_flash(self) -> None:
-        """Create the flash image (erased) unless it exists; the board formats it on boot."""
-        try:
-            with open(self._flash, "ab") as f:
-                if f.tell() < self.profile.flash_size:
-                    f.truncate(self.profile.flash_size)
-        except OSError as exc:
-            raise EmulatorError(
-                f"cannot use {self._flash!r} as the board's flash image: {exc.strerror}"
-            ) from exc
 
     def _engine_heap(self) -> int:
         # A disguised board needs room to set itself up (compiling its modules); what is
