@@ -59,7 +59,8 @@ __all__ = ["Link"]
 BOARD_DIR = Path(__file__).parent / "board"
 
 _RAW_SPECIAL = re.compile(rb"[\x01-\x05]")
-_FRIENDLY_SPECIAL = re.compile(rb"[\x01\x02\x03\x04\r\n]")
+_FRIENDLY_SPECIAL = re.compile(rb"[\x01\x02\x03\x04\x05\x08\x7f\r\n]")
+_PASTE_END = re.compile(rb"[\x03\x04]")
 _LONE_LF = re.compile(rb"(?<!\r)\n")
 _ENGINE_BANNER = re.compile(rb"MicroPython [^\r\n]*\r\n")
 _GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
@@ -83,8 +84,9 @@ _INTR_WAIT = 2.0
 _PULL_GRACE = 0.002
 # how long to wait for an engine to reach its prompt before calling the board broken
 _BOOT_TIMEOUT = 10.0
-# most engine output held back while waiting for the banner after a Ctrl-B
+# most engine output held back while waiting for the banner after a Ctrl-B, and how long
 _BANNER_HOLD_MAX = 4096
+_BANNER_WAIT = 0.5
 # engine output kept back when the host does not read (the board then blocks, as over USB)
 _OUT_BACKLOG = 64 * 1024
 
@@ -185,6 +187,7 @@ class Link:
         self._out_free_at = 0.0  # board -> host
         self._to_engine = bytearray()
         self._held_rx = bytearray()  # host bytes that arrived while the board was booting
+        self._run_held = bytearray()  # REPL control bytes (and after) sent while code ran
         self._rx_level = 0.0  # legacy UART receive buffer fill, and when it was computed
         self._rx_time = 0.0
         self._bytes_seen = 0
@@ -370,6 +373,11 @@ class Link:
                     due.append(self._boot_deadline)
                 if self._pending_intr:
                     due.append(now + _INTR_POLL)
+                if self._banner_hold is not None:
+                    if now >= self._banner_deadline:
+                        self._flush_banner_hold()
+                    else:
+                        due.append(self._banner_deadline)
                 rlist = [self._wake_r]
                 wlist: list[int] = []
                 eng = self._engine
@@ -630,6 +638,7 @@ class Link:
         self._mute_reply = False
         self._inq.clear()
         self._held_rx.clear()
+        self._run_held.clear()
         self.stats["hard_resets"] += 1
         if drop and self._host_fd >= 0:
             self._drop_link()
@@ -654,6 +663,9 @@ class Link:
             target = "raw"
         else:
             target = "friendly"
+        if self._run_held:  # kept while code ran: read by the REPL after the reboot
+            self._held_rx[:0] = self._run_held
+            self._run_held.clear()
         text = self._spawn()
         self._booting = kind
         self._boot_target = target
@@ -670,9 +682,12 @@ class Link:
         self._line_len = 0
         self._ctrl_e = 0  # 1: held Ctrl-E at line start, 2: held Ctrl-E 'A'
         self._paste = False
+        self._fpaste = False  # the friendly REPL's paste mode (Ctrl-E)
         self._running = False
+        self._stdin_used = False  # the host sent the running code bytes (its stdin)
         self._eots = 0  # end-of-transmission bytes still expected before the prompt
         self._banner_hold: bytearray | None = None
+        self._banner_deadline = 0.0
         # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
         # SIGINT handler is installed): retried until the handler is there or the code ended
         self._pending_intr = 0.0
@@ -787,6 +802,8 @@ class Link:
                 return
             if n < len(data):
                 self._queue_out(time.monotonic(), data[n:])
+            if self._run_held and not self._running:
+                self._replay_run_held()
             return
         if self._booting:
             self._boot_output(data)
@@ -800,26 +817,56 @@ class Link:
             # After Ctrl-B the engine prints its banner: hold it until the prompt to swap it.
             self._banner_hold += data
             # the prompts of bytes sent before the Ctrl-B (a CR, a Ctrl-C) may come first:
-            # hold until the prompt after the banner itself (bounded, should none come)
-            if not self._banner_hold.endswith(FRIENDLY_PROMPT) or (
-                not _ENGINE_BANNER.search(self._banner_hold)
-                and len(self._banner_hold) < _BANNER_HOLD_MAX
-            ):
+            # hold until the prompt after the banner itself (bounded in size and time, should
+            # none come: a Ctrl-B the engine took as a key of its line editor)
+            m = _ENGINE_BANNER.search(self._banner_hold)
+            if (
+                m is None or self._banner_hold.find(FRIENDLY_PROMPT, m.end()) < 0
+            ) and len(self._banner_hold) < _BANNER_HOLD_MAX:
                 return
             data = self._rewrite_banner(bytes(self._banner_hold))
             self._banner_hold = None
         if self._running:
             self._track_reply_end(data)
         self._emit(data)
+        if self._run_held and not self._running:
+            self._replay_run_held()
+
+    def _hold_banner(self) -> None:
+        self._banner_hold = bytearray()
+        self._banner_deadline = time.monotonic() + _BANNER_WAIT
+
+    def _flush_banner_hold(self) -> None:
+        """No banner came in time: what was held goes to the host as it is."""
+        if self._banner_hold is None:
+            return
+        data = bytes(self._banner_hold)
+        self._banner_hold = None
+        if self._running:
+            self._track_reply_end(data)
+        self._emit(data)
+        if self._run_held and not self._running:
+            self._replay_run_held()
 
     def _track_reply_end(self, data: bytes) -> None:
+        if data.endswith(FRIENDLY_PROMPT) and self._at_friendly_prompt():
+            return
         i = 0
         while self._eots > 0:
             j = data.find(CTRL_D, i)
             if j < 0:
-                return
+                break
             self._eots -= 1
             i = j + 1
+        if self._eots > 0:
+            if not data.endswith(CTRL_D + RAW_REPL_PROMPT) or not self._engine_idle():
+                return
+            # the engine ended the exchange otherwise than the relay took it (it read bytes
+            # sent while code ran first, or a raw-paste request as plain characters): it is
+            # idle at its raw prompt, so the exchange is over
+            self.stats["resyncs"] += 1
+            self._eots = 0
+            i = len(data) - 1
         if data.find(RAW_REPL_PROMPT, i) >= 0:
             self._running = False
             if self._pending_intr and self._pending_for == self._exchange_no:
@@ -829,12 +876,38 @@ class Link:
             self._rx_level = 0.0  # the REPL reads what waited in the buffer
             if self._mute_reply:
                 self._mute_reply = False
+            if self._sigint_used and self._stdin_used:
+                # the REPL has the host's bytes sent while the code ran to read first (as a
+                # board's receive buffer): no hidden probe can go before them
+                self._sigint_used = False
             if self._sigint_used:
                 self._sigint_used = False
                 self._probing = True
                 self._probes = 0
                 self._probe_buf = bytearray()
                 self._write_engine(_PROBE + CTRL_D)
+
+    def _engine_idle(self) -> bool:
+        eng = self._engine
+        return eng is not None and not eng.running_code()
+
+    def _at_friendly_prompt(self) -> bool:
+        """The relay took the host's bytes for a raw-REPL exchange, but the engine's REPL
+        read them otherwise (a Ctrl-A it did not take, bytes typed into its line editor) and
+        is back at its friendly prompt, idle: follow the engine, not the guess."""
+        eng = self._engine
+        if eng is None or eng.running_code():
+            return False  # code that printed ">>> " and runs on
+        self.stats["resyncs"] += 1
+        self._running = False
+        self._eots = 0
+        self._mode = "friendly"
+        self._line_len = 0
+        self._paste = self._fpaste = False
+        self._pending_intr = 0.0
+        self._sigint_used = False
+        self._mute_reply = False
+        return True
 
     def _probe_done(self) -> None:
         self._probing = False
@@ -1016,6 +1089,9 @@ class Link:
             return
         if self.profile.rx_buffer:
             data = self._rx_buffer(data)
+        if self._running and self._run_held:
+            self._hold_while_running(data)
+            return
         out = bytearray()
         i = 0
         n = len(data)
@@ -1024,14 +1100,24 @@ class Link:
                 self._held_rx += data[i:]
                 break
             if self._running:
-                j = data.find(CTRL_C, i)
-                if j < 0:
+                m = _RAW_SPECIAL.search(data, i)
+                if m is None:
                     out += data[i:]
+                    self._stdin_used = self._stdin_used or i < n
                     break
+                j = m.start()
                 out += data[i:j]
                 i = j + 1
+                if out:
+                    self._stdin_used = True
                 self._write_engine(bytes(out))
                 out.clear()
+                if data[j] != _C:
+                    # a REPL control byte while code runs: the REPL reads it, and what came
+                    # after it, once the code has ended (a board's receive buffer keeps it;
+                    # written now, the engine's REPL would act on it behind the relay's back)
+                    self._hold_while_running(data[j:])
+                    return
                 if not self._interrupt():
                     out += CTRL_C
                 continue
@@ -1088,7 +1174,7 @@ class Link:
                 elif b == _B:
                     self._mode = "friendly"
                     self._line_len = 0
-                    self._banner_hold = bytearray()
+                    self._hold_banner()
                     out += CTRL_B
                 elif b == _C:
                     if self._interrupt():
@@ -1114,6 +1200,18 @@ class Link:
                         out += CTRL_E
                 continue
             # friendly REPL
+            if self._fpaste:
+                # its paste mode: Ctrl-C cancels, Ctrl-D runs what was pasted
+                m = _PASTE_END.search(data, i)
+                if m is None:
+                    out += data[i:]
+                    break
+                j = m.start()
+                out += data[i : j + 1]
+                i = j + 1
+                self._fpaste = False
+                self._line_len = 0
+                continue
             m = _FRIENDLY_SPECIAL.search(data, i)
             if m is None:
                 out += data[i:]
@@ -1126,14 +1224,44 @@ class Link:
             b = data[j]
             if b == _C and self._interrupt():
                 continue
-            if b == _A:
-                self._mode = "raw"
-            elif b == _B:
-                self._banner_hold = bytearray()  # Ctrl-B prints the banner again
-            if b in (_A, _B, _C, 0x0D, 0x0A):
+            # Ctrl-A..E act on an empty line only (on a line being typed they move the
+            # cursor or delete, as readline's keys)
+            empty = self._line_len == 0
+            if b in (0x08, 0x7F):
+                self._line_len = max(0, self._line_len - 1)
+            elif b in (_C, 0x0D, 0x0A):
                 self._line_len = 0
+            elif b == _A and empty:
+                self._mode = "raw"
+            elif b == _B and empty:
+                self._hold_banner()  # Ctrl-B prints the banner again
+            elif b == _E and empty:
+                self._fpaste = True
             out.append(b)
         self._write_engine(bytes(out))
+
+    def _hold_while_running(self, data: bytes) -> None:
+        """Keep host bytes until the running code ends; a Ctrl-C among them still
+        interrupts the code at once (a board's UART interrupt does not wait)."""
+        while data:
+            j = data.find(CTRL_C)
+            if j < 0:
+                self._run_held += data
+                return
+            self._run_held += data[:j]
+            data = data[j + 1 :]
+            if not (self._running and self._interrupt()):
+                self._run_held += CTRL_C
+
+    def _replay_run_held(self) -> None:
+        """The code ended: the REPL reads what was kept while it ran."""
+        if self._run_held and not self._running:
+            held = bytes(self._run_held)
+            self._run_held.clear()
+            if self._booting or self._probing:
+                self._held_rx[:0] = held
+            else:
+                self._board_rx(held)
 
     def _interrupt(self) -> bool:
         """Ctrl-C from the host: SIGINT if code runs; True if the byte was used up."""
@@ -1211,5 +1339,6 @@ class Link:
                 return False
         self._write_engine(bytes(code) + end)
         self._running = True
+        self._stdin_used = False
         self._eots = eots
         return True
