@@ -820,9 +820,9 @@ class Link:
             # hold until the prompt after the banner itself (bounded in size and time, should
             # none come: a Ctrl-B the engine took as a key of its line editor)
             m = _ENGINE_BANNER.search(self._banner_hold)
-            if (
-                m is None or self._banner_hold.find(FRIENDLY_PROMPT, m.end()) < 0
-            ) and len(self._banner_hold) < _BANNER_HOLD_MAX:
+            if (m is None or self._banner_hold.find(FRIENDLY_PROMPT, m.end()) < 0) and len(
+                self._banner_hold
+            ) < _BANNER_HOLD_MAX:
                 return
             data = self._rewrite_banner(bytes(self._banner_hold))
             self._banner_hold = None
