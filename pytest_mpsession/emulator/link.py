@@ -73,7 +73,11 @@ _CAUSE_POWER, _CAUSE_HARD, _CAUSE_WDT, _CAUSE_DEEPSLEEP, _CAUSE_SOFT = 1, 2, 3, 
 _SETUP_HEAP = 160 * 1024
 # run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py):
 # mount the flash, set the reset cause, size the RAM; then a second pass on the RAM
-_ACTIVATE = b"__import__('_mpmock')._activate(%d)" + CTRL_D + b"__import__('_mpmock')._trim()"
+# (the first prints S when the flash has boot.py, or main.py to run, see _SCRIPTS)
+_ACTIVATE = b"__import__('_mpmock')._activate(%d,%d)" + CTRL_D + b"__import__('_mpmock')._trim()"
+# boot.py, then main.py, as a board runs them at reset: in the REPL's globals, their output
+# and tracebacks on the console
+_SCRIPTS = b"__import__('_mpmock')._run_scripts(%d,globals())"
 # the out-of-sight check after an interrupt by SIGINT: does the interpreter still compile?
 _PROBE = b"pass"
 # while a Ctrl-C waits for the interpreter's SIGINT handler: how often to look, how long
@@ -215,6 +219,8 @@ class Link:
         self._boot_target = "friendly"
         self._boot_buf = bytearray()
         self._boot_text = b""
+        self._scripts_shown = 0
+        self._prefix_done = False
         self._boot_deadline = 0.0
         #: counters a test can read: engine starts, soft and hard resets seen
         self.stats: dict[str, int] = collections.Counter()
@@ -667,6 +673,7 @@ class Link:
             self._held_rx[:0] = self._run_held
             self._run_held.clear()
         text = self._spawn()
+        self._prefix_done = False
         self._booting = kind
         self._boot_target = target
         self._boot_stage = "prompt"
@@ -719,7 +726,11 @@ class Link:
             if self.profile.disguise:
                 self._boot_stage = "shrink"
                 self._boot_buf = bytearray()
-                self._write_engine(CTRL_A + _ACTIVATE % self._cause + CTRL_D)
+                # (at power-on the flash is looked at only when it is the user's own image)
+                scripts = (
+                    -1 if self._booting == "power" and not self.options.flash else self._run_main()
+                )
+                self._write_engine(CTRL_A + _ACTIVATE % (self._cause, scripts) + CTRL_D)
                 return
             if self._boot_target == "raw":
                 self._boot_stage = "raw"
@@ -738,6 +749,31 @@ class Link:
                     f"the emulated board's set-up failed: {buf.decode(errors='replace')}"
                 )
             self._boot_buf = bytearray()
+            if b"OKS" in buf:
+                # boot.py / main.py on the flash: run them as the board does, in sight
+                self._boot_stage = "scripts"
+                self._scripts_shown = 0
+                self._boot_prefix(sent=False)
+                if self._booting == "power":
+                    self._ready.set()  # (a main.py that runs for ever is a booted board)
+                self._write_engine(_SCRIPTS % self._run_main() + CTRL_D)
+                return
+            if self._boot_target == "raw":
+                text = RAW_REPL_BANNER + RAW_REPL_PROMPT
+            else:
+                self._boot_stage = "friendly"
+                self._write_engine(CTRL_B)
+                return
+        elif stage == "scripts":
+            payload = buf[2:] if buf.startswith(b"OK") else b""
+            cut = payload.find(CTRL_D)
+            shown = payload if cut < 0 else payload[:cut]
+            if len(shown) > self._scripts_shown and self._booting != "power":
+                self._emit(shown[self._scripts_shown :])
+            self._scripts_shown = len(shown)
+            if not buf.endswith(CTRL_D + RAW_REPL_PROMPT) or buf.count(CTRL_D) < 2:
+                return
+            self._boot_buf = bytearray()
             if self._boot_target == "raw":
                 text = RAW_REPL_BANNER + RAW_REPL_PROMPT
             else:
@@ -753,9 +789,7 @@ class Link:
                 return
             text = RAW_REPL_BANNER + RAW_REPL_PROMPT
         kind = self._booting
-        prefix = b""
-        if kind in ("soft", "heal"):
-            prefix = self.profile.soft_reboot.encode() + b"\r\n"
+        prefix = self._boot_prefix(sent=True)
         self._booting = ""
         self._mode = self._boot_target
         if kind != "power":
@@ -770,6 +804,23 @@ class Link:
             held = bytes(self._held_rx)
             self._held_rx.clear()
             self._board_rx(held)
+
+    def _run_main(self) -> int:
+        """Whether this boot runs main.py: when it ends in the friendly REPL (a raw-REPL soft
+        reset skips it), or always on boards of that age (the micro:bit)."""
+        return int(self._boot_target == "friendly" or self.profile.main_after_raw_reset)
+
+    def _boot_prefix(self, *, sent: bool) -> bytes:
+        """The reboot line of a soft reset, emitted before boot.py's output (sent=False) or
+        returned for the end of the boot unless that happened."""
+        if self._booting not in ("soft", "heal") or self._prefix_done:
+            return b""
+        line = self.profile.soft_reboot.encode() + b"\r\n"
+        if sent:
+            return line
+        self._prefix_done = True
+        self._emit(line)
+        return b""
 
     def _rewrite_banner(self, text: bytes) -> bytes:
         if not self.profile.disguise:
@@ -1083,6 +1134,15 @@ class Link:
     def _board_rx(self, data: bytes) -> None:
         """Bytes arrive at the board: follow the REPL state, act on control bytes."""
         if self._hung:
+            return
+        if self._booting and self._boot_stage == "scripts" and CTRL_C in data:
+            # main.py runs: a Ctrl-C interrupts it as any code
+            eng = self._engine
+            j = data.find(CTRL_C)
+            self._held_rx += data[:j]
+            if eng is None or eng.interrupt() != "sent":
+                self._held_rx += CTRL_C
+            self._board_rx(data[j + 1 :])
             return
         if self._booting or self._probing:
             self._held_rx += data

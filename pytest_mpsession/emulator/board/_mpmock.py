@@ -130,6 +130,7 @@ def set_input(name, value):
 # flash and sizes the RAM when this engine becomes the board.
 _signal = None
 _activate = None
+_run_scripts = None
 
 
 def _block(nbytes):

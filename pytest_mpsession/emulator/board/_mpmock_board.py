@@ -307,6 +307,7 @@ def setup(cfg, ctl_fd, cause):
             loaded[name] = fakes[name]
         else:
             protected.discard(name)
+            loaded.pop(name, None)  # (the registry is served by the hook alone)
     orig = builtins.__import__
 
     shown = set()  # what was put into the sys.modules code sees
@@ -394,7 +395,40 @@ def setup(cfg, ctl_fd, cause):
         builtins.eval = eval_
         builtins.compile = compile_
 
-    def activate(reset_cause):
+    stat = getattr(os, "stat")
+    print_exception = sys.print_exception
+    board_open = builtins.open
+
+    def scripts(run_main):
+        names = []
+        for name in ("boot.py", "main.py") if run_main else ("boot.py",):
+            try:
+                stat(name)
+                names.append(name)
+            except OSError:
+                pass
+        return names
+
+    @micropython.native
+    def run_scripts(run_main, g):
+        # as a board at reset: boot.py, then main.py, in the REPL's globals; an error is
+        # printed and the board goes on (to main.py, then the REPL)
+        for name in scripts(run_main):
+            try:
+                f = board_open(name)
+                src = f.read()
+                f.close()
+                code = compile(src, name, "exec")
+                src = None
+                exec(code, g)
+            except SystemExit:
+                pass
+            except BaseException as e:
+                print_exception(e)
+
+    _mpmock._run_scripts = run_scripts
+
+    def activate(reset_cause, run_main=-1):
         # Run by the relay (raw REPL, out of the host's sight) when this engine becomes the
         # board: mount its flash, say why it booted, give it the profile's RAM.
         _mpmock.cause = reset_cause
@@ -405,9 +439,12 @@ def setup(cfg, ctl_fd, cause):
                 vfs.VfsLfs2.mkfs(flash)
                 vfs.mount(vfs.VfsLfs2(flash), "/")
             os.chdir("/")
+        if run_main >= 0 and scripts(run_main):
+            print("S")  # (the relay runs them once the board has its RAM)
         _mpmock._shrink()
 
     _mpmock._activate = activate
+
     # From here on the host filesystem is gone: code on the board sees only its flash.
     # (The flash is mounted when the board is activated: a spare engine waits booted but
     # unmounted while another one still writes to the same image.)
