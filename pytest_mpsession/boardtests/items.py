@@ -92,13 +92,17 @@ class BoardTestClass(pytest.Collector):
         self._runner = None
         file = self.parent
         assert isinstance(file, BoardTestFile)
+        if "tearDownClass" not in file.info.class_hooks.get(self.name, ()):
+            return
         _out, err = runner.class_done(str(file.path), self.name, _timeout(self.config))
         if err:
             from pytest_mpsession.boardtests.runner import clean_board_traceback
 
             raise BoardTestFailure(
                 f"{self.name}.tearDownClass failed on the board:\n"
-                + clean_board_traceback(err.decode("utf-8", "replace"), file.path, _display(file))
+                + clean_board_traceback(
+                    err.decode("utf-8", "replace"), file.path, _display(file), verbatim=True
+                )
             )
 
 
@@ -285,8 +289,10 @@ class BoardTestItem(pytest.Item):
             self.parent._runner = runner
         module = self.path.stem
         result = runner.run_unit(
-            str(self.path), info.source, module, test.cls, test.name, _timeout(self.config)
-        )
+            str(self.path), info.source, module, test.cls, test.name, _timeout(self.config),
+            literal=info.exits_at_top,
+            set_up_class="setUpClass" in info.class_hooks.get(test.cls or "", ()),
+        )  # fmt: skip
         self._exchange_done = True
         if result.output:
             self.add_report_section("call", "board output", result.output)
@@ -295,7 +301,10 @@ class BoardTestItem(pytest.Item):
         if result.outcome == "skipped":
             _skip(result.reason or "skipped on the board")
         if result.traceback:
-            tb = clean_board_traceback(result.traceback, self.path, _display(self))
+            tb = clean_board_traceback(
+                result.traceback, self.path, _display(self), verbatim=True,
+                load=result.exc_line.startswith("the test module failed to load"),
+            )  # fmt: skip
             raise BoardTestFailure(f"{result.exc_line}\n\nboard traceback:\n{tb}")
         raise BoardTestFailure(result.exc_line)
 

@@ -56,6 +56,11 @@ class BoardFileInfo:
     #: the host's CPython could not parse the file ("line N: message"): it runs as an output
     #: test, and the board's compiler has the last word
     host_syntax_error: str | None = None
+    #: class -> the class-level hooks it (or a base of this file) defines: setUpClass,
+    #: tearDownClass (the runner calls only those)
+    class_hooks: dict[str, set[str]] = field(default_factory=dict)
+    #: the module may raise SystemExit at its top level (``print("SKIP"); raise SystemExit``)
+    exits_at_top: bool = False
 
 
 def _literal_strings(node: ast.expr, path: Path, name: str) -> tuple[str, ...]:
@@ -139,6 +144,44 @@ def _called_at_top(tree: ast.Module) -> set[str]:
     return called
 
 
+def _class_hooks(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> set[str]:
+    hooks: set[str] = set()
+    seen: set[str] = set()
+    todo = [cls]
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name in ("setUpClass", "tearDownClass"):
+                hooks.add(item.name)
+        todo.extend(classes[_base_name(b)] for b in node.bases if _base_name(b) in classes)
+    return hooks
+
+
+def _exits_at_top(tree: ast.Module) -> bool:
+    """Whether module-level code (outside functions and classes) raises SystemExit or calls
+    ``sys.exit``."""
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id == "SystemExit":
+                return True
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "exit"
+        ):
+            return True
+        todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
 def _requirement_lines(source: bytes) -> list[ast.stmt]:
     """The requirement assignments of a file CPython cannot parse whole: each one-line
     ``requires_x = ...`` at the top level parsed on its own."""
@@ -192,6 +235,7 @@ def read_board_file(path: Path) -> BoardFileInfo:
                 return info
     if tree is None:
         return info
+    info.exits_at_top = _exits_at_top(tree)
     if has_exp:
         return info
     called = _called_at_top(tree)
@@ -205,9 +249,11 @@ def read_board_file(path: Path) -> BoardFileInfo:
             info.tests.append(UnitTest(node.name, None, node.lineno))
     classes = _test_classes(tree)
     by_name = {c.name: c for c in classes}
+    all_classes = {c.name: c for c in tree.body if isinstance(c, ast.ClassDef)}
     for cls in classes:
         for name, line in _methods(cls, by_name):
             info.tests.append(UnitTest(name, cls.name, line))
+        info.class_hooks[cls.name] = _class_hooks(cls, all_classes)
     if info.tests:
         info.kind = "unit"
     return info
