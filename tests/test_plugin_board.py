@@ -98,7 +98,7 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     assert f"requires_platform: board is 'generic', not 'esp32', 'rp2' {board}" in out
     assert f"requires_firmware: board has {version.group(1)}, not '>=9.0' {board}" in out
     # Skips are reported at the test, not inside the plugin.
-    assert "plugin.py" not in out
+    assert "pytest_mpsession/plugin" not in out and "markers.py" not in out
 
 
 def test_capabilities_are_cached_by_unique_id_and_firmware(
