@@ -4,6 +4,7 @@ JUnit properties, board tracebacks, hooks, reset policies, pytest-timeout and py
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -438,3 +439,39 @@ def test_port_in_two_words_on_the_command_line_just_works(
     result = pytester.runpytest_subprocess("--mp-port", generic_port, "--strict-markers")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+def test_symlinked_port_in_two_words_keeps_the_projects_ini(
+    pytester: pytest.Pytester, generic_port: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # `pytest --mp-port /dev/serial/by-id/usb-...`: pytest takes the link's folder (not the
+    # device's) for its rootdir; the plugin must see that and keep the project's ini, whose
+    # mp_features defines a feature the test needs.
+    by_id = tmp_path_factory.mktemp("by-id")
+    link = by_id / "usb-MicroPython_Board_in_FS_mode_e6614c311b7e6f35-if00"
+    link.symlink_to(generic_port)
+    pytester.makeini("[pytest]\nmp_features =\n    blinky: import sys\n")
+    pytester.makepyfile(
+        test_blink="""
+        import pytest
+
+        @pytest.mark.requires_feature("blinky")
+        def test_blink(device_session):
+            assert device_session.eval("1 + 1") == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("--mp-port", str(link), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+    # In-process (pytest.main: no command line to run again), a plain usage error instead.
+    inproc = pytester.runpytest("--mp-port", str(link), "-p", "no:cacheprovider")
+    assert inproc.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in inproc.errlines if line.startswith("ERROR:")]
+    taken = os.path.commonpath([pytester.path, by_id])  # pytest's rootdir: above both
+    assert errors == [
+        f"ERROR: mpsession: pytest read the port {link} as a test path and made {taken} its "
+        f"rootdir; write --mp-port={link} as one word (or set MP_PORT)"
+    ], inproc.errlines
+    # With a test path beside it pytest finds the project's ini anyway: nothing to say.
+    beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
+    beside.assert_outcomes(passed=1)

@@ -360,21 +360,69 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_rootdir(config, settings.ports)
 
 
+#: the files pytest takes its configuration from, and what marks one as pytest's
+_INI_FILES = (
+    ("pytest.ini", ""),
+    (".pytest.ini", ""),
+    ("pyproject.toml", "[tool.pytest"),
+    ("tox.ini", "[pytest]"),
+    ("setup.cfg", "[tool:pytest]"),
+)
+
+
+def _has_ini(folder: Path) -> bool:
+    """Whether pytest would take its configuration from a file in ``folder``."""
+    for name, marker in _INI_FILES:
+        path = folder / name
+        try:
+            if path.is_file() and marker in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _rootdir_is_the_projects(config: pytest.Config) -> bool:
+    """Whether pytest would have chosen this rootdir and ini file from the invocation folder
+    alone (with no test path on the command line)."""
+    root = config.rootpath
+    here = config.invocation_params.dir
+    if config.inipath is None:
+        # no ini file: from the invocation folder, the rootdir is that folder (or the nearest
+        # one above it with a setup.py); an ini file there would have been found
+        if any(_has_ini(d) for d in (here, *here.parents)):
+            return False
+        return root == here or (root in here.parents and (root / "setup.py").is_file())
+    ini_dir = config.inipath.parent
+    if not (ini_dir == here or ini_dir in here.parents):
+        return False
+    # and no project ini between the invocation folder and the one pytest used
+    for folder in (here, *here.parents):
+        if folder == ini_dir:
+            return True
+        if _has_ini(folder):
+            return False
+    return True  # pragma: no cover - ini_dir is one of here's folders
+
+
 def _rootdir_taken_from(config: pytest.Config, ports: Sequence[str]) -> str | None:
     """The port whose path pytest took for a test path when it chose its rootdir, if any.
 
     ``--mp-port /dev/ttyACM0`` (two words) is read as a test path before this plugin is
-    loaded, and can make ``/dev`` the rootdir: the project's ini file and cache are lost."""
+    loaded, and can make ``/dev`` the rootdir: the project's ini file and cache are lost.
+    pytest takes the path as given, without resolving a link (``/dev/serial/by-id/usb-...``
+    makes ``/dev/serial/by-id``, or a folder above both it and the project, the rootdir), so
+    the folder of the path as written counts, and, for good measure, that of the device."""
     root = config.rootpath
     here = config.invocation_params.dir
-    if here == root or root in here.parents:
-        return None
     for port in ports:
         if "://" in port or not os.path.exists(port):
             continue
+        given = Path(os.path.abspath(os.path.join(here, port)))
         real = Path(os.path.realpath(port))
-        if root == real.parent or root in real.parents:
-            return port
+        if any(root == p.parent or root in p.parents for p in (given, real)):
+            if not _rootdir_is_the_projects(config):
+                return port
     return None
 
 
