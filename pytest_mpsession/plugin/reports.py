@@ -9,6 +9,7 @@ import ast
 import os
 import re
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,32 +80,50 @@ def _user_frames(tb: Any, test_path: Path | None) -> Any:
 _BOARD_FRAME = re.compile(r'^(\s*)File "<string>", line (\d+)(.*)$')
 
 
+@dataclass(frozen=True)
+class _CodeOrigin:
+    """Where the board code of a failed call came from: a string literal in the test file."""
+
+    path: str  #: the test file, relative to the current folder where possible
+    call_line: int  #: the host line of the call that ran the code (1-based)
+    first_line: int  #: the host line of the literal's first line
+    code_lines: tuple[str, ...]  #: the code's own lines
+    #: the literal's lines are the file's lines (a triple-quoted string, or one line): code
+    #: line N is host line ``first_line + N - 1``
+    verbatim: bool
+
+
 def board_traceback(err: Any, tb: Any) -> str:
     """The board's traceback, with the frames of code the test passed as a string literal
-    pointing at that literal's lines in the test file."""
+    pointing at the test file: at the literal's own lines when they are the file's lines (a
+    triple-quoted string), else at the line of the call, with the code's own line number
+    (``"def g():\\n    return [][3]\\ng()"`` on one line has three lines of its own)."""
     text = str(getattr(err, "traceback", "") or "").replace("\r\n", "\n").rstrip()
     if not text:
         return ""
     origin = _literal_origin(tb)
     if origin is None:
         return text
-    path, first_line, source_lines = origin
     out: list[str] = []
     for line in text.split("\n"):
         match = _BOARD_FRAME.match(line)
         if match is None:
             out.append(line)
             continue
-        host_line = first_line + int(match.group(2)) - 1
-        out.append(f'{match.group(1)}File "{path}", line {host_line}{match.group(3)}')
-        if 0 < host_line <= len(source_lines):
-            out.append(f"{match.group(1)}  {source_lines[host_line - 1].strip()}")
+        indent, code_line, rest = match.group(1), int(match.group(2)), match.group(3)
+        if origin.verbatim:
+            where = f"line {origin.first_line + code_line - 1}"
+        else:
+            where = f"line {origin.call_line} (line {code_line} of the code given there)"
+        out.append(f'{indent}File "{origin.path}", {where}{rest}')
+        if 0 < code_line <= len(origin.code_lines) and origin.code_lines[code_line - 1].strip():
+            out.append(f"{indent}  {origin.code_lines[code_line - 1].strip()}")
     return "\n".join(out)
 
 
-def _literal_origin(tb: Any) -> tuple[str, int, list[str]] | None:
-    """(file, line where code line 1 is, file lines) when the failing call in the test's last
-    frame passed its board code as a single string literal (optionally ``dedent``-ed)."""
+def _literal_origin(tb: Any) -> _CodeOrigin | None:
+    """Where the code came from, when the failing call in the test's last frame passed its
+    board code as a single string literal (optionally ``dedent``-ed)."""
     if not len(tb):
         return None
     entry = tb[-1]
@@ -126,20 +145,41 @@ def _literal_origin(tb: Any) -> tuple[str, int, list[str]] | None:
                 arg = arg.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 literals.append(arg)
-    # The innermost call's literal is the code (calls nest: a longer span contains a shorter).
-    literals = [
-        lit
-        for lit in literals
-        if isinstance(lit.value, str) and ("\n" in lit.value or lit.lineno == lit.end_lineno)
-    ]
     if not literals:
         return None
-    lit = min(literals, key=lambda c: (c.end_lineno or 0) - c.lineno)
+    # The innermost call's literal is the code (calls nest: a longer span contains a shorter).
+    lit = min(literals, key=lambda c: (c.end_lineno or c.lineno) - c.lineno)
+    assert isinstance(lit.value, str)
+    code_lines = tuple(lit.value.split("\n"))
     try:
         rel = os.path.relpath(path)
     except ValueError:
         rel = str(path)
-    return (rel, lit.lineno, source.splitlines())
+    return _CodeOrigin(
+        path=rel,
+        call_line=lineno,
+        first_line=lit.lineno,
+        code_lines=code_lines,
+        verbatim=_lines_are_the_files(lit, code_lines, source.splitlines()),
+    )
+
+
+def _lines_are_the_files(
+    lit: ast.Constant, code_lines: tuple[str, ...], source_lines: list[str]
+) -> bool:
+    """Whether the literal's line N is on the file's line ``lit.lineno + N - 1``, each of
+    them: a triple-quoted string (no ``\\n`` escapes) or a one-line string without any."""
+    physical = (lit.end_lineno or lit.lineno) - lit.lineno + 1
+    lines = list(code_lines)
+    if len(lines) == physical + 1 and lines[-1] == "":
+        lines.pop()  # "x = 1\\n" on one line: its last, empty line is nowhere
+    if len(lines) != physical:
+        return False
+    for offset, line in enumerate(lines):
+        host = lit.lineno - 1 + offset
+        if line.strip() and (host >= len(source_lines) or line.strip() not in source_lines[host]):
+            return False
+    return True
 
 
 # -- the header, JUnit properties, the summary ----------------------------------------------
