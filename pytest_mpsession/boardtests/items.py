@@ -1,7 +1,7 @@
 """pytest nodes of board test files: a file, its unit-test classes, and the test items.
 
 The items run through the plugin's own board machinery, as a test that uses
-``device_session`` does: the same board (``_board_or_skip``: skipped without a board, failed
+``device_session`` does: the same board (``board_or_skip``: skipped without a board, failed
 with the board's error under xdist), a :class:`DeviceSession` of their own per test (the
 ``session_start``/``session_finish`` hooks, and the cleanup per ``--mp-reset`` or the file's
 ``mp_reset``), the recovery before the next test after a board fault, and the skip of every
@@ -107,9 +107,10 @@ class BoardTestClass(pytest.Collector):
 
 
 def _timeout(config: pytest.Config) -> float:
-    from pytest_mpsession.plugin import _state
+    from pytest_mpsession.plugin.state import get_state
 
-    return float(_state(config).settings.timeout)
+    state = get_state(config)
+    return float(state.settings.timeout) if state is not None else 10.0
 
 
 def _display(node: Any) -> str:
@@ -152,12 +153,12 @@ class BoardTestItem(pytest.Item):
 
     def setup(self) -> None:
         """The board (or a skip / the board's error) and a session of this test's own."""
-        from pytest_mpsession.plugin import _board_or_skip
+        from pytest_mpsession.plugin.fixtures import board_or_skip
 
         info = self.file.info
         if info.error is not None:
             return  # reported by runtest() as this file's failure; no board needed
-        board = _board_or_skip(self.config)
+        board = board_or_skip(self.config)
         manager = board.manager
         assert manager is not None
         self.manager_ = manager
@@ -166,16 +167,18 @@ class BoardTestItem(pytest.Item):
 
     def teardown(self) -> None:
         """The session's cleanup per the reset policy, as ``device_session`` does it."""
-        from pytest_mpsession.plugin import _CALL_REPORT, _state, finish_session
+        from pytest_mpsession.plugin.recovery import finish_session
+        from pytest_mpsession.plugin.state import CALL_REPORT, get_state
 
         session, self.session_ = self.session_, None
         manager = self.manager_
-        if session is None or manager is None:
+        state = get_state(self.config)
+        if session is None or manager is None or state is None:
             return
-        settings = _state(self.config).settings
+        settings = state.settings
         mark = self.get_closest_marker("mp_reset")
         policy = str(mark.args[0]) if mark is not None and mark.args else settings.reset
-        report = self.stash.get(_CALL_REPORT, None)
+        report = self.stash.get(CALL_REPORT, None)
         interrupted = not self._exchange_done and (report is None or not report.passed)
         finish_session(
             self.config, manager, session, policy,

@@ -57,7 +57,9 @@ _PATHS = pytest.StashKey[BoardTestPaths]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--mp-board-tests`` in the ``mpsession`` group, and the ini key."""
-    group = parser.getgroup("mpsession", "MicroPython boards (pytest-mpsession)")
+    from pytest_mpsession.plugin.options import option_group
+
+    group = option_group(parser)
     group.addoption(
         "--mp-board-tests",
         action="append",
