@@ -215,6 +215,8 @@ class BoardTestItem(pytest.Item):
         root = mprules.micropython_tests_root(self.path)
         rel = self.path.relative_to(root).as_posix() if root is not None else None
         runner = self._runner()
+        if not runner.large_board:
+            self.file._runner = runner  # a small board is reset after the file
         timeout = _timeout(self.config)
         if root is not None and rel is not None:
             target = _target_info(runner, root, timeout)

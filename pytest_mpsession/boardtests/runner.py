@@ -207,8 +207,9 @@ class BoardRunner:
         return bytes(out), bytes(err)
 
     def _fresh_board(self, comm: Any, timeout: float | None) -> None:
-        """A small board gets a soft reset before each board test file: its isolation, and
-        all its RAM for the file (there is no room for the snapshot-and-restore runner)."""
+        """A small board starts each board test file on a fresh soft reset: its isolation,
+        and all its RAM for the file (there is no room for the snapshot-and-restore code).
+        The reset after each file (:meth:`file_done`) usually did it already."""
         if not self.large_board and self._dirty and self._state.epoch == comm.reset_count:
             comm.soft_reset(timeout)
         self._dirty = True
@@ -426,8 +427,12 @@ class BoardRunner:
             return self._exec(comm, _unit_code("teardown_class", C=cls), timeout)
 
     def file_done(self, path: str, timeout: float | None) -> None:
-        """Drop the file's module from the board (its RAM back for the next file)."""
+        """Drop the file's module from the board (its RAM back for the next file); a small
+        board is soft-reset instead: the runner's RAM back too, for what runs next."""
         key = self.file_key(path)
+        if not self.large_board:
+            self.manager.reset_board("soft", timeout)
+            return
         with self.manager.board(timeout) as comm:
             if self._state.loaded.pop(key, None) != comm.reset_count:
                 return
