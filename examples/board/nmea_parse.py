@@ -7,7 +7,7 @@ def checksum_ok(sentence):
     total = 0
     for ch in body:
         total ^= ord(ch)
-    return "%02X" % total == given
+    return ("0" + hex(total)[2:])[-2:].upper() == given
 
 
 def parse_gga(sentence):
