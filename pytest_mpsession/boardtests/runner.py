@@ -199,6 +199,8 @@ class BoardRunner:
         self._wanted: set[str] = set()
         #: a small board ran a board test file since its last reset
         self._dirty = False
+        #: a small board's files before the current file (repr of os.listdir())
+        self._files_before: str | None = None
 
     # -- helpers on the board ---------------------------------------------------------------
 
@@ -213,6 +215,11 @@ class BoardRunner:
         if not self.large_board and self._dirty and self._state.epoch == comm.reset_count:
             comm.soft_reset(timeout)
         self._dirty = True
+        if not self.large_board and self._files_before is None:
+            # the flash outlives a reset: the files a test file makes are removed after it
+            out, err = self._exec(comm, _LIST_FILES, timeout)
+            if not err:
+                self._files_before = out.strip().decode("utf-8", "replace")
 
     def _ensure_helpers(self, comm: Any, timeout: float | None, *, unit: bool) -> None:
         state = self._state
@@ -431,12 +438,23 @@ class BoardRunner:
         board is soft-reset instead: the runner's RAM back too, for what runs next."""
         key = self.file_key(path)
         if not self.large_board:
+            before, self._files_before = self._files_before, None
+            if before is not None and before.startswith("["):
+                with self.manager.board(timeout) as comm:
+                    self._exec(comm, _REMOVE_FILES % before, timeout)
             self.manager.reset_board("soft", timeout)
             return
         with self.manager.board(timeout) as comm:
             if self._state.loaded.pop(key, None) != comm.reset_count:
                 return
             self._exec(comm, _unit_code("drop", K=key), timeout)
+
+
+_LIST_FILES = "try:\n import os\n print(repr(os.listdir()))\nexcept Exception:\n pass\n"
+_REMOVE_FILES = (
+    "try:\n import os\n for f in os.listdir():\n  if f not in %s:\n   os.remove(f)\n"
+    "except Exception:\n pass\n"
+)
 
 
 def _unit_code(section: str, **values: object) -> str:
