@@ -191,6 +191,9 @@ class Engine:
     terminal running pytest never reaches it (SIGINT at a prompt would end it).
     """
 
+    #: the unix port does not read a Ctrl-C byte while code runs: the relay signals instead
+    byte_interrupt = False
+
     def __init__(
         self, prefix: list[str], args: list[str], *, pass_fds: tuple[int, ...] = ()
     ) -> None:

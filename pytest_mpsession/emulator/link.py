@@ -20,6 +20,7 @@ the kernel kills them (``PR_SET_PDEATHSIG``) if it ever dies.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import os
 import re
@@ -34,6 +35,7 @@ from pathlib import Path
 from pytest_mpsession.emulator.engine import EmulatorError, Engine, find_engine
 from pytest_mpsession.emulator.options import Options
 from pytest_mpsession.emulator.profiles import Profile
+from pytest_mpsession.emulator.qemu import QemuEngine, QemuMachine
 from pytest_mpsession.protocol.constants import (
     CTRL_A,
     CTRL_B,
@@ -46,6 +48,9 @@ from pytest_mpsession.protocol.constants import (
 )
 
 __all__ = ["Link"]
+
+# the engine of a board: the unix port, or real firmware in QEMU (profile.qemu_machine)
+_Engine = Engine | QemuEngine
 
 BOARD_DIR = Path(__file__).parent / "board"
 
@@ -96,10 +101,12 @@ class Link:
         *,
         on_drop: Callable[[], None] | None = None,
     ) -> None:
+        if profile.baudrate and not options.baudrate:
+            options = dataclasses.replace(options, baudrate=profile.baudrate)
         self.profile = profile
         self.options = options
         self.on_drop = on_drop
-        self._prefix = find_engine()
+        self._prefix = [] if profile.qemu_machine else find_engine()
         # no throttling, latency, byte counting or line-end rewriting: output passes as is
         self._plain = not (
             profile.crlf
@@ -110,6 +117,14 @@ class Link:
         self._rng = options.rng()
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
         self._flash = options.flash or os.path.join(self._dir, "flash.img")
+        self._qemu: QemuMachine | None = None
+        if profile.qemu_machine:
+            try:
+                self._qemu = QemuMachine(profile, options.flash, self._dir)
+            except BaseException:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                raise
+            self._flash = self._qemu.flash or ""
         self._uid = (
             bytes(self._rng.getrandbits(8) for _ in range(8))
             if options.seed is not None
@@ -131,13 +146,13 @@ class Link:
         self._error: BaseException | None = None
         self._closed = False
         self._host_fd = -1
-        self._engine: Engine | None = None
+        self._engine: _Engine | None = None
         self._ctl_r = -1
         self._ctl_data = b""
-        self._spare: tuple[Engine, int] | None = None
+        self._spare: tuple[_Engine, int] | None = None
         self._spare_buf = bytearray()
         self._spare_text: bytes | None = None
-        self._spare_failed = False
+        self._spare_failed = self._qemu is not None  # a new machine boots in ~0.1 s
         # bytes on their way, with the time they are due at the other end
         self._inq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._outq: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -283,6 +298,8 @@ class Link:
                 os.close(fd)
             except OSError:
                 pass
+        if self._qemu is not None:
+            self._qemu.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _command(self, name: str, arg: object) -> None:
@@ -441,7 +458,11 @@ class Link:
             return self.profile.heap
         return self.profile.heap + _SETUP_HEAP
 
-    def _new_engine(self) -> tuple[Engine, int]:
+    def _new_engine(self) -> tuple[_Engine, int]:
+        if self._qemu is not None:
+            qemu = self._qemu.start()
+            self.stats["engine_starts"] += 1
+            return qemu, qemu.ctl_r
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
         args = ["-X", f"heapsize={self._engine_heap()}", "-i", self._boot_script, str(ctl_w), "0"]
@@ -535,13 +556,13 @@ class Link:
             self._cause = _CAUSE_DEEPSLEEP if code == b"D" else _CAUSE_HARD
             self._hard_reset(drop=self.profile.usb, cause=self._cause)
 
-    def _read_engine(self, eng: Engine) -> None:
+    def _read_engine(self, eng: _Engine) -> None:
         try:
             data = os.read(eng.fd, 65536)
         except BlockingIOError:
             return
         except OSError as exc:
-            if exc.errno != errno.EIO:
+            if exc.errno not in (errno.EIO, errno.ECONNRESET):  # a PTY's or a socket's end
                 raise
             data = b""
         if data:
@@ -1093,7 +1114,7 @@ class Link:
     def _interrupt(self) -> bool:
         """Ctrl-C from the host: SIGINT if code runs; True if the byte was used up."""
         eng = self._engine
-        if eng is None:
+        if eng is None or eng.byte_interrupt:
             return False
         state = eng.interrupt()
         if state == "sent":
