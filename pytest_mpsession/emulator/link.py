@@ -549,12 +549,26 @@ class Link:
         # the board asked for a reset (machine.reset(), soft_reset(), deepsleep()): it waits
         # in a sleep loop until the relay ends it, as a real reset never returns
         code = self._ctl_data[-1:]
+        if code in (b"S", b"H", b"D"):
+            self._drain_engine()
         if code == b"S":
             self._kill_engine()
             self._boot("soft")
         elif code in (b"H", b"D"):
             self._cause = _CAUSE_DEEPSLEEP if code == b"D" else _CAUSE_HARD
             self._hard_reset(drop=self.profile.usb, cause=self._cause)
+
+    def _drain_engine(self) -> None:
+        """What the board printed before it asked for a reset reaches the host first."""
+        eng = self._engine
+        if eng is None or eng.fd < 0:
+            return
+        try:
+            data = os.read(eng.fd, 65536)
+        except OSError:
+            return
+        if data:
+            self._from_engine(data)
 
     def _read_engine(self, eng: _Engine) -> None:
         try:

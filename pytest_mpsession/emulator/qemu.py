@@ -103,8 +103,7 @@ def check_qemu(profile: Profile) -> str:
             ]
             raise EmulatorError(
                 f"the {profile.name} profile runs the micro:bit's MicroPython firmware in QEMU: "
-                f"{' and '.join(missing)} missing; "
-                + _HOWTO.format(pkgs=" ".join(DEBIAN_PACKAGES))
+                f"{' and '.join(missing)} missing; " + _HOWTO.format(pkgs=" ".join(DEBIAN_PACKAGES))
             )
         if exe is None:
             raise EmulatorError(
@@ -183,9 +182,7 @@ class _HexFirmware:
         self.size = flash_size
         self._covered = bytes(covered)
         with open(path) as f:
-            self._lines = [
-                ln.strip() for ln in f if ln.strip() and not ln.startswith(":00000001")
-            ]
+            self._lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith(":00000001")]
 
     def boot_hex(self, image: bytes | None, dest: str) -> None:
         """Write ``dest``: the firmware plus the image's bytes the firmware does not cover.
@@ -412,9 +409,7 @@ class QemuEngine:
                     except subprocess.TimeoutExpired:
                         pass
                 why = self._stderr_line() or f"no answer within {_START_TIMEOUT:g} s"
-                raise EmulatorError(
-                    f"QEMU could not start the {machine.profile.name} board: {why}"
-                )
+                raise EmulatorError(f"QEMU could not start the {machine.profile.name} board: {why}")
             self._command("qmp_capabilities")
         except EmulatorError:
             self.kill(save=False)
@@ -427,7 +422,8 @@ class QemuEngine:
                 lines = f.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return lines[-1].strip() if lines else ""
+        # "qemu-system-arm: unsupported machine type" / "Use -machine help to list ..."
+        return "; ".join(ln.strip().removeprefix(f"{QEMU_BINARY}: ") for ln in lines[-2:])
 
     # -------------------------------------------------------------------------- QMP
 
@@ -455,8 +451,10 @@ class QemuEngine:
 
     def _event(self, msg: dict[str, Any]) -> None:
         data = msg.get("data") or {}
-        if msg["event"] == "SHUTDOWN" and data.get("guest") and data.get("reason") == (
-            "guest-reset"
+        if (
+            msg["event"] == "SHUTDOWN"
+            and data.get("guest")
+            and data.get("reason") == ("guest-reset")
         ):
             # the firmware reset the chip (machine.reset(), a watchdog): the machine is
             # paused; the relay restarts it (saving the flash first), as for a hard reset
