@@ -157,6 +157,10 @@ class Link:
         self._inq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._outq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._in_free_at = 0.0  # line-rate bookkeeping, host -> board
+        # how late the relay delivered the last host slice: the rest of the queue is due that
+        # much later (a line never bursts above its rate to catch up; a real firmware's small
+        # receive buffer would overflow)
+        self._in_late = 0.0
         self._out_free_at = 0.0  # board -> host
         self._to_engine = bytearray()
         self._held_rx = bytearray()  # host bytes that arrived while the board was booting
@@ -334,7 +338,9 @@ class Link:
                     raise EmulatorError("the MicroPython engine did not reach its prompt")
                 if self._pending_intr:
                     self._retry_interrupt(now)
-                due = [q[0][0] for q in (self._inq, self._outq) if q]
+                due = [q[0][0] for q in (self._outq,) if q]
+                if self._inq:
+                    due.append(self._inq[0][0] + self._in_late)
                 if self._booting:
                     due.append(self._boot_deadline)
                 if self._pending_intr:
@@ -893,8 +899,10 @@ class Link:
         return sum(len(d) for _, d in self._outq)
 
     def _deliver(self, now: float) -> None:
-        while self._inq and self._inq[0][0] <= now:
-            _, data = self._inq.popleft()
+        while self._inq and self._inq[0][0] + self._in_late <= now:
+            due, data = self._inq.popleft()
+            if self.options.baudrate:
+                self._in_late = now - due
             self._board_rx(data)
         if self._outq and self._outq[0][0] <= now:
             if self._host_fd < 0:
@@ -974,6 +982,9 @@ class Link:
             return
         per_byte = 10.0 / opts.baudrate
         step = max(1, int(opts.baudrate / 10 / 1000))
+        if not self._inq:
+            self._in_free_at += self._in_late
+            self._in_late = 0.0
         start = max(now, self._in_free_at)
         for i in range(0, len(data), step):
             piece = data[i : i + step]
