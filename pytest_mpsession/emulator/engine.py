@@ -327,6 +327,11 @@ class Engine:
                         break
         return True
 
+    def input_backlog(self) -> int:
+        """Bytes written to the engine and not yet read: none to speak of (the unix port
+        reads its terminal at once)."""
+        return 0
+
     def poll(self) -> int | None:
         """The exit status if the process has ended, else None."""
         return self.proc.poll()

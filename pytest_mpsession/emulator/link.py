@@ -83,6 +83,8 @@ _BOOT_TIMEOUT = 10.0
 _BANNER_HOLD_MAX = 4096
 # engine output kept back when the host does not read (the board then blocks, as over USB)
 _OUT_BACKLOG = 64 * 1024
+# a throttled line whose board has not taken the previous bytes looks again this much later
+_BACKLOG_POLL = 0.001
 
 
 class Link:
@@ -900,6 +902,12 @@ class Link:
 
     def _deliver(self, now: float) -> None:
         while self._inq and self._inq[0][0] + self._in_late <= now:
+            eng = self._engine
+            if eng is not None and eng.input_backlog():
+                # the board has not taken the last bytes yet (its machine was not scheduled):
+                # the line waits for it, so the board sees them at the line rate of its time
+                self._in_late = now - self._inq[0][0] + _BACKLOG_POLL
+                break
             due, data = self._inq.popleft()
             if self.options.baudrate:
                 self._in_late = now - due

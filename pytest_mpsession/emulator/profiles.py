@@ -257,8 +257,11 @@ def _load_file(path: str) -> dict[str, Profile]:
                 raise EmulatorError(f"{path}: [{name}] unknown key {key!r}; valid keys: {valid}")
             changes[key] = _coerce(name, key, value, path)
         if changes.get("qemu_machine") or known[base_name].qemu_machine:
-            # real firmware: nothing of the unix port's board disguise applies
+            # real firmware: nothing of the unix port's board disguise applies, and QEMU's
+            # UART has no pacing of its own: the link gives it a line rate
             changes["disguise"] = False
+            if not changes.get("baudrate", known[base_name].baudrate):
+                changes["baudrate"] = 115200
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found

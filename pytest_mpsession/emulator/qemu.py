@@ -40,8 +40,10 @@ import os
 import queue
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -510,6 +512,21 @@ class QemuEngine:
     def interrupt(self) -> str:
         """Nothing to do from outside: the Ctrl-C byte itself interrupts (returns ``idle``)."""
         return "idle"
+
+    def input_backlog(self) -> int:
+        """Bytes sent to the board's UART that QEMU has not taken into the UART yet.
+
+        QEMU takes bytes only as the UART's receive FIFO has room, and the firmware empties
+        the FIFO into its own small buffer in an interrupt: a backlog here reaches the
+        firmware at once when its machine runs again, faster than any line, and overflows
+        that buffer.  The link waits while there is one.
+        """
+        if self.fd < 0:
+            return 0
+        try:
+            return int(struct.unpack("i", fcntl.ioctl(self.fd, termios.TIOCOUTQ, b"\0" * 4))[0])
+        except OSError:
+            return 0
 
     def poll(self) -> int | None:
         """The exit status if QEMU has ended, else None."""
