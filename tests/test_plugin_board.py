@@ -81,7 +81,12 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     pytester.makepyfile(BASIC)
     result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error", "-v")
     result.assert_outcomes(passed=7, skipped=3)
-    header = [line for line in result.outlines if line.startswith("mpsession: ")]
+    progress = f"mpsession: {generic_port}: connecting ... "
+    header = [
+        line
+        for line in result.outlines
+        if line.startswith("mpsession: ") and not line.startswith(progress)
+    ]
     assert re.fullmatch(
         rf"mpsession: micropython 1\.\d+\.\d+ on generic at {re.escape(generic_port)}, "
         r"features: (\w+, )+\w+",
@@ -89,8 +94,22 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     ), header
     assert "float" in header[0] and "raw_paste" in header[0]
     assert header[1].startswith("mpsession: round trip ")  # with -v: the measurements
-    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
-    assert len([line for line in quiet.outlines if line.startswith("mpsession: ")]) == 1
+    plain = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    lines = [line for line in plain.outlines if line.startswith("mpsession: ")]
+    # the progress line (the board's connection and probe, timed), then the header line
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        re.escape(progress) + r"raw REPL in \d+\.\d\d s, probing \.\.\. done in \d+\.\d\d s",
+        lines[0],
+    ), lines
+    assert lines[1].startswith("mpsession: micropython ")
+    # the progress line is part of the header phase, after pytest's first lines
+    assert plain.outlines.index(lines[0]) > plain.outlines.index(
+        next(line for line in plain.outlines if "test session starts" in line)
+    )
+    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider", "-q")
+    quiet.assert_outcomes(passed=7, skipped=3)
+    assert not [line for line in quiet.outlines if "mpsession" in line], quiet.outlines
     out = result.stdout.str()
     version = re.search(r"micropython (1\.\d+\.\d+) on generic", header[0])
     assert version is not None
@@ -449,6 +468,8 @@ def test_not_a_micropython_board_is_a_usage_error(
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert len(errors) == 1 and "mpsession: cannot use the board at" in errors[0]
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    # while it waited, the header said which board it was waiting for
+    result.stdout.fnmatch_lines(["mpsession: /dev/pts/*: connecting ... failed"])
 
 
 # -- pytest-xdist: a pool of boards ---------------------------------------------------------------

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from pytest_mpsession.plugin.boards import Board, is_xdist_controller, shared_port
+from pytest_mpsession.plugin.boards import (
+    Board,
+    Progress,
+    is_xdist_controller,
+    prepare_boards,
+    shared_port,
+)
 from pytest_mpsession.plugin.state import get_state
 
 __all__ = ["board_traceback", "record_board"]
@@ -223,7 +229,9 @@ def _junit_properties(config: pytest.Config, facts: dict[str, str], prefix: str)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    """One line per board: what it is, where, and what it can do."""
+    """One line per board: what it is, where, and what it can do. The boards are opened
+    here, with a progress line each, when they were not yet (see ``boards.prepare_boards``)."""
+    prepare_boards(config, Progress(config))
     state = get_state(config)
     if state is None or not state.settings.configured:
         return ["mpsession: no board (device tests skip; use --mp-port PORT or --mp-mock)"]
@@ -256,13 +264,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Record the board this process connected to (in the boards module's
-    ``pytest_sessionstart``) in the JUnit properties."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record the board this process used in the JUnit properties (before the JUnit file is
+    written; on an xdist worker, for the controller, before the worker reports back)."""
     state = get_state(session.config)
     board = state.board if state is not None else None
-    if board is not None and board.manager is not None:
+    if board is not None and board.capabilities is not None:
         record_board(session.config, board)
 
 
