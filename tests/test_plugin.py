@@ -131,7 +131,26 @@ def test_no_board_skips_device_tests_and_runs_the_rest(pytester: pytest.Pytester
             "or --mp-mock to test on the emulator"
         ]
     )
-    result.stdout.fnmatch_lines(["mpsession: no board*"])
+    # No header line (the plugin is in every project of the environment), but a line in the
+    # summary when device tests were skipped for want of a board.
+    header = result.outlines[: result.outlines.index("collected 4 items")]
+    assert not [line for line in header if "mpsession:" in line], header
+    result.stdout.fnmatch_lines(
+        ["mpsession: no board: 3 device tests skipped (use --mp-port PORT or --mp-mock)"]
+    )
+    result = pytester.runpytest("-n", "2", "-p", "xdist")  # the controller counts them too
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["mpsession: no board: 3 device tests skipped*"])
+
+
+def test_no_board_and_no_device_test_no_mpsession_line(pytester: pytest.Pytester) -> None:
+    # Like pytest-timeout, which says nothing unless a timeout is set.
+    pytester.makepyfile("def test_host():\n    assert True\n")
+    result = pytester.runpytest("-W", "error")
+    result.assert_outcomes(passed=1)
+    assert "mpsession:" not in result.stdout.str() + result.stderr.str()
+    verbose = pytester.runpytest("-W", "error", "-v", "-rA")
+    assert "mpsession:" not in verbose.stdout.str() + verbose.stderr.str()
 
 
 # -- bad values: one line, exit 4, naming the value and where it came from -------------------------

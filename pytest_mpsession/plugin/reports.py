@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_mpsession.plugin.boards import (
+    NO_BOARD_REASON,
     Board,
     Progress,
     is_xdist_controller,
@@ -234,7 +235,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     prepare_boards(config, Progress(config))
     state = get_state(config)
     if state is None or not state.settings.configured:
-        return ["mpsession: no board (device tests skip; use --mp-port PORT or --mp-mock)"]
+        # nothing to say in a project without boards (the plugin is in every run of the
+        # environment): skipped device tests are counted in the terminal summary
+        return None
     settings = state.settings
     if is_xdist_controller(config):
         if shared_port(settings.ports):
@@ -296,9 +299,22 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Under pytest-xdist, the boards the workers used (their header lines are not shown);
-    and how many device tests were skipped because a board broke."""
+    how many device tests were skipped because a board broke, or because there was none."""
     state = get_state(config)
     if state is None:
+        return
+    if not state.settings.configured:
+        unboarded = sum(
+            1
+            for report in terminalreporter.stats.get("skipped", ())
+            if isinstance(report.longrepr, tuple) and NO_BOARD_REASON in str(report.longrepr[-1])
+        )
+        if unboarded:
+            tests = "test" if unboarded == 1 else "tests"
+            terminalreporter.write_line(
+                f"mpsession: no board: {unboarded} device {tests} skipped "
+                "(use --mp-port PORT or --mp-mock)"
+            )
         return
     for worker, facts in sorted(state.worker_boards.items()):
         terminalreporter.write_line(f"mpsession: {worker}: {facts.get('description', '')}")
