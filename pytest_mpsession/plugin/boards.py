@@ -277,8 +277,8 @@ def pool_message(workers: int, settings: Settings) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """xdist controller: as many boards as workers, and every port opens, before the workers
-    start (the settings were resolved by the options module's ``pytest_configure``)."""
+    """xdist controller: as many boards as workers (the settings were resolved by the options
+    module's ``pytest_configure``); whether they answer is checked in :func:`prepare_boards`."""
     state = get_state(config)
     if state is None:
         return
@@ -287,25 +287,30 @@ def pytest_configure(config: pytest.Config) -> None:
         workers = int(config.option.numprocesses)
         if workers > len(settings.ports) and not shared_port(settings.ports):
             raise pytest.UsageError(pool_message(workers, settings))
-        if not config.option.collectonly:
-            _check_ports_open(settings)
 
 
-def _check_ports_open(settings: Settings) -> None:
-    """xdist controller: a port that cannot be opened is a usage error before the workers
-    start (they open their boards themselves, and a worker that fails is restarted)."""
+def _check_pool(config: pytest.Config, settings: Settings, progress: Progress | None) -> None:
+    """xdist controller: every board a worker will use answers the raw REPL, or a one-line
+    usage error before the workers start (they open their boards themselves, and a worker
+    whose board fails could only fail its tests one by one)."""
+    from pytest_mpsession.communicator import Communicator
     from pytest_mpsession.errors import MpSessionError
-    from pytest_mpsession.transport import Transport
 
-    for port in settings.ports:
+    progress = progress if progress is not None else Progress()
+    workers = int(config.option.numprocesses)
+    for port in settings.ports[:workers]:
         if port.startswith(MOCK_SCHEME):
-            continue
+            continue  # an emulated board per worker, started by the worker
+        progress.step(f"mpsession: {port}: checking ... ")
+        start = time.monotonic()
         try:
-            Transport.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
+            Communicator.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
         except (MpSessionError, OSError, ValueError) as exc:
+            progress.end("failed")
             raise pytest.UsageError(
                 f"mpsession: cannot use the board at {port}: {one_line(exc)}"
             ) from None
+        progress.end(f"raw REPL in {time.monotonic() - start:.2f} s")
 
 
 # -- feature probes ----------------------------------------------------------------------
@@ -378,6 +383,8 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
     state.prepared = True
     probes = feature_probes(config)
     if is_xdist_controller(config):
+        if not config.option.collectonly:
+            _check_pool(config, state.settings, progress)
         return
     worker = worker_id(config)
     workerinput = getattr(config, "workerinput", None)
