@@ -37,7 +37,7 @@ def one_line_error(result: pytest.RunResult) -> str:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+    for name in ("MP_PORT", "MP_MOCK", "MP_TIMEOUT", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
     # The inner runs need no hypothesis plugin (its summary costs a second per run).
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
@@ -387,6 +387,55 @@ def test_settings_resolution_unit(
     settings = resolve_settings(pytester.parseconfigure())
     assert settings.ports == ("hwgrep://2e8a:0005", "socket://h:1")
     assert settings.port_source == "MP_PORT"
+
+
+@pytest.mark.parametrize("off", ["0", "false", "", "off"])
+def test_mp_mock_off_in_the_environment_switches_off_the_ini_mp_mock(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, off: str
+) -> None:
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    pytester.makepyfile(DEVICE_TESTS)
+    monkeypatch.setenv("MP_MOCK", off)
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["*no MicroPython board configured*"])
+
+
+def test_mp_mock_off_keeps_an_ini_port_and_the_command_line_wins(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    monkeypatch.setenv("MP_MOCK", "0")
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    assert resolve_settings(pytester.parseconfigure()).ports == ()
+    assert resolve_settings(pytester.parseconfigure("--mp-mock=rp2")).ports == ("mpmock://rp2",)
+    pytester.makeini("[pytest]\nmp_port = /dev/ttyX\n")
+    settings = resolve_settings(pytester.parseconfigure())
+    assert settings.ports == ("/dev/ttyX",) and settings.mock is None
+
+
+def test_mp_timeout_environment_variable(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    pytester.makeini("[pytest]\nmp_timeout = 7\n")
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "2.5")  # the environment over the ini file
+    assert resolve_settings(pytester.parseconfigure()).timeout == 2.5
+    # the command line over the environment
+    assert resolve_settings(pytester.parseconfigure("--mp-timeout=30")).timeout == 30.0
+    monkeypatch.setenv("MP_TIMEOUT", " ")  # set but blank: as if unset
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "soon")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert one_line_error(result) == (
+        "ERROR: mpsession: MP_TIMEOUT 'soon' is not a timeout: give a positive number of "
+        "seconds such as 10"
+    )
 
 
 def test_mp_mock_before_a_test_path_loads_that_paths_conftest(pytester: pytest.Pytester) -> None:

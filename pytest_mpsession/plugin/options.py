@@ -48,10 +48,10 @@ HELP_PORT = (
 HELP_MOCK = (
     "run against the built-in board emulator (the real MicroPython interpreter) instead of "
     "hardware; PROFILE: generic (default), esp32, rp2, stm32, unix, legacy, or one of "
-    "MP_MOCK_PROFILES. Env: MP_MOCK (1 or a profile name)."
+    "MP_MOCK_PROFILES. Env: MP_MOCK (1 or a profile name; 0 switches off an ini mp_mock)."
 )
 HELP_BAUDRATE = "baud rate of the board's serial port (default: 115200)."
-HELP_TIMEOUT = "default timeout of each board call, in seconds (default: 10)."
+HELP_TIMEOUT = "default timeout of each board call, in seconds (default: 10). Env: MP_TIMEOUT."
 HELP_RESET = (
     "what device_session does to the board after each test: clean (clear the session's "
     "namespace and resources; the default), soft (also soft-reset), hard (also hard-reset), "
@@ -132,6 +132,9 @@ def _select_board(config: pytest.Config) -> tuple[tuple[str, ...], str, str | No
     env_mock = os.environ.get("MP_MOCK", "")
     ini_ports: list[str] = list(_ini(config, "mp_port") or [])
     ini_mock = str(_ini(config, "mp_mock") or "")
+    if "MP_MOCK" in os.environ and _mock_value(env_mock, "MP_MOCK") is None:
+        # MP_MOCK=0 (false, no, off, or empty) is a choice: no emulator, whatever the ini says
+        ini_mock = ""
 
     candidates: list[tuple[str, str, list[str], str | None]] = [
         ("--mp-port", "--mp-mock", list(opt_ports or []), opt_mock),
@@ -182,10 +185,13 @@ def _number(
     kind: Callable[[str], float],
     default: float,
     what: str,
+    env: str | None = None,
 ) -> float:
     cli = config.getoption(option.lstrip("-").replace("-", "_"), None)
     if cli is not None:
         raw, source = str(cli), option
+    elif env is not None and os.environ.get(env, "").strip():
+        raw, source = os.environ[env], env
     else:
         ini = _ini(config, ini_key)
         if ini in (None, ""):
@@ -255,7 +261,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     )
     timeout = _number(
         config, "--mp-timeout", "mp_timeout", float, DEFAULT_TIMEOUT,
-        "a timeout: give a positive number of seconds such as 10",
+        "a timeout: give a positive number of seconds such as 10", env="MP_TIMEOUT",
     )  # fmt: skip
     features = parse_feature_lines(
         list(_ini(config, "mp_features") or []), _ini_source(config, "mp_features")
