@@ -154,10 +154,47 @@ def test_junit_suite_properties(pytester: pytest.Pytester, generic_port: str) ->
     result = pytester.runpytest(f"--mp-port={generic_port}", "--junitxml=out.xml")
     result.assert_outcomes(passed=1)
     root = ET.parse(pytester.path / "out.xml").getroot()
-    props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert props["mpsession_platform"] == "generic"
-    assert props["mpsession_port"] == generic_port
-    assert re.fullmatch(r"1\.\d+\.\d+", props["mpsession_firmware"] or "")
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    assert [name for name, _value in props] == [
+        "mpsession_firmware",
+        "mpsession_platform",
+        "mpsession_port",
+    ]
+    values = dict(props)
+    assert values["mpsession_platform"] == "generic"
+    assert values["mpsession_port"] == generic_port
+    assert re.fullmatch(r"1\.\d+\.\d+", values["mpsession_firmware"] or "")
+
+
+def test_junit_suite_properties_under_xdist_are_clean_per_worker(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('i', range(4))\n"
+        "def test_x(device_session, i):\n    device_session.exec('pass')\n"
+    )
+    with PtyBoard("esp32") as other:
+        result = pytester.runpytest_subprocess(
+            "-n", "2", f"--mp-port={generic_port}", f"--mp-port={other.path}",
+            "--junitxml=out.xml", "-p", "no:cacheprovider",
+        )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    firmware = props[1][1] or ""
+    assert re.fullmatch(r"1\.\d+\.\d+", firmware), props
+    # one group per worker, the worker in its own property, every value clean
+    assert props == [
+        ("mpsession_worker", "gw0"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "generic"),
+        ("mpsession_port", generic_port),
+        ("mpsession_worker", "gw1"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "esp32"),
+        ("mpsession_port", other.path),
+    ]
 
 
 def test_device_error_shows_the_board_traceback_at_the_users_lines(
