@@ -172,6 +172,14 @@ def test_no_board_and_no_device_test_no_mpsession_line(pytester: pytest.Pytester
                                                     "sx127x' is not 'name: probe'*"),
         ([], "mp_features =\n    1lora: import sx127x", "*mp_features in tox.ini: feature name "
                                                      "'1lora' is not valid*"),
+        ([], "mp_features =\n    lora: import sx127x +", "mp_features in tox.ini: the probe for "
+         "feature 'lora' is not valid Python (invalid syntax at column 15): 'import sx127x +'"),
+        ([], "mp_features =\n    big: assert gc.mem_free( > 1", "mp_features in tox.ini: the probe "
+         "for feature 'big' is not valid Python (*): 'assert gc.mem_free( > 1'"),
+        ([], "mp_features =\n    float: import myfloat", "mp_features in tox.ini: 'float' is a "
+         "built-in feature, probed by the plugin; give your probe a name of its own"),
+        ([], "mp_features =\n    lora: import a\n    lora: import b", "mp_features in tox.ini: "
+         "feature 'lora' is given twice; keep one probe"),
         (["--mp-port=/dev/x", "--mp-mock"], "", "*--mp-port and --mp-mock exclude each other*"),
         (["--mp-port="], "", "*--mp-port gives an empty port*"),
         (["--mp-mock=nosuchboard"], "",
@@ -191,6 +199,22 @@ def test_bad_values_are_usage_errors(
     assert fnmatch(line, "ERROR: mpsession: " + expected.lstrip("*")) or fnmatch(
         line, "ERROR: *" + expected
     ), line
+
+
+def test_a_hook_probe_that_does_not_compile_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('radio', 'import radio; radio.on(')\n"
+    )
+    pytester.makepyfile("def test_x(device_session): pass")
+    result = pytester.runpytest("--mp-mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = one_line_error(result)
+    assert line.startswith(
+        "ERROR: mpsession: pytest_mpsession_probe_features: the probe for feature 'radio' is "
+        "not valid Python ("
+    ), line
+    assert line.endswith("fix it in the conftest.py or plugin that adds it"), line
 
 
 def test_env_values_are_checked_and_named(

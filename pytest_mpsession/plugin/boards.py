@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mpsession.plugin.options import MOCK_SCHEME, Settings, one_line
+from pytest_mpsession.plugin.options import MOCK_SCHEME, Settings, one_line, probe_syntax_error
 from pytest_mpsession.plugin.state import PluginState, get_state
 
 if TYPE_CHECKING:
@@ -332,6 +332,13 @@ def _collect_probes(config: pytest.Config, settings: Settings) -> FeatureProbes:
     for name, code in settings.features:
         probes.add(name, code)
     config.hook.pytest_mpsession_probe_features(probes=probes)
+    for name, code in probes.items():
+        error = probe_syntax_error(name, code)
+        if error is not None:
+            raise pytest.UsageError(
+                f"mpsession: pytest_mpsession_probe_features: {error}; fix it in the "
+                "conftest.py or plugin that adds it"
+            )
     return probes
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "one_line",
     "option_group",
     "parse_feature_lines",
+    "probe_syntax_error",
     "resolve_settings",
 ]
 
@@ -223,9 +224,25 @@ def _reset_policy(config: pytest.Config) -> str:
     return raw.strip()
 
 
+def probe_syntax_error(name: str, code: str) -> str | None:
+    """Why the probe for feature ``name`` cannot run anywhere (it is not valid Python, so not
+    valid MicroPython either), or ``None``. A probe that does not compile would only ever be
+    a feature the board lacks, silently."""
+    try:
+        compile(code, f"<probe {name}>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset and "\n" not in code else ""
+        return f"the probe for feature {name!r} is not valid Python ({exc.msg}{where}): {code!r}"
+    except ValueError as exc:  # a NUL byte
+        return f"the probe for feature {name!r} cannot be compiled ({exc}): {code!r}"
+    return None
+
+
 def parse_feature_lines(lines: Sequence[str], source: str) -> tuple[tuple[str, str], ...]:
-    """``mp_features`` ini lines (``name: board code``) -> ``(name, code)`` pairs."""
-    from pytest_mpsession.capabilities import FeatureProbes
+    """``mp_features`` ini lines (``name: board code``) -> ``(name, code)`` pairs; a line
+    that is not ``name: probe``, a probe that does not compile, or a built-in feature's name
+    (whose probe is the plugin's) is a usage error."""
+    from pytest_mpsession.capabilities import KNOWN_FEATURES, FeatureProbes
 
     check = FeatureProbes(builtin=False)
     out: list[tuple[str, str]] = []
@@ -238,11 +255,24 @@ def parse_feature_lines(lines: Sequence[str], source: str) -> tuple[tuple[str, s
                 f"mpsession: {source}: {line.strip()!r} is not 'name: probe' (e.g. "
                 "'lora: import sx127x')"
             )
+        name, code = name.strip(), code.strip()
         try:
-            check.add(name.strip(), code.strip())
+            check.add(name, code)
         except ValueError as exc:
             raise pytest.UsageError(f"mpsession: {source}: {exc}") from None
-        out.append((name.strip(), code.strip()))
+        if name in KNOWN_FEATURES:
+            raise pytest.UsageError(
+                f"mpsession: {source}: {name!r} is a built-in feature, probed by the plugin; "
+                "give your probe a name of its own"
+            )
+        if name in dict(out):
+            raise pytest.UsageError(
+                f"mpsession: {source}: feature {name!r} is given twice; keep one probe"
+            )
+        error = probe_syntax_error(name, code)
+        if error is not None:
+            raise pytest.UsageError(f"mpsession: {source}: {error}")
+        out.append((name, code))
     return tuple(out)
 
 
