@@ -3,11 +3,15 @@ errors, markers and their checks, hook registration, skips when no board is conf
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
 DEVICE_TESTS = """
+import re
+
 import pytest
 
 def test_host_only():
@@ -541,3 +545,70 @@ def test_an_inherited_xdist_worker_variable_does_not_make_a_worker(
     assert port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
     with pytest.raises(pytest.UsageError, match="3 pytest-xdist workers but 2 board"):
         port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
+
+
+# -- requires_firmware: PEP 440 specifiers (packaging) on MicroPython versions ------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "firmware", "ok"),
+    [
+        (">=1.20", "v1.20.0-34-gd64154c73", True),  # a git build is its release
+        (">=1.29", "1.29.0-preview", True),  # MicroPython's preview is the version it names
+        ("<1.29", "1.29.0-preview", False),
+        ("1.9.2", "v1.9.2", True),  # a bare version is ==
+        ("==1.9", "1.9.0", True),  # 1.9 is 1.9.0
+        ("!=1.22.*,>=1.20", "1.22.3", False),
+        ("!=1.22.*,>=1.20", "1.23.0", True),
+        ("~=1.20", "1.24.1", True),
+        ("~=1.20.1", "1.21.0", False),
+        (">1.22", "1.22.0", False),
+        ("<=1.22", "1.22", True),
+    ],
+)
+def test_requires_firmware_specifiers_on_micropython_versions(
+    spec: str, firmware: str, ok: bool
+) -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from pytest_mpsession.capabilities import FirmwareSpec, parse_version
+
+    version = parse_version(firmware)
+    assert FirmwareSpec(spec).matches(version) is ok
+    # the comparison is packaging's, on the release the firmware string names
+    pep440 = spec if not spec[0].isdigit() else "==" + spec
+    assert SpecifierSet(pep440).contains(Version(".".join(map(str, version)))) is ok
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (">=1.23.0rc1", "MicroPython versions are up to three numbers"),
+        (">=1.2.3.4", "MicroPython versions are up to three numbers"),
+        ("==1.22.post1", "MicroPython versions are up to three numbers"),
+        ("==1.22+local", "cannot parse firmware requirement"),
+        ("===1.22", "cannot parse firmware requirement"),
+        ("~=1", "cannot parse firmware requirement"),
+        (">=1.*", "'.*' only goes with == or !="),
+        (">=1.20;<2", "cannot parse firmware requirement"),
+    ],
+)
+def test_requires_firmware_rejects_what_is_not_a_micropython_version(
+    spec: str, message: str
+) -> None:
+    from pytest_mpsession.capabilities import FirmwareSpec
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FirmwareSpec(spec)
+
+
+def test_a_bad_requires_firmware_is_a_collection_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.requires_firmware('>=1.23.0rc1')\ndef test_x():\n    pass\n"
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "requires_firmware('>=1.23.0rc1'): cannot parse firmware requirement" in (
+        one_line_error(result)
+    )
