@@ -656,3 +656,47 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     # With a test path beside it pytest finds the project's ini anyway: nothing to say.
     beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
     beside.assert_outcomes(passed=1)
+
+
+def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(
+    pytester: pytest.Pytester,
+) -> None:
+    # The line is on the terminal while the plugin waits (not only after), and Ctrl-C during
+    # the wait ends the run as pytest's own interruption, the line closed.
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile("def test_x(device_session): pass")
+    master, slave = pty.openpty()
+    port = os.ttyname(slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--mp-port={port}", "--mp-timeout=60",
+         "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b": connecting ... " not in seen:
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            assert ready, seen
+            assert proc.stdout is not None
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, seen
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # Ctrl-C ended the 60 s wait
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    text = (seen + out).decode()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, text + err.decode()
+    assert f"mpsession: {port}: connecting ... failed\n" in text
+    assert "INTERNALERROR" not in text + err.decode()
