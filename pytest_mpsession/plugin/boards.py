@@ -119,8 +119,8 @@ class Progress:
     def step(self, text: str) -> None:
         """Add ``text`` to the board's line (the line starts with the first step)."""
         if self._tr is not None:
+            self._open = True  # first: a Ctrl-C during the write still ends the line
             self._tr.write(text, flush=True)
-            self._open = True
 
     def end(self, text: str) -> None:
         """End the board's line with ``text``."""
@@ -136,8 +136,8 @@ def connect_board(config: pytest.Config, board: Board, progress: Progress | None
     Any failure is a :class:`pytest.UsageError` with one line saying what went wrong.
     """
     progress = progress if progress is not None else Progress()
-    progress.step(f"mpsession: {board.port}: connecting ... ")
     try:
+        progress.step(f"mpsession: {board.port}: connecting ... ")
         _connect(config, board, progress)
     except BaseException:
         progress.end("failed")
@@ -301,15 +301,18 @@ def _check_pool(config: pytest.Config, settings: Settings, progress: Progress | 
     for port in settings.ports[:workers]:
         if port.startswith(MOCK_SCHEME):
             continue  # an emulated board per worker, started by the worker
-        progress.step(f"mpsession: {port}: checking ... ")
         start = time.monotonic()
         try:
+            progress.step(f"mpsession: {port}: checking ... ")
             Communicator.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
         except (MpSessionError, OSError, ValueError) as exc:
             progress.end("failed")
             raise pytest.UsageError(
                 f"mpsession: cannot use the board at {port}: {one_line(exc)}"
             ) from None
+        except BaseException:
+            progress.end("failed")
+            raise
         progress.end(f"raw REPL in {time.monotonic() - start:.2f} s")
 
 
