@@ -500,9 +500,13 @@ def _pool_message(workers: int, settings: Settings) -> str:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Register the ``pytest_mpsession_*`` hookspecs."""
-    from pytest_mpsession import hookspecs
+    from pytest_mpsession import benchmark, hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
+    # device_benchmark and its pytest-benchmark hooks (registered before pytest-benchmark's
+    # pytest_configure compares machine infos)
+    if not pluginmanager.is_registered(benchmark):
+        pluginmanager.register(benchmark, "mpsession-benchmark")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
