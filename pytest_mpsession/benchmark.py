@@ -30,6 +30,7 @@ import math
 import statistics
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -84,6 +85,7 @@ _BOARD = pytest.StashKey[dict[str, str]]()
 _SAVED_BOARDS = pytest.StashKey[list[tuple[str, dict[str, str]]]]()
 
 BENCH_FIXTURE = "device_benchmark"
+NOT_USED_MESSAGE = "Benchmark fixture was not used at all in this test"
 
 
 class BoardClock:
@@ -148,19 +150,27 @@ class RoundsPolicy:
         return min(rounds, self.warmup_iterations) if self.warmup else 0
 
 
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s >= 1 else f"{s * 1000:.1f} ms"
+
+
 def _fail(message: str) -> NoReturn:
     pytest.fail(f"device_benchmark: {message}", pytrace=False)
 
 
-def _moved(err: DeviceError, *, lines: int = 0, file: str | None = None) -> DeviceError:
+def _moved(
+    err: DeviceError, *, lines: int = 0, last: int = 0, file: str | None = None
+) -> DeviceError:
     """``err`` with its board frames in ``<string>`` moved back by ``lines`` (the round's
-    prologue), or renamed to ``file`` (so the report does not map setup frames to the code's
-    lines), keeping its type."""
+    prologue) and no further than line ``last`` (a syntax error the parser found in the
+    epilogue is the code's), or renamed to ``file`` (so the report does not map setup frames
+    to the code's lines), keeping its type."""
     import re
 
     def frame(match: re.Match[str]) -> str:
         name = file if file is not None else "<string>"
-        return f'File "{name}", line {max(1, int(match.group(1)) - lines)}'
+        line = max(1, int(match.group(1)) - lines)
+        return f'File "{name}", line {min(line, last) if last else line}'
 
     tb = re.sub(r'File "<string>", line (\d+)', frame, err.traceback)
     new = type(err)(err.message, exc_type=err.exc_type, traceback=tb, port=err.port)
@@ -188,10 +198,22 @@ class DeviceBenchmark:
         self.round_trips: list[float] = []
         self._period = DEFAULT_TICKS_PERIOD
         self._used = False
+        self._timing = False
 
     def __call__(self, code: str, setup: str | None = None) -> str:
         """Run ``setup`` once, then time ``code`` by the board's clock for pytest-benchmark's
         rounds; return what ``code`` printed (its last round)."""
+        try:
+            return self._run(code, setup)
+        except BaseException:
+            if not self._timing:
+                # The failure is the report; pytest-benchmark's "fixture was not used"
+                # warning at teardown would be a second, wrong one. (pytest restores its
+                # warning filters when the test's protocol ends.)
+                warnings.filterwarnings("ignore", message=NOT_USED_MESSAGE)
+            raise
+
+    def _run(self, code: str, setup: str | None) -> str:
         from pytest_mpsession.errors import DeviceError
 
         if not isinstance(code, str):
@@ -217,14 +239,17 @@ class DeviceBenchmark:
         self._find_clock()
         bench = self.benchmark
         text = ROUND_PROLOGUE + body + ROUND_EPILOGUE
+        last_line = body.count("\n") + 1
         try:
             if bench.disabled:
+                self._timing = True
                 out: str = bench.pedantic(self._round, args=(text,))
                 return out
             started = time.monotonic()
             self._round(text)  # calibrates: how long a round takes, link included
             rounds = self.policy.rounds(time.monotonic() - started)
             self.round_trips.clear()
+            self._timing = True
             out = bench.pedantic(
                 self._round,
                 args=(text,),
@@ -235,7 +260,7 @@ class DeviceBenchmark:
         except DeviceError as exc:
             # Raised here, not from pytest-benchmark's frames, so the report shows the
             # board's traceback at the lines of the test's code literal.
-            raise _moved(exc, lines=1).with_traceback(None) from None
+            raise _moved(exc, lines=1, last=last_line).with_traceback(None) from None
         self._record(rounds)
         return out
 
@@ -244,9 +269,11 @@ class DeviceBenchmark:
         period = int(out.rpartition(MARK)[2].strip() or "-1")
         if period < 0:
             caps = self.session.manager.capabilities
-            pytest.skip(
+            # reported at the test (as a marker's skip is), not at this line
+            raise pytest.skip.Exception(
                 f"device_benchmark: the board has no time.ticks_us/ticks_diff "
-                f"({caps.describe()}); it cannot time code by its own clock"
+                f"({caps.describe()}); it cannot time code by its own clock",
+                _use_item_location=True,
             )
         self._period = period or DEFAULT_TICKS_PERIOD
 
@@ -266,8 +293,9 @@ class DeviceBenchmark:
         # longer one, so the host's clock says when that may have happened.
         if wall * 1e6 >= self._period // 2:
             _fail(
-                f"a round took {wall:.0f} s, longer than half the board's tick period "
-                f"({self._period // 2 / 1e6:.0f} s): time.ticks_diff cannot measure it"
+                f"a round took {_seconds(wall)} (round trip), longer than half the board's "
+                f"tick period ({_seconds(self._period // 2 / 1e6)}): time.ticks_diff cannot "
+                "measure it"
             )
         self.round_trips.append(wall)
         self.clock.advance(us)
