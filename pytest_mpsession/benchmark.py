@@ -58,8 +58,11 @@ MARK = "\x1e"
 
 # Find the board's microsecond clock once per benchmark: ``utime`` on old firmware, ``time``
 # on new. Prints the tick period (ticks_add(0, -1) + 1; 0 when the board cannot say) or -1
-# when the board has no ticks_us/ticks_diff.
+# when the board has no ticks_us/ticks_diff. Collects the setup's garbage first: on a 16 KB
+# board the rounds' compiles need the heap in one piece, not fragmented by the setup.
 CLOCK_PROBE = (
+    "_mpb_G=__import__('gc')\n"
+    "_mpb_G.collect()\n"
     "_mpb_T=None\n"
     "for _mpb_m in ('utime','time'):\n"
     " try:\n"
@@ -80,9 +83,15 @@ CLOCK_PROBE = (
 
 # One round: the code between two reads of the clock. The prologue is one line (board
 # tracebacks are moved back by it) and the whole text is compiled before it runs, so the
-# compile is not in the figure; the figure is printed after the code's own output.
+# compile is not in the figure; the figure is printed after the code's own output. Then the
+# board collects the round's garbage, outside the figure: no round pays for an earlier one's
+# garbage, and the next round's compile finds the heap in one piece (without it a 16 KB
+# board fails to find 1 KB after a few rounds).
 ROUND_PROLOGUE = "_mpb_t=_mpb_T.ticks_us()\n"
-ROUND_EPILOGUE = "\n_mpb_t=_mpb_T.ticks_diff(_mpb_T.ticks_us(),_mpb_t)\nprint('\\x1e%d'%_mpb_t)\n"
+ROUND_EPILOGUE = (
+    "\n_mpb_t=_mpb_T.ticks_diff(_mpb_T.ticks_us(),_mpb_t)\nprint('\\x1e%d'%_mpb_t)\n"
+    "_mpb_G.collect()\n"
+)
 
 #: when the board cannot tell its tick period: the smallest in use (2**30 us, ~18 minutes)
 DEFAULT_TICKS_PERIOD = 1 << 30
@@ -201,6 +210,13 @@ class DeviceBenchmark:
         self._period = DEFAULT_TICKS_PERIOD
         self._used = False
         self._timing = False
+
+    @property
+    def extra_info(self) -> dict[str, Any]:
+        """The benchmark's ``extra_info`` (saved with it): add what the figure depends on,
+        such as the parameters of the code."""
+        info: dict[str, Any] = self.benchmark.extra_info
+        return info
 
     def __call__(self, code: str, setup: str | None = None) -> str:
         """Run ``setup`` once, then time ``code`` by the board's clock for pytest-benchmark's

@@ -294,3 +294,20 @@ def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> 
     assert 'File "test_bad_input_gets_one_line_each.py", line 17' in out
     assert 'File "<setup>", line 2' in out
     assert "benchmark.py" not in out  # no plugin frames in the reports
+
+
+def test_hundreds_of_rounds_fit_in_a_16_kb_board(pytester: pytest.Pytester) -> None:
+    # Each round compiles its code on the board; without a collection after each round the
+    # legacy board's heap is too fragmented for the next compile within a few rounds.
+    pytester.makepyfile(
+        """
+        def test_many(device_benchmark):
+            assert device_benchmark("print(sum(range(1000)))") == "499500\\n"
+        """
+    )
+    result = pytester.runpytest(
+        "--mp-mock=legacy", "-p", "no:cacheprovider", "--benchmark-min-rounds=300",
+        "--benchmark-max-time=0", "--benchmark-json=out.json",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    assert only_benchmark(pytester.path / "out.json")["stats"]["rounds"] == 300
