@@ -251,6 +251,8 @@ class DeviceBenchmark:
             try:
                 self.session.exec(textwrap.dedent(setup.replace("\r\n", "\n")))
             except DeviceError as exc:
+                if type(exc) is not DeviceError:
+                    raise  # a timeout or a board fault: the plugin's recovery needs it as is
                 err = _moved(exc, file="<setup>")
                 err.message = f"{exc.message} (in device_benchmark's setup)"
                 raise err.with_traceback(None) from None
@@ -276,6 +278,8 @@ class DeviceBenchmark:
                 iterations=1,
             )
         except DeviceError as exc:
+            if type(exc) is not DeviceError:
+                raise  # a timeout or a board fault: the plugin's recovery needs it as is
             # Raised here, not from pytest-benchmark's frames, so the report shows the
             # board's traceback at the lines of the test's code literal.
             raise _moved(exc, lines=1, last=last_line).with_traceback(None) from None

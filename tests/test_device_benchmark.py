@@ -250,6 +250,9 @@ y = x + undefined_name''')
 def test_code_syntax_error(device_benchmark):
     device_benchmark("x = (1,")
 
+def test_code_hangs(device_benchmark):
+    device_benchmark("while True:\\n pass")
+
 def test_twice(device_benchmark):
     device_benchmark("x = 1")
     device_benchmark("x = 2")
@@ -271,8 +274,8 @@ def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> 
     # a board whose tick period is 4 ms: a 5 ms round is more than ticks_diff can measure
     setup = WRAPPING_CLOCK + "sys.modules['utime'] = sys.modules['time'] = WrappingTicks(4096)\n"
     pytester.makepyfile(BAD + f"\nSETUP = {setup!r}\n")
-    result = run(pytester, board)
-    result.assert_outcomes(passed=1, failed=8, skipped=1)
+    result = run(pytester, board, "--mp-timeout=2")
+    result.assert_outcomes(passed=1, failed=9, skipped=1)
     out = result.stdout.str()
     for line in [
         "device_benchmark: the code must be a str of board source, not int",
@@ -281,6 +284,7 @@ def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> 
         "DeviceError: ZeroDivisionError: divide by zero (in device_benchmark's setup)",
         "DeviceError: NameError: name 'undefined_name' isn't defined",
         "DeviceError: SyntaxError: invalid syntax",
+        "DeviceTimeout",
         "device_benchmark: called twice in one test; pytest-benchmark records one benchmark "
         "per test (parametrize the test to time several pieces of code)",
         "device_benchmark: the board has no time.ticks_us/ticks_diff (micropython ",
@@ -311,3 +315,41 @@ def test_hundreds_of_rounds_fit_in_a_16_kb_board(pytester: pytest.Pytester) -> N
     )  # fmt: skip
     result.assert_outcomes(passed=1)
     assert only_benchmark(pytester.path / "out.json")["stats"]["rounds"] == 300
+
+
+def test_the_tests_benchmark_marker_and_benchmark_only_apply(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.benchmark(group="kernels", min_rounds=7)
+        def test_marked(device_benchmark):
+            device_benchmark("x = 1")
+
+        def test_not_a_benchmark():
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        "--mp-mock", "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-max-time=0",
+        "--benchmark-json=out.json", "-W", "error",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, skipped=1)  # --benchmark-only: the plain test skips
+    bench = only_benchmark(pytester.path / "out.json")
+    assert bench["group"] == "kernels" and bench["stats"]["rounds"] == 7
+    assert bench["options"]["timer"] == "board_ticks_us"
+
+
+def test_under_xdist_each_benchmark_runs_once(pytester: pytest.Pytester) -> None:
+    # pytest-benchmark switches benchmarks off in xdist workers: each runs once, as a test
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_count(device_benchmark, i):
+            assert device_benchmark("n[0] += 1\\nprint(n[0])", setup="n = [0]") == "1\\n"
+        """
+    )
+    result = pytester.runpytest_subprocess("--mp-mock", "-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=4)
