@@ -211,7 +211,7 @@ class DeviceSession:
             )
         if reply.output:
             log.debug("session %s output: %r", self.session_id, reply.output)
-        return _parse(reply.records[-1])
+        return _parse(reply.records[-1].decode("utf-8", "surrogateescape"))
 
     def _call_helper_pieces(
         self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
@@ -220,7 +220,7 @@ class DeviceSession:
         reply = self._reply(code, timeout, parts)
         if reply.output:
             log.debug("session %s output: %r", self.session_id, reply.output)
-        return [_parse(record) for record in reply.records]
+        return [_parse(r.decode("utf-8", "surrogateescape")) for r in reply.records]
 
     def exec(self, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in the session's namespace on the board; returns exactly what it
@@ -420,9 +420,11 @@ class DeviceSession:
                 timeout,
             )
             return
-        value = _parse(reply.records[-1])
+        value = _parse(reply.records[-1].decode("utf-8", "surrogateescape"))
         assert isinstance(value, tuple)
-        stuck, failed, mem_free, base_free, unrestored = value
+        stuck, failed, mem_free, *rest = value
+        base_free = rest[0] if rest else 0
+        unrestored = rest[1] if len(rest) > 1 else []
         self.board_mem_free = int(mem_free)
         self._ns_epoch = None
         stuck_ids = self.executor._after_cleanup(list(stuck), dict(failed))
