@@ -264,8 +264,8 @@ class DeviceSessionManager:
         """Call ``callback`` on ``event``: ``"state_changed"`` with ``(old, new)``,
         ``"capabilities_changed"`` with ``(capabilities)``, ``"cleanup_escalated"`` with
         ``(session, reason)`` when a clean cleanup had to soft reset the board. Callbacks
-        run in the thread that made the change, possibly while the board is held: keep them short, never call the
-        board from them. An exception in one is logged and ignored."""
+        run in the thread that made the change, possibly while the board is held: keep
+        them short, never call the board from them. An exception in one is logged and ignored."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}: use one of {', '.join(EVENTS)}")
         if not callable(callback):
@@ -459,8 +459,8 @@ class DeviceSessionManager:
                     # Helper source goes as it is (a checked call would hold it twice,
                     # which a 16 KB board cannot); a damaged piece fails to compile and is
                     # sent again.
-                    for attempt in range(3):
-                        out, err = comm.exec_raw_unchecked(piece, timeout=timeout)
+                    for _attempt in range(3):
+                        _out, err = comm.exec_raw_unchecked(piece, timeout=timeout)
                         if not err:
                             break
                         text = err.decode("utf-8", "replace")
