@@ -513,6 +513,10 @@ class QemuEngine:
         """Nothing to do from outside: the Ctrl-C byte itself interrupts (returns ``idle``)."""
         return "idle"
 
+    def set_stack_limit(self, limit: int) -> bool:
+        """Nothing to set from outside: the firmware's stack is the chip's (returns False)."""
+        return False
+
     def input_backlog(self) -> int:
         """Bytes sent to the board's UART that QEMU has not taken into the UART yet.
 
