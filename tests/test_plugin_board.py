@@ -656,6 +656,9 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     # With a test path beside it pytest finds the project's ini anyway: nothing to say.
     beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
     beside.assert_outcomes(passed=1)
+    # Nor when the configuration file is named (-c): pytest guessed nothing from the port.
+    named = pytester.runpytest("--mp-port", str(link), "-c", "tox.ini", "-p", "no:cacheprovider")
+    named.assert_outcomes(passed=1)
 
 
 def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(
