@@ -31,7 +31,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_mpsession.emulator.engine import EmulatorError, Engine, find_engine
+from pytest_mpsession.emulator import sandbox
+from pytest_mpsession.emulator.engine import (
+    ENGINE_ENV,
+    EmulatorError,
+    Engine,
+    exec_paths,
+    find_engine,
+)
 from pytest_mpsession.emulator.options import Options
 from pytest_mpsession.emulator.profiles import Profile
 from pytest_mpsession.protocol.constants import (
@@ -80,6 +87,13 @@ _BANNER_HOLD_MAX = 4096
 _OUT_BACKLOG = 64 * 1024
 
 
+def _hint() -> str:
+    env = os.environ.get(ENGINE_ENV, "").strip()
+    if env:
+        return f" ({ENGINE_ENV}={env!r}: is it a MicroPython unix port?)"
+    return ""
+
+
 class Link:
     """One emulated board: its engine process, its REPL state and the relay to the host.
 
@@ -119,6 +133,21 @@ class Link:
         self._cause = _CAUSE_POWER
         if profile.flash_size and profile.disguise:
             self._make_flash()
+        # the engine's confinement (see sandbox.py): its flash image, its own modules and
+        # boot script, and for the bare unix port a folder of its own as its filesystem
+        self._cwd: str | None = None
+        tree: list[str] = []
+        if not profile.disguise:
+            self._cwd = os.path.join(self._dir, "fs")
+            os.mkdir(self._cwd)
+            tree.append(self._cwd)
+        ro, x = exec_paths(self._prefix)
+        self._policy = sandbox.policy(
+            read_write=[self._flash] if profile.flash_size and profile.disguise else [],
+            read_only=[str(BOARD_DIR), self._boot_script, *ro],
+            execute=x,
+            tree=tree,
+        )
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._cmd_lock = threading.Lock()
@@ -403,7 +432,7 @@ class Link:
             "version": p.version,
             "sysname": p.sysname,
             "nodename": p.nodename,
-            "release": ".".join(str(x) for x in p.version),
+            "release": p.release_string(),
             "uversion": p.version_string(),
             "machine": p.machine,
             "heap": p.heap,
@@ -414,6 +443,7 @@ class Link:
             "missing": list(p.missing),
             "modules": list(p.modules),
             "freq": p.freq,
+            "emitters": p.emitters,
             "uid": self._uid,
             "board_dir": str(BOARD_DIR),
         }
@@ -446,7 +476,7 @@ class Link:
         os.set_blocking(ctl_r, False)
         args = ["-X", f"heapsize={self._engine_heap()}", "-i", self._boot_script, str(ctl_w), "0"]
         try:
-            eng = Engine(self._prefix, args, pass_fds=(ctl_w,))
+            eng = Engine(self._prefix, args, pass_fds=(ctl_w,), policy=self._policy, cwd=self._cwd)
         except BaseException:
             os.close(ctl_r)
             raise
@@ -575,6 +605,11 @@ class Link:
             self._read_ctl()  # a reset the board asked for just before it ended
             if self._engine is not eng:
                 return
+        if self._booting and self._boot_stage == "prompt":
+            # it never reached its prompt: not a MicroPython unix port, or it cannot run here
+            text = bytes(self._boot_buf).decode(errors="replace").strip().splitlines()
+            why = f": {text[-1].strip()}" if text else ""
+            raise EmulatorError(f"the MicroPython engine ended before its prompt{why}{_hint()}")
         self._kill_engine()
         # Ctrl-D on an empty line, sys.exit(), or an engine that died: a board reboots
         # softly and comes back where it was (raw or friendly REPL)
@@ -656,6 +691,8 @@ class Link:
                     f"the emulated board's set-up failed: {buf.decode(errors='replace')}"
                 )
             self._boot_text = self._rewrite_banner(buf)
+            if self.profile.stack_limit and self._engine is not None:
+                self._engine.set_stack_limit(self.profile.stack_limit)
             if self.profile.disguise:
                 self._boot_stage = "shrink"
                 self._boot_buf = bytearray()

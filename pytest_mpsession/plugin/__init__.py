@@ -15,6 +15,7 @@ plugin of its own (so ``pytest --fixtures`` names the module a fixture comes fro
                            ``device_session``
 ``plugin.benchmark``       ``device_benchmark``, the board in pytest-benchmark's machine
                            info
+``boardtests.plugin``      tests that run on the board: ``--mp-board-tests``, collection
 =========================  ===========================================================
 
 The run's state is in ``config.stash`` (:mod:`pytest_mpsession.plugin.state`).
@@ -43,6 +44,7 @@ pytest_plugins = [
     "pytest_mpsession.plugin.reports",
     "pytest_mpsession.plugin.fixtures",
     "pytest_mpsession.plugin.benchmark",
+    "pytest_mpsession.boardtests.plugin",
 ]
 
 
