@@ -216,16 +216,16 @@ def test_board_test_files_are_never_imported_on_the_host(pytester: pytest.Pytest
 
 def test_ini_key_and_requirements(pytester: pytest.Pytester) -> None:
     board = pytester.mkdir("fw")
-    (board / "needs_threads.py").write_text("requires_feature = ('threading',)\nprint(1)\n")
-    (board / "needs_threads.py.exp").write_text("1\n")
-    (board / "esp_only.py").write_text("requires_platform = 'esp32'\nprint(1)\n")
+    (board / "needs_ble.py").write_text("requires_feature = ('bluetooth',)\nprint(1)\n")
+    (board / "needs_ble.py.exp").write_text("1\n")
+    (board / "esp_only.py").write_text("requires_platform = (\n    'esp32',\n)\nprint(1)\n")
     (board / "esp_only.py.exp").write_text("1\n")
     pytester.makeini("[pytest]\nmp_board_tests =\n    fw/*.py\n")
-    result = run(pytester, "--mp-mock=legacy", "-rs")
+    result = run(pytester, "--mp-mock", "-rs")
     result.assert_outcomes(skipped=2)
     out = result.stdout.str()
-    assert "requires_feature: board lacks 'threading' (micropython 1.9.2 on microbit)" in out
-    assert "requires_platform: board is 'microbit', not 'esp32'" in out
+    assert "requires_feature: board lacks 'bluetooth' (micropython 1.24.1 on generic)" in out
+    assert "requires_platform: board is 'generic', not 'esp32'" in out
     result = run(pytester, "--mp-mock=esp32", "-rs")
     result.assert_outcomes(passed=2)
 

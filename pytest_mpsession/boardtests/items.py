@@ -257,7 +257,8 @@ class BoardTestItem(pytest.Item):
         if run.crashed:
             text = run.stderr.decode("utf-8", "replace").strip()
             last = text.splitlines()[-1:]
-            frames = [ln for ln in text.splitlines() if '"<string>"' in ln]
+            cleaned = clean_board_traceback(text, self.path, _display(self))
+            frames = [ln for ln in cleaned.splitlines() if ln.lstrip().startswith("File ")]
             if last and last[0].startswith("SyntaxError") and not any(", in " in f for f in frames):
                 # the file itself does not compile (not an exec() inside it)
                 cpython = (

@@ -114,16 +114,24 @@ class UnitRun:
     exc_line: str = ""
 
 
+def _is_helper(func: str) -> bool:
+    """A frame of the plugin's own board code: the checked-exchange wrapper (``_mpsx``),
+    the session core (``_mps*``), the board-test runner and its unittest (``_mpbt*``)."""
+    return func.startswith(("_mps", "_mpbt"))
+
+
 def clean_board_traceback(
     text: str, path: Path | None, display: str, *, verbatim: bool = False, load: bool = False
 ) -> str:
-    """A board traceback without the runner's frames, the test code's frames named
+    """A board traceback without the plugin's frames, the test code's frames named
     ``display`` with the line's source from ``path``.
 
-    Output tests run from a string (their frames are ``<string>``, the runner's ``<stdin>``);
-    a unit-test module is sent verbatim (``verbatim``): its frames are ``<stdin>`` too, and
-    the runner's and the shim's are told by their ``_mpbt`` names (and the one-line call's
-    ``<module>`` frame, unless it is the module's own ``load``)."""
+    The plugin's frames are told by their function names (see :func:`_is_helper`), and the
+    one-line call of a helper by its place: a ``<module>`` frame right before a helper's
+    frame. Every other frame of code the plugin sent (``<string>``, ``<stdin>``) is the test
+    file's, with the file's own line numbers (the code is sent unchanged, in pieces padded to
+    keep them). ``verbatim`` and ``load`` are kept for callers; the frames decide."""
+    del verbatim, load
     lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
     source: list[str] = []
     if path is not None:
@@ -131,25 +139,28 @@ def clean_board_traceback(
             source = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             source = []
-    mine = "<stdin>" if verbatim else "<string>"
+    parsed: list[tuple[str, re.Match[str] | None]] = [(ln, _FRAME.match(ln)) for ln in lines]
+    funcs = [
+        (m.group("rest").partition(", in ")[2].strip() if m is not None else None)
+        for _, m in parsed
+    ]
     out: list[str] = []
-    for line in lines:
-        match = _FRAME.match(line)
-        if match is None:
+    for i, (line, match) in enumerate(parsed):
+        func = funcs[i]
+        if match is None or func is None:
             out.append(line)
             continue
-        file, rest = match.group("file"), match.group("rest")
-        func = rest.partition(", in ")[2].strip()
-        if file == "<stdin>" and not verbatim:
+        if _is_helper(func):
             continue
-        if verbatim and file == "<stdin>":
-            if func.startswith("_mpbt") or (func == "<module>" and not load):
-                continue
-        if file != mine:
+        nxt = next((f for f in funcs[i + 1 :] if f is not None), None)
+        if func == "<module>" and nxt is not None and _is_helper(nxt):
+            continue  # the one-line call of a helper
+        file = match.group("file")
+        if file not in ("<string>", "<stdin>"):
             out.append(line)
             continue
         lineno = int(match.group("line"))
-        out.append(f'{match.group(1)}File "{display}", line {lineno}{rest}')
+        out.append(f'{match.group(1)}File "{display}", line {lineno}{match.group("rest")}')
         if 0 < lineno <= len(source) and source[lineno - 1].strip():
             out.append(f"{match.group(1)}  {source[lineno - 1].strip()}")
     return "\n".join(out)
