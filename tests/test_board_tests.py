@@ -266,3 +266,30 @@ def test_xdist_and_junit(pytester: pytest.Pytester) -> None:
                  f"--junitxml={junit}")  # fmt: skip
     result.assert_outcomes(passed=6)
     assert junit.read_text().count("<testcase") == 6
+
+
+def test_last_failed_and_exitfirst(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    for name, exp in [("a_ok", "1"), ("b_bad", "2"), ("c_ok", "1")]:
+        (board / f"{name}.py").write_text("print(1)\n")
+        (board / f"{name}.py.exp").write_text(exp + "\n")
+    args = ("--mp-mock", "--mp-board-tests", "board", "-p", "no:randomly")
+    pytester.runpytest(*args).assert_outcomes(passed=2, failed=1)
+    # --lf: only the board test that failed runs again
+    result = pytester.runpytest(*args, "--lf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*run-last-failure: rerun previous 1 failure*"])
+    # -x: the run stops at the first failing board test
+    result = pytester.runpytest(*args, "-x", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_timeout_interrupts_a_board_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "spin.py").write_text("while True:\n    pass\n")
+    (board / "spin.py.exp").write_text("")
+    (board / "after.py").write_text("print('still here')\n")
+    (board / "after.py.exp").write_text("still here\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "1")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "DeviceTimeout" in result.stdout.str()

@@ -332,7 +332,32 @@ class BoardRunner:
     # -- output tests ------------------------------------------------------------------------
 
     def run_output(self, source: bytes, timeout: float | None) -> OutputRun:
-        """Run ``source`` as a script on the board; what it printed and its traceback."""
+        """Run ``source`` as a script on the board; what it printed and its traceback.
+
+        With the communicator's checked exchange (``run``): in a namespace of its own
+        (``__name__ == "__main__"``), ``SystemExit`` ending it, the output as the board's
+        bytes and the traceback apart; what the board had before is noted in one exchange
+        and put back in another (the namespace dropped), on a board with the RAM for it."""
+        run = getattr(self.manager.communicator, "run", None)
+        if run is None:  # a communicator without checked exchanges: the runner's own call
+            return self._run_output_call(source, timeout)
+        text = source.decode("utf-8", "surrogateescape")
+        for attempt in (0, 1):
+            with self.manager.board(timeout) as comm:
+                self._fresh_board(comm, timeout)
+                self._ensure_helpers(comm, timeout, unit=False)
+                _, err = self._exec(comm, "_mpbt_g=_mpbt_s()", timeout)
+                if attempt == 0 and _helpers_missing(err):
+                    self._state.epoch = None  # something removed them: send them again
+                    continue
+                try:
+                    reply = comm.run(text, key=OUTPUT_KEY, timeout=timeout)
+                finally:
+                    self._exec(comm, _RESTORE % OUTPUT_KEY, timeout)
+            break
+        return OutputRun(bytes(reply.output), bytes(reply.traceback))
+
+    def _run_output_call(self, source: bytes, timeout: float | None) -> OutputRun:
         code = f"_mpbt_o({_code_literal(source)})"
         for attempt in (0, 1):
             with self.manager.board(timeout) as comm:
@@ -460,6 +485,10 @@ class BoardRunner:
                 return
             self._exec(comm, _unit_code("drop", K=key), timeout)
 
+
+#: the checked exchange's namespace key of output tests (far from the sessions' small keys)
+OUTPUT_KEY = 999_983
+_RESTORE = "_mps_ns.pop(%d,None)\n_mpbt_z(_mpbt_g)\n_mpbt_g=None"
 
 _LIST_FILES = "try:\n import os\n print(repr(os.listdir()))\nexcept Exception:\n pass\n"
 _REMOVE_FILES = (
