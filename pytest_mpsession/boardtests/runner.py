@@ -232,7 +232,9 @@ class BoardRunner:
             if not err:
                 self._files_before = out.strip().decode("utf-8", "replace")
 
-    def _ensure_helpers(self, comm: Any, timeout: float | None, *, unit: bool) -> None:
+    def _ensure_helpers(
+        self, comm: Any, timeout: float | None, *, unit: bool, call: bool = False
+    ) -> None:
         state = self._state
         epoch = comm.reset_count
         if state.epoch != epoch:
@@ -267,7 +269,7 @@ class BoardRunner:
             state.epoch = comm.reset_count
             state.parts = set()
         part = "_mpbt_out.py"
-        if not unit and part not in state.parts:
+        if call and part not in state.parts:
             for piece in _pieces(part):
                 self.install_count += 1
                 _, err = self._exec(comm, piece, timeout)
@@ -362,7 +364,7 @@ class BoardRunner:
         for attempt in (0, 1):
             with self.manager.board(timeout) as comm:
                 self._fresh_board(comm, timeout)
-                self._ensure_helpers(comm, timeout, unit=False)
+                self._ensure_helpers(comm, timeout, unit=False, call=True)
                 out, err = self._exec(comm, code, timeout)
             if attempt == 0 and _helpers_missing(err):
                 self._state.epoch = None  # something removed them: send them again
