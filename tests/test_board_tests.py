@@ -293,3 +293,15 @@ def test_timeout_interrupts_a_board_test(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "1")
     result.assert_outcomes(passed=1, failed=1)
     assert "DeviceTimeout" in result.stdout.str()
+
+
+def test_pytest_timeout_stops_a_board_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "a_spin.py").write_text("while True:\n    pass\n")
+    (board / "a_spin.py.exp").write_text("")
+    (board / "b_after.py").write_text("print('still here')\n")
+    (board / "b_after.py.exp").write_text("still here\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "60",
+                 "--timeout", "2")  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    assert "Timeout (>2.0s) from pytest-timeout" in result.stdout.str()

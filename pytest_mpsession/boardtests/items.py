@@ -323,8 +323,15 @@ class BoardTestItem(pytest.Item):
         self, excinfo: ExceptionInfo[BaseException], style: Any = None
     ) -> str | TerminalRepr:
         """A board test's failure is its message (diff or board traceback), not host frames."""
-        if isinstance(excinfo.value, BoardTestFailure):
-            return str(excinfo.value)
+        from pytest_mpsession.errors import MpSessionError
+
+        err = excinfo.value
+        if isinstance(err, BoardTestFailure):
+            return str(err)
+        if isinstance(err, pytest.fail.Exception):  # pytest-timeout's, pytest.fail()
+            return str(err.msg)
+        if isinstance(err, MpSessionError):  # what happened to the board, in its one line
+            return f"{type(err).__name__}: {err}"
         return super().repr_failure(excinfo, style=style)
 
 
