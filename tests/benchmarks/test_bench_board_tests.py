@@ -6,9 +6,11 @@ files, so CPython is in neither figure: a copy of MicroPython's ``tests/`` tree 
 temporary folder gets an ``.exp`` with CPython's output (as run-tests.py computes it) for
 every file without one. The plugin's run is timed once with one board, and once with two
 boards and ``-n 2``. Nothing here asserts a time (a loaded CI machine makes timed
-assertions flaky): the figures are in ``extra_info`` and the README::
+assertions flaky): the figures are in ``extra_info`` and the README. In the test suite it
+runs on every fourth file (the suite runs all of them in ``test_board_tests_basics.py``
+already); the README's figures are of all of them::
 
-    python -m pytest tests/benchmarks/test_bench_board_tests.py -p no:xdist -s
+    MPS_BENCH_BASICS=all python -m pytest tests/benchmarks/test_bench_board_tests.py -p no:xdist -s
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("mp") / "micropython"
     shutil.copytree(MP, dest)
     basics = dest / "tests" / "basics"
+    _subset(basics)
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
     for path in sorted(basics.glob("*.py")):
         exp = Path(str(path) + ".exp")
@@ -53,8 +56,18 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )  # fmt: skip
         exp.write_bytes(proc.stdout if proc.returncode == 0 else b"CPYTHON3 CRASH:\n" + proc.stdout)
     for name in NEEDS_UNITTEST:  # run-tests.py would stop at them (no unittest on the board)
-        (basics / name).unlink()
+        (basics / name).unlink(missing_ok=True)
     return dest
+
+
+def _subset(basics: Path) -> None:
+    """Every fourth file, unless ``MPS_BENCH_BASICS=all``."""
+    if os.environ.get("MPS_BENCH_BASICS") == "all":
+        return
+    for i, path in enumerate(sorted(basics.glob("*.py"))):
+        if i % 4:
+            path.unlink()
+            Path(str(path) + ".exp").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
