@@ -35,6 +35,7 @@ from pytest_mpsession.errors import (
     BoardResetError,
     DeviceConnectionError,
     DeviceError,
+    MpSessionError,
     OutputLimitError,
     ProtocolError,
     RecoveryReport,
@@ -60,10 +61,15 @@ from pytest_mpsession.protocol.engine import (
     Synced,
 )
 from pytest_mpsession.protocol.frame import (
+    BOOTSTRAPPED,
+    HASHER,
     OP_EVAL,
     OP_NORECORD,
+    PROBE,
     RAN_QUERY,
     WRAPPER,
+    bootstrap,
+    checksum,
     parse_ran,
     parse_records,
     split_statements,
@@ -106,7 +112,9 @@ SMALL_CODE: Final = 256
 REBOOT_QUIET: Final = 0.05
 # A checked exchange is sent at most this many times when the board found it damaged (or
 # the host could prove it did not run).
-MAX_SENDS: Final = 4
+MAX_SENDS: Final = 8
+# Board code of the package's own (the wrapper, the helpers) is sent at most this often.
+BOOTSTRAP_SENDS: Final = 16
 # After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
 # end) within this time, plus the time the bytes take on the line; otherwise the code (or
 # its end) was lost on the way and the exchange is checked and sent again.
@@ -119,7 +127,7 @@ _OUTPUT_HEAD: Final = 64 * 1024
 PIECE_SIZE: Final = 2048
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
 # ends), so the next exchange can compile even after code filled the heap.
-RESERVE: Final = 256
+RESERVE: Final = 0
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
 _INSTALL_PIECE: Final = 512
@@ -356,7 +364,10 @@ class Communicator(Recovery):
         while True:
             tries += 1
             self._write(eng.enter_raw_repl())
-            retry_at = min(deadline, time.monotonic() + ENTER_RETRY)
+            # (a byte of the request lost on the way: asked again within a third of the
+            # time left, so a short recovery step still gets its retries)
+            left = deadline - time.monotonic()
+            retry_at = min(deadline, time.monotonic() + min(ENTER_RETRY, max(0.1, left / 3)))
             self._watch = reboots < 3
             entered = False
             try:
@@ -520,34 +531,109 @@ class Communicator(Recovery):
             self._engine.enter_raw_repl()  # out of step: the next call resyncs
 
     def _install(self, deadline: float) -> None:
-        """Install the checked-exchange wrapper (:data:`~pytest_mpsession.protocol.frame.
-        WRAPPER`), in pieces, then prove it with an empty checked exchange: a byte lost on
-        the way shows there, and the wrapper is sent again."""
+        """Install the checked-exchange wrapper (see :mod:`pytest_mpsession.protocol.frame`):
+        the checksum as it is, proven by a test vector; then the wrapper in pieces, each run
+        only when its checksum matches (:func:`~pytest_mpsession.protocol.frame.bootstrap`);
+        then a proof exchange through every path of the wrapper. A damaged step is sent
+        again; a wrapper that cannot be installed is a Fault."""
         self._armed = False
-        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
         problem = ""
         for _ in range(MAX_SENDS):
-            out = err = b""
-            for piece in split_statements(source, _INSTALL_PIECE, gc=True):
-                out, err = self._unchecked(piece, deadline)
-                if err:
+            out, err = self._unchecked(HASHER, deadline)
+            mark = out.rfind(b"\x1e")
+            answer = out[mark + 1 :].strip() if mark >= 0 else b""
+            algo = answer[:1].decode("ascii", "replace")
+            if not err and algo in ("c", "a") and answer[1:].isdigit():
+                if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
+                    self._algo = algo
                     break
-            algo = out.strip()[-1:]
-            if err or algo not in (b"c", b"a"):
-                problem = repr((out + err)[-80:])
-                continue
-            self._algo = algo.decode()
-            raw = self._run(wire(0, "", 0, OP_NORECORD, self._algo), deadline, frame=token(0))
-            if raw.finished is not None and raw.finished.status == ".":
-                self._armed = True
-                return
+            problem = f"the checksum answered {(out + err)[-60:]!r}"
+        else:
+            raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
+        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
+        for piece in split_statements(source, _INSTALL_PIECE, gc=True):
+            self._bootstrap(piece, deadline)
+        for _ in range(MAX_SENDS):
+            # The proof runs every path of the wrapper: a result record, an exception and
+            # the trailer.
+            proof = "_mps_r(7)\n1/0"
+            raw = self._run(wire(0, proof, 0, OP_NORECORD, self._algo), deadline, frame=token(0))
+            fin = raw.finished
+            if fin is not None and fin.status == "e" and b"ZeroDivisionError" in raw.err:
+                try:
+                    _output, records = parse_records(raw.out.value(), fin.records, self._algo)
+                except ValueError:
+                    records = []
+                if records == [b"7"]:
+                    self._armed = True
+                    return
             problem = "the proof exchange failed" + (" (rejected)" if raw.rejected else "")
         raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
 
+    def _bootstrap(self, code: str, deadline: float) -> None:
+        """Run board code of the package's own (in ``__main__``) only when it arrived intact:
+        sent again until the board confirms it ran (it is idempotent)."""
+        problem = ""
+        # a long piece on a link that loses bytes needs many tries (each is one round trip)
+        for _ in range(BOOTSTRAP_SENDS):
+            out, err = self._unchecked(bootstrap(code, self._algo), deadline)
+            if (not err and out.endswith(BOOTSTRAPPED)) or BOOTSTRAPPED + b"\r\n" in out[-8:]:
+                return
+            if not err and BOOTSTRAPPED + b"\n" in out[-8:]:
+                return
+            problem = repr((out + err)[-80:])
+            exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+            if exc_type == "MemoryError":
+                break
+        raise Fault("noise", f"board code could not be installed intact ({problem})")
+
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own in ``__main__`` (helper definitions: they
+        must be idempotent), sent again until it ran.
+
+        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
+        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
+        sends code, for boards too small for that: a damaged piece then shows only when it
+        fails to compile. MpSessionError when the board cannot take it (its message is the
+        board's, e.g. a MemoryError)."""
+        with self.lock:
+            limit = self._limit(timeout)
+            deadline = self._begin(limit)
+            try:
+                self._arm(deadline)
+                if checked:
+                    self._bootstrap(code, deadline)
+                    return
+                for _ in range(BOOTSTRAP_SENDS):
+                    _out, err = self._unchecked(code, deadline)
+                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+                    if not err:
+                        return
+                    if exc_type not in ("SyntaxError", "NameError", "IndentationError"):
+                        break
+                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
+            except Fault as fault:
+                if fault.kind in ("noise", "lost") and "could not be installed" in fault.detail:
+                    raise MpSessionError(f"{self.port}: {fault.detail}") from None
+                report = self._recover_now(fault.kind)
+                raise self._fault_error(fault, report, limit) from None
+
     def _unchecked(self, code: str, deadline: float) -> tuple[bytes, bytes]:
-        """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`."""
-        raw = self._run(code.encode("utf-8", "surrogateescape"), deadline)
-        return raw.out.value(), raw.err
+        """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`.
+        Only for the package's own code whose answer checks itself: noise before the
+        reply is skipped, and an exchange the noise broke anyway is tried again."""
+        data = code.encode("utf-8", "surrogateescape")
+        for attempt in range(3):
+            try:
+                raw = self._run(data, deadline, skip_noise=True)
+                return raw.out.value(), raw.err
+            except Fault as fault:
+                if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
+                    raise
+                self._enter(deadline, max(0.0, deadline - time.monotonic()))
+        raise AssertionError("unreachable")
 
     def _line_rate(self) -> float:
         """Bytes per second the link carries (the slower of the port's baud rate and an
@@ -568,6 +654,7 @@ class Communicator(Recovery):
         *,
         follow: bool = True,
         frame: bytes = b"",
+        skip_noise: bool = False,
     ) -> _Raw:
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
@@ -583,7 +670,9 @@ class Communicator(Recovery):
         ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
         self._tail.clear()
         try:
-            self._write(eng.exec(data, raw_paste=self._use_paste(data), frame=frame))
+            self._write(
+                eng.exec(data, raw_paste=self._use_paste(data), frame=frame, skip_noise=skip_noise)
+            )
             while True:
                 wait = deadline if started else min(deadline, ack_by)
                 ev = self._next_event(min(wait, quiet_until) if quiet_until else wait)
@@ -733,6 +822,7 @@ class Communicator(Recovery):
             sends += 1
             if sends > 1:
                 self.resent += 1
+            n = -1  # nothing sent yet
             try:
                 self._arm(deadline)
                 n = next(self._numbers) % (1 << 24) or 1
@@ -741,8 +831,10 @@ class Communicator(Recovery):
                 )
             except Fault as fault:
                 report = self._recover_now(fault.kind)
+                if n < 0 and report.recovered and sends < MAX_SENDS:
+                    continue  # it struck the wrapper's install: nothing of the call was sent
                 if report.recovered and not report.ram_lost and fault.kind in ("noise", "lost"):
-                    fault.ran = self._ran(n, deadline)
+                    fault.ran = self._ran(n, deadline) if n > 0 else False
                     if fault.ran is False and sends < MAX_SENDS:
                         continue
                 raise self._fault_error(fault, report, limit) from None
@@ -778,7 +870,7 @@ class Communicator(Recovery):
     def _ran(self, n: int, deadline: float) -> bool | None:
         """Whether the wrapper started exchange ``n`` (None: no trustworthy answer)."""
         end = max(deadline, time.monotonic() + max(0.5, self.recovery_timeout * 0.2))
-        for _ in range(3):
+        for _ in range(6):
             try:
                 out, _err = self._unchecked(RAN_QUERY, end)
             except Fault:

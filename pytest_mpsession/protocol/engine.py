@@ -331,6 +331,7 @@ class RawReplClient:
         # where the reply is in its frame (0 start expected, 1 output, 2 traceback, 3 done),
         # and what the trailer said.
         self._frame = b""
+        self._skip = False
         self._phase = 0
         self._status: str | None = None
         self._records = 0
@@ -383,7 +384,9 @@ class RawReplClient:
         self._buf.clear()
         return self.data_to_send()
 
-    def exec(self, code: bytes, *, raw_paste: bool = True, frame: bytes = b"") -> bytes:
+    def exec(
+        self, code: bytes, *, raw_paste: bool = True, frame: bytes = b"", skip_noise: bool = False
+    ) -> bytes:
         """Send ``code`` to run: with raw-paste (falls back to plain raw mode by itself when
         the board refuses), or in plain raw mode. Events: ExecStarted, Stdout..., Stderr...,
         ExecFinished.
@@ -394,7 +397,9 @@ class RawReplClient:
         end of stdout, or ``TOKEN!`` alone when it refused damaged code
         (:class:`CodeRejected`). The output between may hold any byte (``\x04`` too):
         only the token ends it. Noise before the reply's start is skipped (counted in
-        :attr:`noise_skipped`): the token, which noise cannot forge, must follow."""
+        :attr:`noise_skipped`): the token, which noise cannot forge, must follow.
+        ``skip_noise``: skip noise before "OK" (or raw-paste's end) for an unframed
+        exchange too, for code whose output checks itself."""
         for byte in _UNSENDABLE:
             if byte in code:
                 raise ValueError(
@@ -404,6 +409,7 @@ class RawReplClient:
         self._move(Trigger.EXEC_PASTE if raw_paste else Trigger.EXEC_RAW)
         self._reset_exchange()
         self._frame = bytes(frame)
+        self._skip = skip_noise or bool(frame)
         self._payload = bytes(code)
         if raw_paste:
             self._out += RAW_PASTE_REQUEST
@@ -441,6 +447,7 @@ class RawReplClient:
         self._interrupted = False
         self.chatter.clear()
         self._frame = b""
+        self._skip = False
         self._phase = 0
         self._status = None
         self._records = 0
@@ -624,7 +631,7 @@ class RawReplClient:
             del self._buf[:1]
             self._move(Trigger.EOT)
             return ExecStarted()
-        if self._frame and self._skip_noise(1):
+        if self._skip and self._skip_noise(1):
             return None
         raise self._garbage("the raw-paste end acknowledgement (\\x04)")
 
@@ -652,6 +659,9 @@ class RawReplClient:
             elif len(self._buf) < want and (EXEC_OK + CTRL_D).startswith(self._buf):
                 return NEED_DATA
             elif self._skip_noise(1):
+                return None
+        elif self._skip and not EXEC_OK.startswith(bytes(self._buf[:2])):
+            if self._skip_noise(1):
                 return None
         n = min(len(self._buf), len(EXEC_OK))
         if self._buf[:n] != EXEC_OK[:n]:
@@ -686,6 +696,17 @@ class RawReplClient:
                 return CodeRejected()
             if len(head) <= len(tok) and tok.startswith(head):
                 return NEED_DATA
+            # A refusal under another exchange number: the number itself arrived damaged
+            # (it is part of what the checksum covers), so nothing ran either.
+            digits = len(buf) - len(buf[1:].lstrip(b"0123456789")) - 1
+            if buf[:1] == b"\x1e" and digits > 0:
+                end = 1 + digits
+                if len(buf) == end:
+                    return NEED_DATA
+                if buf[end : end + 1] == b"!":
+                    del buf[: end + 1]
+                    self._phase = 3
+                    return CodeRejected()
             raise self._garbage("the start of the reply's frame")
         start = 0
         while True:

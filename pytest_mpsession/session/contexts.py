@@ -237,7 +237,7 @@ class ExecutorContext:
             have = self._deployments.get(prepared.signature)
         if have is not None and have.info.hash == prepared.hash and have.epoch == epoch:
             return ""
-        return f"exec({prepared.source!r},_mps_g({self._session._key}))\n"
+        return f"exec({prepared.source!r},_mpsg({self._session._key}))\n"
 
     def _record(self, prepared: Prepared, epoch: int) -> None:
         info = MethodDeploymentInfo(

@@ -40,7 +40,6 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
-from pytest_mpsession.protocol.replies import parse_traceback
 from pytest_mpsession.session.board import PARTS, uninstall_code
 from pytest_mpsession.session.errors import ResourceCleanupError
 from pytest_mpsession.session.session import CleanupPolicy, DeviceSession
@@ -78,10 +77,10 @@ class CommunicatorLike(Protocol):
         """Run code on the board, return its stdout."""
         ...
 
-    def exec_raw_unchecked(
-        self, code: str | bytes, timeout: float | None = None
-    ) -> tuple[bytes, bytes]:
-        """Run code as it is, no wrapper: ``(stdout, stderr)``."""
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own once it arrived intact."""
         ...
 
     def run(
@@ -456,22 +455,17 @@ class DeviceSessionManager:
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    # Helper source goes as it is (a checked call would hold it twice,
-                    # which a 16 KB board cannot); a damaged piece fails to compile and is
-                    # sent again.
-                    for _attempt in range(3):
-                        _out, err = comm.exec_raw_unchecked(piece, timeout=timeout)
-                        if not err:
-                            break
-                        text = err.decode("utf-8", "replace")
-                        exc_type, message = parse_traceback(text)
-                        if exc_type not in ("SyntaxError", "NameError", "IndentationError"):
-                            break
-                    if err:
-                        raise DeviceError(message, exc_type=exc_type, traceback=text)
-            except DeviceError as exc:
-                if isinstance(exc, DeviceTimeout):
+                    # Sent as it is, as mpremote would: a 16 KB board has no room to hold
+                    # helper source twice (see Communicator.install_code); a damaged piece
+                    # fails to compile and is sent again.
+                    comm.install_code(piece, timeout=timeout, checked=False)
+            except MpSessionError as exc:
+                if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
                     raise
+                if not isinstance(exc, DeviceError):
+                    exc = DeviceError(
+                        str(exc), exc_type="MemoryError" if "MemoryError" in str(exc) else ""
+                    )
                 hint = (
                     "; the board's free memory is too small for them"
                     if exc.exc_type == "MemoryError"
