@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -79,6 +80,8 @@ from pytest_mpsession.protocol.frame import (
 from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
 from pytest_mpsession.recovery import (
     OPEN_STEP_SHARE,
+    RAM_CHECK,
+    RAM_MARK,
     RECOVERY_TIMEOUT,
     RUNNING,
     TAIL,
@@ -113,6 +116,8 @@ REBOOT_QUIET: Final = 0.05
 # A checked exchange is sent at most this many times when the board found it damaged (or
 # the host could prove it did not run).
 MAX_SENDS: Final = 8
+# A board without the wrapper in its RAM answers its call with this (its RAM was lost).
+_WRAPPER_GONE: Final = re.compile(rb"name '_mps[hx]' is(?:n't| not) defined")
 # Board code of the package's own (the wrapper, the helpers) is sent at most this often.
 BOOTSTRAP_SENDS: Final = 16
 # After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
@@ -585,6 +590,8 @@ class Communicator(Recovery):
             exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
             if exc_type == "MemoryError":
                 break
+            if _WRAPPER_GONE.search(err):
+                raise Fault("reset", "the board's RAM was lost (its wrapper is gone)")
         raise Fault("noise", f"board code could not be installed intact ({problem})")
 
     def install_code(
@@ -607,11 +614,13 @@ class Communicator(Recovery):
                     self._bootstrap(code, deadline)
                     return
                 for _ in range(BOOTSTRAP_SENDS):
+                    # helper definitions never raise: an error is damage (sent again), or
+                    # a board out of memory (given up)
                     _out, err = self._unchecked(code, deadline)
                     exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
                     if not err:
                         return
-                    if exc_type not in ("SyntaxError", "NameError", "IndentationError"):
+                    if exc_type == "MemoryError":
                         break
                 raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
             except Fault as fault:
@@ -633,7 +642,18 @@ class Communicator(Recovery):
                 if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
                     raise
                 self._enter(deadline, max(0.0, deadline - time.monotonic()))
+                if self._armed and self._ram_lost(deadline):
+                    # the noise was the board rebooting: its RAM (the wrapper) is gone
+                    raise Fault("reset", "the board rebooted") from None
         raise AssertionError("unreachable")
+
+    def _ram_lost(self, deadline: float) -> bool:
+        """Whether the RAM marker is gone (False when the answer is unclear)."""
+        try:
+            raw = self._run(RAM_CHECK.encode(), deadline, skip_noise=True)
+        except Fault:
+            return False
+        return raw.out.value().strip() == RAM_MARK.encode() + b" False"
 
     def _line_rate(self) -> float:
         """Bytes per second the link carries (the slower of the port's baud rate and an
@@ -842,6 +862,11 @@ class Communicator(Recovery):
             assert fin is not None
             if raw.rejected and sends < MAX_SENDS:
                 continue
+            if fin.status is None and _WRAPPER_GONE.search(raw.err):
+                # the wrapper is gone: the board's RAM was lost (it rebooted unseen)
+                gone = Fault("reset", "the board's RAM was lost (its wrapper is gone)")
+                report = self._recover_now(gone.kind)
+                raise self._fault_error(gone, report, limit)
             if fin.status is None:
                 # The wrapper never framed a reply: the line did not compile or run (a damaged
                 # line, or no memory to take it in), or the reply was cut short.

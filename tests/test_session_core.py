@@ -50,8 +50,11 @@ class FakeCommunicator:
         self.sent.append(code)
         return self.reply(code)
 
-    def exec_raw_unchecked(self, code: str, timeout: float | None = None) -> tuple[bytes, bytes]:
-        return self.exec(code, timeout).encode(), b""
+    def install_code(self, code: str, timeout: float | None = None, checked: bool = True) -> None:
+        self.exec(code, timeout)
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        return 1 << 20  # free memory: a big board
 
     def run(
         self,

@@ -55,6 +55,8 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
+#: Below this much free memory, helper source goes to the board as it is (see _install).
+SMALL_BOARD = 48 * 1024
 EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
 
@@ -81,6 +83,10 @@ class CommunicatorLike(Protocol):
         self, code: str, timeout: float | None = None, *, checked: bool = True
     ) -> None:
         """Run board code of the package's own once it arrived intact."""
+        ...
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        """The value of ``expr`` on the board."""
         ...
 
     def run(
@@ -162,6 +168,7 @@ class DeviceSessionManager:
         self._sessions_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._installed: dict[str, int] = {}  # helper part -> reset_count it was sent at
+        self._free: tuple[int, int] | None = None  # (reset_count, free memory then)
         self._busy_depth = 0  # nesting of board() in the thread holding the lock
         self._probes = probes
         self._caps = capabilities
@@ -448,17 +455,18 @@ class DeviceSessionManager:
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
     ) -> None:
+        small = False
         for part in dict.fromkeys(parts):  # ordered, without repeats
             epoch = comm.reset_count
             if self._installed.get(part) == epoch:
                 continue
+            small = self._small_board(comm, timeout)
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    # Sent as it is, as mpremote would: a 16 KB board has no room to hold
-                    # helper source twice (see Communicator.install_code); a damaged piece
-                    # fails to compile and is sent again.
-                    comm.install_code(piece, timeout=timeout, checked=False)
+                    # Checked (it runs only when intact); a small board, with no room to
+                    # hold the source twice, gets it as it is, as mpremote sends code.
+                    comm.install_code(piece, timeout=timeout, checked=not small)
             except MpSessionError as exc:
                 if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
                     raise
@@ -477,6 +485,20 @@ class DeviceSessionManager:
                 ) from exc
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
+
+    def _small_board(self, comm: CommunicatorLike, timeout: float | None) -> bool:
+        """Whether the board has under SMALL_BOARD bytes free (asked once per board life
+        when the capabilities do not say)."""
+        epoch = comm.reset_count
+        if self._free is None or self._free[0] != epoch:
+            caps = self._caps
+            if caps is not None and caps.memory_free is not None:
+                free = caps.memory_free
+            else:
+                value = comm.eval("__import__('gc').mem_free()", timeout)
+                free = value if isinstance(value, int) else 0
+            self._free = (epoch, free)
+        return self._free[1] < SMALL_BOARD
 
     def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
         """Remove helper ``parts`` from the board (one exchange) to give a small board their
