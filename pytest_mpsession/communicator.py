@@ -208,6 +208,16 @@ class _Raw:
     rejected: bool = False
 
 
+_FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
+
+
+def _compile_failed(err: bytes) -> bool:
+    """Whether a traceback is a MemoryError raised in the wrapper itself, where it compiles
+    the code (no frame of the code's own: none of it ran)."""
+    frames = _FRAME_LINE.findall(err)
+    return b"MemoryError" in err and bool(frames) and frames[-1] in (b"_mpsw", b"_mpsx")
+
+
 def _text(code: str | bytes) -> str:
     return code if isinstance(code, str) else bytes(code).decode("utf-8", "surrogateescape")
 
@@ -532,7 +542,7 @@ class Communicator(Recovery):
         next call to meet."""
         try:
             self._arm(deadline)
-        except Fault:
+        except (Fault, DeviceConnectionError, ProtocolError):
             self._engine.enter_raw_repl()  # out of step: the next call resyncs
 
     def _install(self, deadline: float) -> None:
@@ -641,7 +651,10 @@ class Communicator(Recovery):
             except Fault as fault:
                 if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
                     raise
-                self._enter(deadline, max(0.0, deadline - time.monotonic()))
+                try:
+                    self._enter(deadline, max(0.0, deadline - time.monotonic()))
+                except NoAnswer as exc:
+                    raise Fault("timeout", str(exc)) from None
                 if self._armed and self._ram_lost(deadline):
                     # the noise was the board rebooting: its RAM (the wrapper) is gone
                     raise Fault("reset", "the board rebooted") from None
@@ -806,6 +819,8 @@ class Communicator(Recovery):
                 try:
                     one = self._checked(piece, key, op, deadline, limit, on_stdout)
                 except _TooBig:
+                    # and from now on, pieces this board can take
+                    self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
                     smaller = split_statements(piece, max(len(piece) // 2, 256))
                     if op & OP_EVAL or len(smaller) < 2:
                         raise self._device_error(
@@ -887,9 +902,8 @@ class Communicator(Recovery):
                 damaged.ran = True
                 report = RecoveryReport(("interrupt",), True, False, 0.0)
                 raise self._fault_error(damaged, report, limit) from None
-            if fin.status == "e" and b"MemoryError" in raw.err and b'"<string>"' not in raw.err:
-                if not op & OP_EVAL and b"<stdin>" in raw.err and not output:
-                    raise _TooBig  # compiling the code failed: none of it ran
+            if fin.status == "e" and not output and _compile_failed(raw.err):
+                raise _TooBig  # no memory to compile the code: none of it ran
             return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
 
     def _ran(self, n: int, deadline: float) -> bool | None:
