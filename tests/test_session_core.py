@@ -12,6 +12,7 @@ import pytest
 
 from pytest_mpsession.communicator import Reply
 from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
+from pytest_mpsession.protocol.frame import HASHER, WRAPPER, split_statements
 from pytest_mpsession.session import (
     TRANSITIONS,
     CleanupPolicy,
@@ -22,7 +23,6 @@ from pytest_mpsession.session import (
     SessionState,
     StateTransitionError,
 )
-from pytest_mpsession.protocol.frame import HASHER, WRAPPER, split_statements
 from pytest_mpsession.session.board import GC_LINE, PARTS, RESULT_MARKER, split_pieces
 from pytest_mpsession.session.deploy import prepare
 from pytest_mpsession.session.literals import to_board_literal
