@@ -885,10 +885,11 @@ class Communicator(Recovery):
             if fin.status is None:
                 # The wrapper never framed a reply: the line did not compile or run (a damaged
                 # line, or no memory to take it in), or the reply was cut short.
-                ran = False if raw.rejected else self._ran(n, deadline)
                 exc_type, _ = parse_traceback(raw.err.decode("utf-8", "replace"))
-                if ran is False and exc_type == "MemoryError":
+                if exc_type == "MemoryError" and not raw.out.total:
+                    # no memory to take the line in (or to start the wrapper): nothing ran
                     raise _TooBig
+                ran = False if raw.rejected else self._ran(n, deadline)
                 if ran is False and sends < MAX_SENDS:
                     continue
                 damaged = Fault("noise", f"no framed reply (it printed {raw.err[-60:]!r})")

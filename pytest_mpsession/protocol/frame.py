@@ -136,12 +136,12 @@ def _mpsw(t,n,s,g,o,m):
   if isinstance(e,SystemExit):
    e='x'
   else:
-   print(t+'e',end='')
+   print(t,'e',sep='',end='')
    m[4].print_exception(e)
    e='e'
  else:
   e='.'
- print(t+')'+e+str(m[1]),end='')
+ print(t,')',e,m[1],sep='',end='')
 __mpsession_up=1
 """
 

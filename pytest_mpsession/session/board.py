@@ -36,7 +36,10 @@ RESULT_MARKER = "\x1e"
 # The core. Namespaces, the checked exchange and ``_mps_r`` are the communicator's wrapper
 # (protocol/frame.py); the session core adds its namespace maker, calls, threads and the
 # cleanup, and takes the board's baseline once per board life, before any user code:
-# _mps_b = [sys.path, opt_level, sys.modules names, (builtin name, object)..., mem_free].
+# _mps_b = [sys.path, opt_level, sys.modules names, the builtins below, mem_free, gc,
+# builtins, micropython, sys, a function returning (__import__, print, open, exec, eval,
+# repr, getattr, isinstance) as code looks them up: a replaced one lives in the board's
+# override table, which getattr(builtins, name) does not show].
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
@@ -55,9 +58,9 @@ except NameError:
   except Exception:
    m=None
   gc.collect()
-  n=('__import__','print','open','exec','eval','repr','getattr','isinstance')
+  e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
   return [list(getattr(sys,'path',[])),m and m.opt_level(),list(sys.modules),
-   [(x,getattr(builtins,x)) for x in n],gc.mem_free(),gc,builtins,m,sys]
+   e(),gc.mem_free(),gc,builtins,m,sys,e]
  _mps_b=_mps_b()
 def _mps_c(k,f,a,w):
  _mps_r(_mpsg(k)[f](*a,**w))
@@ -98,13 +101,15 @@ def _mps_z(b):
  for m in list(y.modules):
   if m not in b[2]:
    y.modules.pop(m)
- for n,v in b[3]:
-  if getattr(b[6],n,None) is not v:
+ c=b[9]()
+ for i in range(len(c)):
+  if c[i] is not b[3][i]:
+   n=('__import__','print','open','exec','eval','repr','getattr','isinstance')[i]
    try:
-    setattr(b[6],n,v)
+    setattr(b[6],n,b[3][i])
    except Exception:
     pass
-   if getattr(b[6],n,None) is not v:
+   if b[9]()[i] is not b[3][i]:
     x.append(n)
  try:
   for i in range(64):
