@@ -129,7 +129,7 @@ OUTPUT_LIMIT: Final = 1 << 20
 # Of that, the start kept (the rest of the limit is the end).
 _OUTPUT_HEAD: Final = 64 * 1024
 # Code longer than this goes in pieces unless the session manager knows better.
-PIECE_SIZE: Final = 2048
+PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
 # ends), so the next exchange can compile even after code filled the heap.
 RESERVE: Final = 0
