@@ -1,7 +1,7 @@
 """Fault-injection soak: many board calls through an emulated board with seeded faults.
 
 Every call evaluates a distinct sum of two 9-digit numbers, so a wrong value cannot hide
-(and every tenth call, through a session, writes a file of random bytes and reads it
+(and every 25th call, through a session, writes a file of random bytes and reads it
 back): each call either
 returns exactly its own answer or raises a typed error (within its timeout plus the
 recovery time), and every error is matched to a fault the emulator injected during that
@@ -146,7 +146,7 @@ def run_soak(
             t0 = time.monotonic()
             a, b = rng.randrange(10**8, 10**9), rng.randrange(10**8, 10**9)
             try:
-                if i % 10 == 9:
+                if i % 25 == 24:
                     files.append(i)
                     value: object = _file_round_trip(comm, rng, timeout)
                     expected: object = True
