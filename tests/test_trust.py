@@ -202,5 +202,5 @@ def test_file_errors_name_the_path(manager: DeviceSessionManager) -> None:
             s.fs.read("no_such_file.bin")
         assert "no_such_file.bin" in str(info.value)
         assert info.value.exc_type == "OSError"
-        with pytest.raises(DeviceError, match="gone.txt"):
+        with pytest.raises(DeviceError, match=r"gone\.txt"):
             s.fs.remove("gone.txt")
