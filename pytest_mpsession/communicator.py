@@ -47,6 +47,7 @@ from pytest_mpsession.protocol.constants import (
 )
 from pytest_mpsession.protocol.engine import (
     CodeRejected,
+    CodeRequested,
     Event,
     ExecFinished,
     ExecStarted,
@@ -76,6 +77,7 @@ from pytest_mpsession.protocol.frame import (
     split_statements,
     token,
     wire,
+    wire_streamed,
 )
 from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
 from pytest_mpsession.recovery import (
@@ -119,7 +121,7 @@ MAX_SENDS: Final = 8
 # A board without the wrapper in its RAM answers its call with this (its RAM was lost).
 _WRAPPER_GONE: Final = re.compile(rb"name '_mps[hx]' is(?:n't| not) defined")
 # Board code of the package's own (the wrapper, the helpers) is sent at most this often.
-BOOTSTRAP_SENDS: Final = 16
+BOOTSTRAP_SENDS: Final = 40
 # After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
 # end) within this time, plus the time the bytes take on the line; otherwise the code (or
 # its end) was lost on the way and the exchange is checked and sent again.
@@ -128,6 +130,8 @@ ACK_WAIT: Final = 0.5
 OUTPUT_LIMIT: Final = 1 << 20
 # Of that, the start kept (the rest of the limit is the end).
 _OUTPUT_HEAD: Final = 64 * 1024
+# Code at least this long goes as it is through the wrapper's stdin, not as a literal.
+STREAM_MIN: Final = 512
 # Code longer than this goes in pieces unless the session manager knows better.
 PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
@@ -270,6 +274,7 @@ class Communicator(Recovery):
         self.output_limit = OUTPUT_LIMIT
         #: bytes the board-side wrapper keeps free between exchanges (see protocol.frame)
         self.reserve = RESERVE
+        self._stream_rejects = 0  # streamed code that arrived damaged
         #: checked exchanges sent again because they arrived damaged and did not run
         self.resent = 0
         self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
@@ -331,7 +336,8 @@ class Communicator(Recovery):
         transport = self._transport
         transport.write(data)
         eng = self._engine
-        if self.plain_chunk_pause > 0 and eng.raw_chunks_pending:
+        paced = eng.raw_chunks_pending or (eng.stream_pending and self.raw_paste is not True)
+        if self.plain_chunk_pause > 0 and paced:
             pause_end = time.monotonic() + self.plain_chunk_pause
             while time.monotonic() < pause_end:
                 received = transport.read_some(pause_end)
@@ -634,8 +640,10 @@ class Communicator(Recovery):
                         break
                 raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
             except Fault as fault:
-                if fault.kind in ("noise", "lost") and "could not be installed" in fault.detail:
+                if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
                     raise MpSessionError(f"{self.port}: {fault.detail}") from None
+                if "could not be installed" in fault.detail:
+                    fault.ran = False  # damaged each time: it never ran
                 report = self._recover_now(fault.kind)
                 raise self._fault_error(fault, report, limit) from None
 
@@ -688,6 +696,7 @@ class Communicator(Recovery):
         follow: bool = True,
         frame: bytes = b"",
         skip_noise: bool = False,
+        stream: bytes = b"",
     ) -> _Raw:
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
@@ -704,15 +713,33 @@ class Communicator(Recovery):
         self._tail.clear()
         try:
             self._write(
-                eng.exec(data, raw_paste=self._use_paste(data), frame=frame, skip_noise=skip_noise)
+                eng.exec(
+                    data,
+                    raw_paste=self._use_paste(data),
+                    frame=frame,
+                    skip_noise=skip_noise,
+                    stream=stream,
+                )
             )
+            stream_by = 0.0
             while True:
+                if eng.stream_unacked and not stream_by:
+                    stream_by = (
+                        time.monotonic()
+                        + ACK_WAIT
+                        + 2 * len(stream) * per_byte
+                        + self.plain_chunk_pause * (len(stream) // 256)
+                    )
+                elif not eng.stream_unacked:
+                    stream_by = 0.0
                 wait = deadline if started else min(deadline, ack_by)
+                if stream_by:
+                    wait = min(wait, stream_by)
                 ev = self._next_event(min(wait, quiet_until) if quiet_until else wait)
                 if ev is None:
                     if quiet_until and time.monotonic() < deadline:
                         raise Fault("reset", f"it printed {tail[-80:]!r} instead of the reply")
-                    if not started and time.monotonic() < deadline:
+                    if (not started or stream_by) and time.monotonic() < deadline:
                         raise Fault("lost", "the board did not acknowledge the code")
                     fault = Fault("timeout", "no answer")
                     fault.printed = raw.out.total
@@ -737,6 +764,8 @@ class Communicator(Recovery):
                         return raw
                 elif isinstance(ev, CodeRejected):
                     raw.rejected = True
+                elif isinstance(ev, CodeRequested):
+                    pass  # the stream's own deadline starts (top of the loop)
                 elif isinstance(ev, RawPasteAccepted):
                     self.raw_paste = True
                 elif isinstance(ev, RawPasteRefused):
@@ -858,13 +887,20 @@ class Communicator(Recovery):
             if sends > 1:
                 self.resent += 1
             n = -1  # nothing sent yet
+            stream = b""
             try:
                 self._arm(deadline)
                 n = next(self._numbers) % (1 << 24) or 1
-                raw = self._run(
-                    wire(n, code, key, op, self._algo), deadline, on_stdout, frame=token(n)
-                )
+                if self._streams(code, op):
+                    line, stream = wire_streamed(n, code, key, op, self._algo)
+                else:
+                    line, stream = wire(n, code, key, op, self._algo), b""
+                raw = self._run(line, deadline, on_stdout, frame=token(n), stream=stream)
+                if raw.rejected and stream:
+                    self._stream_rejects += 1
             except Fault as fault:
+                if n > 0 and stream and fault.kind == "lost":
+                    self._stream_rejects += 1  # the stream was lost on the way
                 report = self._recover_now(fault.kind)
                 if n < 0 and report.recovered and sends < MAX_SENDS:
                     continue  # it struck the wrapper's install: nothing of the call was sent
@@ -906,6 +942,20 @@ class Communicator(Recovery):
             if fin.status == "e" and not output and _compile_failed(raw.err):
                 raise _TooBig  # no memory to compile the code: none of it ran
             return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
+
+    def _streams(self, code: str, op: int) -> bool:
+        """Whether ``code`` goes as it is through the wrapper's stdin (see
+        protocol/frame.py): long code without the bytes a link treats as commands, unless
+        streams kept arriving damaged on this board (its UART loses bytes)."""
+        # Only boards with raw-paste: older firmware (and the emulated legacy board, whose
+        # UART model drops what running code is sent) has no room to buffer a stream.
+        return (
+            len(code) >= STREAM_MIN
+            and self.raw_paste is True
+            and not op & OP_EVAL
+            and self._stream_rejects < 2
+            and not any(ch in code for ch in "\x01\x02\x03\x04")
+        )
 
     def _ran(self, n: int, deadline: float) -> bool | None:
         """Whether the wrapper started exchange ``n`` (None: no trustworthy answer)."""

@@ -49,6 +49,7 @@ __all__ = [
     "PLAIN_RAW_CHUNK",
     "TRANSITIONS",
     "CodeRejected",
+    "CodeRequested",
     "Event",
     "ExecFinished",
     "ExecStarted",
@@ -240,6 +241,11 @@ class ExecFinished:
 
 
 @dataclass(frozen=True)
+class CodeRequested:
+    """A framed exchange's wrapper asks for the streamed code: it goes out now."""
+
+
+@dataclass(frozen=True)
 class CodeRejected:
     """A framed exchange's wrapper found the code damaged (its checksum did not match) and
     ran none of it; ExecFinished follows."""
@@ -272,6 +278,7 @@ Event = (
     | Stderr
     | ExecFinished
     | CodeRejected
+    | CodeRequested
     | SoftResetStarted
     | LeftRawRepl
     | Stray
@@ -332,6 +339,8 @@ class RawReplClient:
         # and what the trailer said.
         self._frame = b""
         self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
         self._phase = 0
         self._status: str | None = None
         self._records = 0
@@ -385,7 +394,13 @@ class RawReplClient:
         return self.data_to_send()
 
     def exec(
-        self, code: bytes, *, raw_paste: bool = True, frame: bytes = b"", skip_noise: bool = False
+        self,
+        code: bytes,
+        *,
+        raw_paste: bool = True,
+        frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
     ) -> bytes:
         """Send ``code`` to run: with raw-paste (falls back to plain raw mode by itself when
         the board refuses), or in plain raw mode. Events: ExecStarted, Stdout..., Stderr...,
@@ -399,7 +414,10 @@ class RawReplClient:
         only the token ends it. Noise before the reply's start is skipped (counted in
         :attr:`noise_skipped`): the token, which noise cannot forge, must follow.
         ``skip_noise``: skip noise before "OK" (or raw-paste's end) for an unframed
-        exchange too, for code whose output checks itself."""
+        exchange too, for code whose output checks itself. ``stream``: bytes the wrapper
+        reads from its stdin once it says ``TOKEN<`` (the code itself, sent as it is rather
+        than as a literal): they go out then, in ``raw_chunk`` pieces the driver paces
+        (:attr:`stream_pending`); :attr:`stream_unacked` until the wrapper answers."""
         for byte in _UNSENDABLE:
             if byte in code:
                 raise ValueError(
@@ -410,6 +428,8 @@ class RawReplClient:
         self._reset_exchange()
         self._frame = bytes(frame)
         self._skip = skip_noise or bool(frame)
+        self._code_stream = bytes(stream)
+        self._stream_sent = -1  # -1: not asked for yet
         self._payload = bytes(code)
         if raw_paste:
             self._out += RAW_PASTE_REQUEST
@@ -448,6 +468,8 @@ class RawReplClient:
         self.chatter.clear()
         self._frame = b""
         self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
         self._phase = 0
         self._status = None
         self._records = 0
@@ -459,6 +481,16 @@ class RawReplClient:
     def raw_chunks_pending(self) -> bool:
         """True while plain raw code is still to be sent (the driver paces these writes)."""
         return self.state is State.RAW_WAIT_OK and self._sent < len(self._payload) + 1
+
+    @property
+    def stream_pending(self) -> bool:
+        """True while streamed code is still to be sent (the driver paces these writes)."""
+        return 0 <= self._stream_sent < len(self._code_stream)
+
+    @property
+    def stream_unacked(self) -> bool:
+        """True from the wrapper's request for streamed code until its answer to it."""
+        return self._stream_sent >= 0 and self._phase == 0
 
     @property
     def recent_input(self) -> bytes:
@@ -484,6 +516,10 @@ class RawReplClient:
             if self._sent == len(self._payload):
                 out += CTRL_D
                 self._move(Trigger.ALL_SENT)
+        elif self.stream_pending and self.state is State.STDOUT:
+            end = min(self._stream_sent + self.raw_chunk, len(self._code_stream))
+            out += self._code_stream[self._stream_sent : end]
+            self._stream_sent = end
         elif self.state is State.RAW_WAIT_OK and self._sent <= len(self._payload):
             # The payload plus its terminating Ctrl-D, one paced chunk at a time.
             end = min(self._sent + self.raw_chunk, len(self._payload) + 1)
@@ -686,6 +722,10 @@ class RawReplClient:
                 self._phase = 3  # the wrapper printed nothing: an error before it ran
                 return self._stream(Stdout)
             head = bytes(buf[: len(tok) + 1])
+            if head == tok + b"<" and self._code_stream and self._stream_sent < 0:
+                del buf[: len(head)]
+                self._stream_sent = 0  # the code goes out now (data_to_send)
+                return CodeRequested()
             if head == tok + b"(":
                 del buf[: len(head)]
                 self._phase = 1

@@ -51,6 +51,7 @@ __all__ = [
     "split_statements",
     "token",
     "wire",
+    "wire_streamed",
 ]
 
 OP_EVAL: Final = 1
@@ -109,6 +110,9 @@ def _mpsg(k):
  return g
 def _mpsx(n,c,s,k=0,o=0):
  t='\x1e%d'%n
+ if type(s) is int:
+  print(t,'<',sep='',end='')
+  s=_mps_s[4].stdin.read(s)
  if _mpsh(s,n+8*k+o)!=c:
   print(t+'!',end='')
   return
@@ -190,6 +194,15 @@ def wire(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     check = checksum(data, n + 8 * key + op, algo)
     literal = repr(code)
     return f"_mpsx({n},{check},{literal},{key},{op})".encode("utf-8", "surrogateescape")
+
+
+def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[bytes, bytes]:
+    """The raw-REPL line of a checked exchange whose code follows as it is, read by the
+    wrapper from its stdin (no literal: a small board holds the source once, as when
+    mpremote sends it), and those bytes."""
+    data = code.encode("utf-8", "surrogateescape")
+    check = checksum(data, n + 8 * key + op, algo)
+    return f"_mpsx({n},{check},{len(data)},{key},{op})".encode(), data
 
 
 def parse_ran(out: bytes) -> int | None:
