@@ -39,7 +39,8 @@ RESULT_MARKER = "\x1e"
 # _mps_b = [sys.path, opt_level, sys.modules names, the builtins below, mem_free, gc,
 # builtins, micropython, sys, a function returning (__import__, print, open, exec, eval,
 # repr, getattr, isinstance) as code looks them up: a replaced one lives in the board's
-# override table, which getattr(builtins, name) does not show].
+# override table, which getattr(builtins, name) does not show]. (A 1.9.2 micro:bit has
+# neither sys.path nor sys.modules.)
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
@@ -59,7 +60,7 @@ except NameError:
    m=None
   gc.collect()
   e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
-  return [list(getattr(sys,'path',[])),m and m.opt_level(),list(sys.modules),
+  return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
    e(),gc.mem_free(),gc,builtins,m,sys,e]
  _mps_b=_mps_b()
 def _mps_c(k,f,a,w):
@@ -98,7 +99,7 @@ def _mps_z(b):
   pass
  if b[7]:
   b[7].opt_level(b[1])
- for m in list(y.modules):
+ for m in list(getattr(y,'modules',())):
   if m not in b[2]:
    y.modules.pop(m)
  c=b[9]()
