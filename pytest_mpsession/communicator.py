@@ -270,6 +270,7 @@ class Communicator(Recovery):
         #: code longer than this goes in pieces cut between top-level statements (the
         #: session manager sizes it to the board's free memory)
         self.piece_size = PIECE_SIZE
+        self._auto_pieces = True  # piece_size follows the board's free memory
         #: output kept per call (bytes); beyond it the middle is dropped and counted
         self.output_limit = OUTPUT_LIMIT
         #: bytes the board-side wrapper keeps free between exchanges (see protocol.frame)
@@ -562,11 +563,15 @@ class Communicator(Recovery):
         for _ in range(MAX_SENDS):
             out, err = self._unchecked(HASHER, deadline)
             mark = out.rfind(b"\x1e")
-            answer = out[mark + 1 :].strip() if mark >= 0 else b""
+            answer, _, free = (out[mark + 1 :] if mark >= 0 else b"").strip().partition(b" ")
             algo = answer[:1].decode("ascii", "replace")
-            if not err and algo in ("c", "a") and answer[1:].isdigit():
+            if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
                 if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
                     self._algo = algo
+                    if self._auto_pieces:
+                        # pieces the board can compile beside what it holds: compiling
+                        # takes 4-5 times the source (measured on legacy and the micro:bit)
+                        self.piece_size = max(512, min(int(free) // 6, PIECE_SIZE))
                     break
             problem = f"the checksum answered {(out + err)[-60:]!r}"
         else:

@@ -63,7 +63,8 @@ _MASK: Final = 0x3FFFFFFF
 #: Board code of the checksum, sent first and as it is (MicroPython 1.9, one-space
 #: indentation, no f-strings); it prints ``\x1e`` + which checksum the board uses (``c``
 #: crc32, ``a`` the pure-Python sum) + the checksum of a test vector (:data:`PROBE`), so a
-#: damaged copy is seen at once.
+#: damaged copy is seen at once, and then its free memory (how long a piece of code it can
+#: take: see ``Communicator.piece_size``).
 HASHER: Final = r"""try:
  from binascii import crc32
  def _mpsh(s,v,c=crc32):
@@ -78,8 +79,10 @@ except ImportError:
    b=(b+a)%16381
   return b<<16|a
  crc32='a'
-print('\x1e'+crc32+str(_mpsh('mpsession',12345)))
-del crc32
+import gc
+gc.collect()
+print('\x1e'+crc32+str(_mpsh('mpsession',12345)),gc.mem_free())
+del crc32,gc
 """
 #: The test vector of :data:`HASHER`: ``(text, seed)``.
 PROBE: Final = (b"mpsession", 12345)

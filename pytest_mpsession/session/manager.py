@@ -440,17 +440,7 @@ class DeviceSessionManager:
             if session is not None:
                 session._ns_epoch = comm.reset_count
             self.exchange_count += 1
-            self._size_pieces(comm)
             return comm.run(code, key=key, op=op, timeout=timeout)
-
-    def _size_pieces(self, comm: CommunicatorLike) -> None:
-        # Code is cut into pieces a board can compile beside what it holds: about a sixth
-        # of its free memory (measured on the legacy profile: compiling takes 4-5 times the
-        # source's size), at least 512 bytes; boards with plenty take a program whole.
-        caps = self._caps
-        if caps is None or caps.memory_free is None or not hasattr(comm, "piece_size"):
-            return
-        comm.piece_size = max(512, min(caps.memory_free // 6, 1 << 20))
 
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
