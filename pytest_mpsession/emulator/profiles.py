@@ -2,7 +2,10 @@
 
 Built-in profiles: ``generic`` (the ``--mp-mock`` default, a current board), ``esp32``,
 ``rp2``, ``stm32``, ``unix`` (the bare interpreter, nothing disguised) and ``legacy`` (a
-MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``).
+MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``), and
+``microbit``: not the unix port but the BBC micro:bit's real MicroPython 1.9.2 firmware in
+``qemu-system-arm -M microbit`` (:mod:`.qemu`).  A profile with ``qemu_machine`` and
+``firmware`` runs that firmware image on that QEMU machine (never disguised).
 
 User profiles live in a TOML file, one table per profile, each based on a built-in one::
 
