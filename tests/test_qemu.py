@@ -473,6 +473,9 @@ def test_user_profile_names_a_machine_and_firmware(tmp_path: Path, raw_repl: typ
     )
     prof = load_profile("mybit", str(profiles))
     assert (prof.qemu_machine, prof.firmware, prof.disguise) == ("microbit", str(fw), False)
+    # a relative firmware path is found beside the profiles file, wherever pytest runs
+    profiles.write_text(profiles.read_text().replace(str(fw), fw.name))
+    assert load_profile("mybit", str(profiles)).firmware == str(fw)
     c = raw_repl(f"mpmock://mybit?profiles={profiles}")
     assert c.serial.link.options.baudrate == 230400
     c.enter_raw()

@@ -298,6 +298,10 @@ def _load_file(path: str) -> dict[str, Profile]:
             changes["disguise"] = False
             if not changes.get("baudrate", known[base_name].baudrate):
                 changes["baudrate"] = 115200
+            fw = changes.get("firmware")
+            if fw and not os.path.isabs(fw):
+                # a relative firmware path is the profiles file's neighbour
+                changes["firmware"] = os.path.join(os.path.dirname(os.path.abspath(path)), fw)
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found
