@@ -208,6 +208,13 @@ def test_flash_option_never_writes_another_file(tmp_path: Path) -> None:
     legacy.write_bytes(b"\xff" * BUILTIN_PROFILES["legacy"].flash_size)
     with pytest.raises(serial.SerialException, match="not a flash image"):
         serial.serial_for_url(f"mpmock://microbit?flash={legacy}")
+    # a file of the right size that is not this firmware's flash
+    random = tmp_path / "random.bin"
+    random.write_bytes(os.urandom(BUILTIN_PROFILES["microbit"].flash_size))
+    before = random.read_bytes()
+    with pytest.raises(serial.SerialException, match="its first bytes are not the firmware's"):
+        serial.serial_for_url(f"mpmock://microbit?flash={random}")
+    assert random.read_bytes() == before
 
 
 def test_flash_image_held_by_a_board_is_refused_to_a_second(tmp_path: Path) -> None:

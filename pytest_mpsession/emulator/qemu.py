@@ -87,6 +87,8 @@ _LAUNCH = (
 # how long QEMU may take to start its machine (it takes ~50 ms) and to answer QMP
 _START_TIMEOUT = 10.0
 _QMP_TIMEOUT = 5.0
+# bytes at the start of the flash that tell a flash image of this firmware from another file
+_HEAD = 64
 # QEMU's seccomp sandbox: no fork/exec, no setuid, no obsolete or resource-control calls
 _SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
@@ -170,7 +172,7 @@ class _HexFirmware:
     def __init__(self, path: str, flash_size: int) -> None:
         self.path = path
         covered = bytearray(flash_size)
-        lo: int | None = None
+        content = bytearray(flash_size)
         records = list(_hex_records(path))
         if not records:
             raise EmulatorError(f"the firmware {path!r} holds no data")
@@ -180,9 +182,12 @@ class _HexFirmware:
             if 0 <= off < flash_size:
                 end = min(off + len(data), flash_size)
                 covered[off:end] = b"\x01" * (end - off)
+                content[off:end] = data[: end - off]
         self.base = lo
         self.size = flash_size
         self._covered = bytes(covered)
+        #: the first bytes of the flash as the firmware writes them (its vector table)
+        self.head = bytes(content[:_HEAD])
         with open(path) as f:
             self._lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith(":00000001")]
 
@@ -273,6 +278,13 @@ class QemuMachine:
             raise EmulatorError(
                 f"flash={path!r} is not a flash image of the {self.profile.name} profile "
                 f"({have} bytes, expected {what}); it was left untouched"
+            )
+        head = os.pread(fd, _HEAD, 0)
+        if self._hex is not None and head not in (self._hex.head, bytes(_HEAD)):
+            os.close(fd)
+            raise EmulatorError(
+                f"flash={path!r} is not a flash image of the {self.profile.name} profile's "
+                "firmware (its first bytes are not the firmware's); it was left untouched"
             )
         self._lock_fd = fd
 
