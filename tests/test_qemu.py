@@ -404,6 +404,23 @@ def test_qemu_is_confined(board: PtyBoard) -> None:
         assert target.startswith(board.link._dir), target
 
 
+def test_qemu_reaches_no_host_file(board: PtyBoard, tmp_path: Path) -> None:
+    # Landlock, as for the unix port's engine: even through its own monitor, QEMU can
+    # neither write a file outside the board's folder nor read one
+    eng = board.link._engine
+    assert isinstance(eng, qemu.QemuEngine)
+    out = tmp_path / "dump.bin"
+    with pytest.raises(EmulatorError, match="refused memsave"):
+        eng._command("memsave", val=0, size=16, filename=str(out))
+    assert not out.exists()
+    with pytest.raises(EmulatorError, match="refused blockdev-add"):
+        eng._command("blockdev-add", driver="file", filename="/etc/passwd", **{"node-name": "x"})
+    # and what it must do, it can: dump the chip's flash into its own folder
+    eng.save_flash()
+    image = eng.machine.read_flash()
+    assert image is not None and image[:64] == eng.machine._hex.head  # type: ignore[union-attr]
+
+
 def test_qemu_is_closed_with_the_board() -> None:
     b = PtyBoard("microbit")
     pid = b.engine_pid

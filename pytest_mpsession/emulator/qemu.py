@@ -49,7 +49,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator import sandbox
+from pytest_mpsession.emulator.engine import _LIB_DIRS, EmulatorError, _elf_interp
+from pytest_mpsession.emulator.sandbox import CHILD
 
 if TYPE_CHECKING:
     from pytest_mpsession.emulator.profiles import Profile
@@ -78,11 +80,14 @@ _HOWTO = (
 # Run by ``python -S -c`` in front of QEMU: ties QEMU's life to the thread that started it
 # (PR_SET_PDEATHSIG survives exec), so no machine outlives its board, even when pytest is
 # killed with SIGKILL.  The getppid() check closes the race where that thread died first.
+# Then it confines itself (sandbox.CHILD: Landlock and seccomp, as the unix port's engine)
+# with the policy in argv[2] and becomes QEMU by the one execve the confinement lets through.
 _LAUNCH = (
     "import sys,os,ctypes\n"
     "ctypes.CDLL(None).prctl(1,9)\n"
     "if os.getppid()!=int(sys.argv[1]):os._exit(1)\n"
-    "os.execv(sys.argv[2],sys.argv[2:])\n"
+    "P=eval(sys.argv[2])\n" + CHILD + "if P:confine(P,sys.argv[3:])\n"
+    "os.execv(sys.argv[3],sys.argv[3:])\n"
 )
 # how long QEMU may take to start its machine (it takes ~50 ms) and to answer QMP
 _START_TIMEOUT = 10.0
@@ -223,13 +228,17 @@ class QemuMachine:
     """What stays across a board's machines: the QEMU binary, the firmware, the flash image.
 
     ``flash`` is the host file of the flash image (created when missing, its size checked
-    when present, locked for this board's life so a second board cannot share it).
+    when present, locked for this board's life so a second board cannot share it).  QEMU
+    never opens it: the relay builds the boot image from it and saves the chip's flash into
+    it.  ``workdir`` (a folder of the board's) gets a ``qemu`` folder, the only one QEMU may
+    write in (the boot image, the flash dumps); ``policy`` is QEMU's confinement.
     """
 
     def __init__(self, profile: Profile, flash: str | None, workdir: str) -> None:
         self.profile = profile
         self.exe = check_qemu(profile)
-        self.workdir = workdir
+        self.workdir = os.path.join(workdir, "qemu")
+        os.makedirs(self.workdir, exist_ok=True)
         fw = profile.firmware
         self._hex: _HexFirmware | None = None
         self._lock_fd = -1
@@ -251,6 +260,12 @@ class QemuMachine:
             self.flash = flash or os.path.join(workdir, "flash.img")
             self._open_flash(self.flash, given=flash is not None)
         self.starts = 0
+        self.policy = sandbox.policy(
+            read_write=[],
+            read_only=[*_LIB_DIRS, "/usr/share/qemu", os.path.realpath(fw)],
+            execute=[os.path.realpath(self.exe), *filter(None, [_elf_interp(self.exe)])],
+            tree=[self.workdir],
+        )
 
     def _open_flash(self, path: str, *, given: bool) -> None:
         size = self.profile.flash_size
@@ -383,7 +398,10 @@ class QemuEngine:
         try:
             with open(self._errpath, "wb") as err:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-S", "-c", _LAUNCH, str(os.getpid()), *argv],
+                    [
+                        *(sys.executable, "-S", "-c", _LAUNCH),
+                        *(str(os.getpid()), repr(machine.policy), *argv),
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=err,
