@@ -26,10 +26,13 @@ firmware does not cover (the filesystem the firmware keeps in the rest of its fl
 firmware given as ELF or raw binary (``-kernel``, e.g. MicroPython's ``qemu`` port) keeps no
 flash: each machine starts from the image alone.
 
-Confinement, as far as QEMU makes it cheap: no network device (``-nic none``, ``-nodefaults``),
-no display, no monitor on a terminal, QEMU's seccomp sandbox (``-sandbox on``, no spawning
-processes, no privilege changes), and it opens only its firmware, the generated boot image and
-its flash image.  QEMU dies with the thread that started it (``PR_SET_PDEATHSIG``).
+Confinement: no network device (``-nic none``, ``-nodefaults``), no display, no monitor on a
+terminal, QEMU's own seccomp sandbox (``-sandbox on``: no spawning processes, no privilege
+changes), and, as for the unix port's engine, the launcher's Landlock and seccomp policy
+(:mod:`.sandbox`): QEMU may read its libraries, its data and the firmware, and write only the
+board's ``qemu`` folder (the boot image, the flash dumps); it never opens the flash image,
+which the relay reads and writes.  QEMU dies with the thread that started it
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
