@@ -86,8 +86,11 @@ _HOWTO = (
 # Then it confines itself (sandbox.CHILD: Landlock and seccomp, as the unix port's engine)
 # with the policy in argv[2] and becomes QEMU by the one execve the confinement lets through.
 _LAUNCH = (
-    "import sys,os,ctypes\n"
-    "ctypes.CDLL(None).prctl(1,9)\n"
+    "import sys,os,_ctypes as C\n"
+    "class _L(C._SimpleCData):_type_='l'\n"
+    "class _F(C.CFuncPtr):_flags_=C.FUNCFLAG_CDECL;_restype_=_L\n"
+    "class _h:_handle=C.dlopen(None,0)\n"
+    "_F(('prctl',_h))(1,9)\n"
     "if os.getppid()!=int(sys.argv[1]):os._exit(1)\n"
     "P=eval(sys.argv[2])\n" + CHILD + "if P:confine(P,sys.argv[3:])\n"
     "os.execv(sys.argv[3],sys.argv[3:])\n"
@@ -227,6 +230,21 @@ class _HexFirmware:
             f.write("\n".join(lines) + "\n")
 
 
+_HEX_CACHE: dict[tuple[str, int, int, int], _HexFirmware] = {}
+
+
+def _hex_firmware(path: str, flash_size: int) -> _HexFirmware:
+    """The parsed firmware, once per file version (every board start would parse it again)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise EmulatorError(f"cannot read the firmware {path!r}: {exc.strerror}") from exc
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, flash_size)
+    if key not in _HEX_CACHE:
+        _HEX_CACHE[key] = _HexFirmware(path, flash_size)
+    return _HEX_CACHE[key]
+
+
 class QemuMachine:
     """What stays across a board's machines: the QEMU binary, the firmware, the flash image.
 
@@ -252,7 +270,7 @@ class QemuMachine:
                     f"profile {profile.name}: a HEX firmware needs flash_size (the chip's flash "
                     "in bytes) to keep its flash"
                 )
-            self._hex = _HexFirmware(fw, profile.flash_size)
+            self._hex = _hex_firmware(fw, profile.flash_size)
         elif flash is not None:
             raise EmulatorError(
                 f"flash={flash!r}: the {profile.name} profile's firmware {fw!r} is not an Intel "
