@@ -421,6 +421,21 @@ def test_qemu_reaches_no_host_file(board: PtyBoard, tmp_path: Path) -> None:
     assert image is not None and image[:64] == eng.machine._hex.head  # type: ignore[union-attr]
 
 
+def test_a_machine_killed_from_outside_comes_back_as_a_reboot(
+    board: PtyBoard, raw_repl: type
+) -> None:
+    c = raw_repl(board.path)
+    c.enter_raw()
+    c.exec("x = 1")
+    pid = board.engine_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # QEMU crashed, or was killed by the host
+    assert c.read_until(RAW) == b"soft reboot\r\n" + RAW
+    assert b"NameError" in c.exec_raw("x")[1]
+    assert c.exec("print(6*7)") == "42\r\n"
+    assert board.engine_pid not in (None, pid)
+
+
 def test_qemu_is_closed_with_the_board() -> None:
     b = PtyBoard("microbit")
     pid = b.engine_pid
