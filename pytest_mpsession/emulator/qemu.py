@@ -456,18 +456,20 @@ class QemuEngine:
         # name, an unreadable firmware) is its last stderr line
         try:
             if not self._greeted.wait(_START_TIMEOUT) or not self._up:
-                if self._greeted.is_set():  # the monitor closed: QEMU is exiting
-                    try:
-                        self.proc.wait(_START_TIMEOUT)  # its error is written by then
-                    except subprocess.TimeoutExpired:
-                        pass
-                why = self._stderr_line() or f"no answer within {_START_TIMEOUT:g} s"
-                raise EmulatorError(f"QEMU could not start the {machine.profile.name} board: {why}")
+                raise EmulatorError(f"no answer within {_START_TIMEOUT:g} s")
             self._command("qmp_capabilities")
-        except EmulatorError:
+        except EmulatorError as exc:
+            if self._greeted.is_set():  # the monitor closed: QEMU is exiting
+                try:
+                    self.proc.wait(_START_TIMEOUT)  # its error is written by then
+                except subprocess.TimeoutExpired:
+                    pass
+            why = self._stderr_line() or str(exc)
             self.kill(save=False)
             os.close(self.ctl_r)
-            raise
+            raise EmulatorError(
+                f"QEMU could not start the {machine.profile.name} board: {why}"
+            ) from None
 
     def _stderr_line(self) -> str:
         try:
@@ -475,8 +477,12 @@ class QemuEngine:
                 lines = f.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        # "qemu-system-arm: unsupported machine type" / "Use -machine help to list ..."
-        return "; ".join(ln.strip().removeprefix(f"{QEMU_BINARY}: ") for ln in lines[-2:])
+        # QEMU's own messages ("qemu-system-arm: unsupported machine type", "qemu: fatal:
+        # Lockup ..."), not a register dump after them; else its last lines
+        said = [ln for ln in lines if ln.startswith(("qemu", "Use -machine"))] or lines[-2:]
+        return "; ".join(
+            ln.strip().removeprefix(f"{QEMU_BINARY}: ").removeprefix("qemu: ") for ln in said[-2:]
+        )
 
     # -------------------------------------------------------------------------- QMP
 
