@@ -113,9 +113,11 @@ def parse_url(url: str) -> PlaceRequest:
     tags: dict[str, str] = {}
     for key, value in query:
         if not key or not value:
-            raise ValueError(f"{url!r}: tag {key or '?'}={value} needs a name and a value")
+            raise ValueError(
+                f"{url!r}: tag {key or '?'}={value} needs a name and a value: write {_FORM}"
+            )
         if key in tags and tags[key] != value:
-            raise ValueError(f"{url!r}: tag {key} is given twice")
+            raise ValueError(f"{url!r}: tag {key} is given twice: write {_FORM}")
         tags[key] = value
     return PlaceRequest(url=url, tags=tuple(sorted(tags.items())))
 
