@@ -84,6 +84,40 @@ def test_hookspecs_are_registered(pytester: pytest.Pytester) -> None:
     pytester.runpytest("-W", "error").assert_outcomes(passed=1)
 
 
+def test_plugin_modules_are_registered_from_the_one_list(pytester: pytest.Pytester) -> None:
+    # plugin/__init__.py lists the plugin's modules; each is a pytest plugin of its own.
+    from pytest_mpsession import plugin
+
+    pytester.makepyfile(
+        f"""
+        def test_registered(request):
+            pm = request.config.pluginmanager
+            for name in {plugin.pytest_plugins!r}:
+                assert pm.get_plugin(name) is not None, name
+        """
+    )
+    pytester.runpytest("-W", "error").assert_outcomes(passed=1)
+    assert "pytest_mpsession.plugin.fixtures" in plugin.pytest_plugins
+
+
+def test_fixtures_show_in_pytest_fixtures_with_their_docstrings(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--fixtures")
+    result.stdout.fnmatch_lines(
+        [
+            "*fixtures defined from pytest_mpsession.plugin.fixtures*",
+            "device_session_manager [[]session scope[]] -- *fixtures.py:*",
+            "    The connected :class:`DeviceSessionManager` of this worker's board.",
+            "device_capabilities [[]session scope[]] -- *",
+            "    The board's :class:`DeviceCapabilities`*",
+            "device_session -- *",
+            "    A fresh :class:`DeviceSession` for the test*",
+        ]
+    )
+
+
 # -- no board configured ---------------------------------------------------------------------------
 
 
@@ -312,7 +346,7 @@ def test_xdist_more_workers_than_boards_is_a_usage_error(pytester: pytest.Pytest
 def test_settings_resolution_unit(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_mpsession.plugin import resolve_settings
+    from pytest_mpsession.plugin.options import resolve_settings
 
     pytester.makeini(
         "[pytest]\nmp_port = /dev/a /dev/b\nmp_baudrate = 9600\nmp_timeout = 2.5\nmp_reset = soft\n"
@@ -365,7 +399,7 @@ def test_usb_serial_number_from_pyserial(monkeypatch: pytest.MonkeyPatch) -> Non
     from serial.tools import list_ports
     from serial.tools.list_ports_common import ListPortInfo
 
-    from pytest_mpsession import plugin
+    from pytest_mpsession.plugin import boards
 
     info = ListPortInfo("/dev/ttyACM7", skip_link_detection=True)
     info.serial_number = "E66138935F2D6F28"
@@ -373,15 +407,16 @@ def test_usb_serial_number_from_pyserial(monkeypatch: pytest.MonkeyPatch) -> Non
     info.hwid = "USB VID:PID=2E8A:0005 SER=E66138935F2D6F28"
     monkeypatch.setattr(list_ports, "comports", lambda *a, **k: [info])
     monkeypatch.setattr(list_ports, "grep", lambda pattern, **k: iter([info]))
-    assert plugin.usb_serial_number("/dev/ttyACM7") == "E66138935F2D6F28"
-    assert plugin.usb_serial_number("hwgrep://2E8A:0005") == "E66138935F2D6F28"
-    assert plugin.usb_serial_number("/dev/ttyACM9") is None
-    assert plugin.usb_serial_number("socket://localhost:2217") is None
+    assert boards.usb_serial_number("/dev/ttyACM7") == "E66138935F2D6F28"
+    assert boards.usb_serial_number("hwgrep://2E8A:0005") == "E66138935F2D6F28"
+    assert boards.usb_serial_number("/dev/ttyACM9") is None
+    assert boards.usb_serial_number("socket://localhost:2217") is None
 
 
 def test_header_line_names_the_usb_serial_number() -> None:
     from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes
-    from pytest_mpsession.plugin import Board, Settings
+    from pytest_mpsession.plugin.boards import Board
+    from pytest_mpsession.plugin.options import Settings
 
     board = Board(port="/dev/ttyACM0", settings=Settings(), probes=FeatureProbes())
     assert board.describe() == "board at /dev/ttyACM0 (not connected)"
@@ -403,13 +438,14 @@ def test_an_inherited_xdist_worker_variable_does_not_make_a_worker(
 ) -> None:
     # A pytest run started by a test under xdist inherits PYTEST_XDIST_WORKER=gw1; it is not a
     # worker, and its single board is its own.
-    from pytest_mpsession.plugin import Settings, _port_for_worker, _worker_id
+    from pytest_mpsession.plugin.boards import port_for_worker, worker_id
+    from pytest_mpsession.plugin.options import Settings
 
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     config = pytester.parseconfigure()
-    assert _worker_id(config) is None
+    assert worker_id(config) is None
     settings = Settings(ports=("/dev/ttyACM0",), port_source="--mp-port")
-    assert _port_for_worker(settings, None, None) == "/dev/ttyACM0"
-    assert _port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
+    assert port_for_worker(settings, None, None) == "/dev/ttyACM0"
+    assert port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
     with pytest.raises(pytest.UsageError, match="3 pytest-xdist workers but 2 board"):
-        _port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
+        port_for_worker(Settings(ports=("a", "b")), "gw0", 3)

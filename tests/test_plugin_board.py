@@ -4,6 +4,7 @@ JUnit properties, board tracebacks, hooks, reset policies, pytest-timeout and py
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -98,7 +99,7 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     assert f"requires_platform: board is 'generic', not 'esp32', 'rp2' {board}" in out
     assert f"requires_firmware: board has {version.group(1)}, not '>=9.0' {board}" in out
     # Skips are reported at the test, not inside the plugin.
-    assert "plugin.py" not in out
+    assert "pytest_mpsession/plugin" not in out and "markers.py" not in out
 
 
 def test_capabilities_are_cached_by_unique_id_and_firmware(
@@ -177,6 +178,102 @@ def test_device_error_shows_the_board_traceback_at_the_users_lines(
     # None of the plugin's or the session core's frames.
     assert "pytest_mpsession/" not in out
     assert "<stdin>" not in out
+
+
+def test_one_line_code_with_escapes_keeps_its_own_line_numbers(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    # Code in a one-line string with \n escapes has lines of its own that are not the test
+    # file's: the traceback names the line of the call and the code's own line (not the
+    # file's next lines, here a comment and a line past the end of the file).
+    pytester.makepyfile(
+        test_tb="""
+        def test_index(device_session):
+            device_session.exec("def g():\\n    return [][3]\\ng()")
+            # a comment on line 3
+        """
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- board traceback -*",
+            "Traceback (most recent call last):",
+            '  File "test_tb.py", line 2 (line 3 of the code given there), in <module>',
+            "    g()",
+            '  File "test_tb.py", line 2 (line 2 of the code given there), in g',
+            "    return [][3]",
+            "IndexError: list index out of range",
+        ]
+    )
+    assert "comment" not in result.stdout.str()
+    assert "line 3, in" not in result.stdout.str() and "line 4" not in result.stdout.str()
+
+
+def test_triple_quoted_and_one_line_code_map_onto_the_files_lines(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytester.makepyfile(
+        test_tb='''
+        import textwrap
+
+        def test_dedented(device_session):
+            device_session.exec(textwrap.dedent("""
+                def h(x):
+                    return {}[x]
+                h("key")
+            """))
+
+        def test_one_line(device_session):
+            device_session.exec("[][1]\\n")
+        '''
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            '  File "test_tb.py", line 7, in <module>',
+            '    h("key")',
+            '  File "test_tb.py", line 6, in h',
+            "    return {}[x]",
+            "KeyError: key",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            '  File "test_tb.py", line 11, in <module>',
+            "    [][1]",
+            "IndexError: list index out of range",
+        ]
+    )
+
+
+def test_board_traceback_mapping_unit(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_mpsession.plugin.reports import board_traceback
+
+    test_file = tmp_path / "test_x.py"
+    test_file.write_text(
+        "def test(s):\n"
+        '    s.exec("a = 1\\n"\n'  # implicit concatenation, one piece a line: the file's lines
+        '           "b = [][0]\\n")\n'
+        '    s.exec("x = 1\\tb = 2")\n'  # one line with an escape: its own line numbers
+    )
+    err = SimpleNamespace(
+        traceback='Traceback (most recent call last):\r\n  File "<string>", line 2, in <module>\r\n'
+        "IndexError: list index out of range\r\n"
+    )
+
+    def tb_at(line: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(path=test_file, lineno=line - 1)]
+
+    text = board_traceback(err, tb_at(2))
+    assert 'File "' + os.path.relpath(test_file) + '", line 3, in <module>\n    b = [][0]' in text
+    text = board_traceback(err, tb_at(4))
+    assert "line 4 (line 2 of the code given there), in <module>" in text
+    # no literal at that line: the board's text as it is
+    assert board_traceback(err, tb_at(1)) == err.traceback.replace("\r\n", "\n").rstrip()
 
 
 def test_all_hooks_are_called(pytester: pytest.Pytester, generic_port: str) -> None:
@@ -438,3 +535,39 @@ def test_port_in_two_words_on_the_command_line_just_works(
     result = pytester.runpytest_subprocess("--mp-port", generic_port, "--strict-markers")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+def test_symlinked_port_in_two_words_keeps_the_projects_ini(
+    pytester: pytest.Pytester, generic_port: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # `pytest --mp-port /dev/serial/by-id/usb-...`: pytest takes the link's folder (not the
+    # device's) for its rootdir; the plugin must see that and keep the project's ini, whose
+    # mp_features defines a feature the test needs.
+    by_id = tmp_path_factory.mktemp("by-id")
+    link = by_id / "usb-MicroPython_Board_in_FS_mode_e6614c311b7e6f35-if00"
+    link.symlink_to(generic_port)
+    pytester.makeini("[pytest]\nmp_features =\n    blinky: import sys\n")
+    pytester.makepyfile(
+        test_blink="""
+        import pytest
+
+        @pytest.mark.requires_feature("blinky")
+        def test_blink(device_session):
+            assert device_session.eval("1 + 1") == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("--mp-port", str(link), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+    # In-process (pytest.main: no command line to run again), a plain usage error instead.
+    inproc = pytester.runpytest("--mp-port", str(link), "-p", "no:cacheprovider")
+    assert inproc.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in inproc.errlines if line.startswith("ERROR:")]
+    taken = os.path.commonpath([pytester.path, by_id])  # pytest's rootdir: above both
+    assert errors == [
+        f"ERROR: mpsession: pytest read the port {link} as a test path and made {taken} its "
+        f"rootdir; write --mp-port={link} as one word (or set MP_PORT)"
+    ], inproc.errlines
+    # With a test path beside it pytest finds the project's ini anyway: nothing to say.
+    beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
+    beside.assert_outcomes(passed=1)
