@@ -13,15 +13,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pytest
+import pytest
 
+if TYPE_CHECKING:
     from pytest_mpsession.capabilities import DeviceCapabilities
 
-__all__ = ["BOARD_MARKERS", "Requirements", "item_requirements", "none_can_run", "unmet"]
+__all__ = [
+    "BOARD_MARKERS",
+    "ROUTED",
+    "Requirements",
+    "item_requirements",
+    "none_can_run",
+    "unmet",
+]
 
 #: the markers that say what a test needs of its board
 BOARD_MARKERS = ("requires_feature", "requires_platform", "requires_firmware")
+#: set on a test whose board (and skip) a pool's routing decided: the plugin's own skip at
+#: collection, which knows only this process's board, leaves it alone
+ROUTED = pytest.StashKey[bool]()
 
 
 @dataclass(frozen=True)

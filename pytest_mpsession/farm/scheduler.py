@@ -14,7 +14,7 @@ the worker pytest-xdist starts in its place, which is given the same board.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,7 +30,14 @@ __all__ = ["RoutingScheduling"]
 class RoutingScheduling:
     """The xdist ``Scheduling`` protocol over per-worker collections (see the module)."""
 
-    def __init__(self, config: pytest.Config, log: Any | None = None) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        log: Any | None = None,
+        on_collection: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_collection(n)`` is told how many tests the run has, once all collections
+        are in (xdist counts one worker's collection, which here is only part of it)."""
         from xdist.remote import Producer  # type: ignore[import-untyped,unused-ignore]
         from xdist.workermanage import (  # type: ignore[import-untyped,unused-ignore]
             parse_tx_spec_config,
@@ -54,6 +61,7 @@ class RoutingScheduling:
         #: tests not sent to any worker yet (global indices, in collection order)
         self.pending: list[int] = []
         self._started = False
+        self._on_collection = on_collection
 
     # -- the protocol's properties ------------------------------------------------------------
 
@@ -132,6 +140,8 @@ class RoutingScheduling:
                     self._index[nodeid] = len(order)
                     order.append(nodeid)
         self.collection = order
+        if self._on_collection is not None:
+            self._on_collection(len(order))
         for node, collection in self.node2collection.items():
             self.node2globals[node] = {self._index[t] for t in collection}
         self.pending[:] = range(len(order))

@@ -40,6 +40,7 @@ pytest_plugins = [
     "pytest_mpsession.plugin.recovery",
     "pytest_mpsession.plugin.reports",
     "pytest_mpsession.plugin.fixtures",
+    "pytest_mpsession.farm.hooks",
 ]
 
 

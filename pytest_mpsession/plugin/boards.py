@@ -222,8 +222,9 @@ def pool_message(workers: int, settings: Settings) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """xdist controller: as many boards as workers, and every port opens, before the workers
-    start (the settings were resolved by the options module's ``pytest_configure``)."""
+    """xdist controller: as many boards as workers (the settings were resolved by the
+    options module's ``pytest_configure``). That every board works is checked before the
+    workers start by :mod:`pytest_mpsession.farm.hooks`, which identifies the whole pool."""
     state = get_state(config)
     if state is None:
         return
@@ -232,25 +233,6 @@ def pytest_configure(config: pytest.Config) -> None:
         workers = int(config.option.numprocesses)
         if workers > len(settings.ports) and not shared_port(settings.ports):
             raise pytest.UsageError(pool_message(workers, settings))
-        if not config.option.collectonly:
-            _check_ports_open(settings)
-
-
-def _check_ports_open(settings: Settings) -> None:
-    """xdist controller: a port that cannot be opened is a usage error before the workers
-    start (they open their boards themselves, and a worker that fails is restarted)."""
-    from pytest_mpsession.errors import MpSessionError
-    from pytest_mpsession.transport import Transport
-
-    for port in settings.ports:
-        if port.startswith(MOCK_SCHEME):
-            continue
-        try:
-            Transport.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
-        except (MpSessionError, OSError, ValueError) as exc:
-            raise pytest.UsageError(
-                f"mpsession: cannot use the board at {port}: {one_line(exc)}"
-            ) from None
 
 
 # -- feature probes ----------------------------------------------------------------------
@@ -309,13 +291,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if state is None or not state.settings.configured:
         return
     probes = feature_probes(config)
-    if is_xdist_controller(config):
-        return
+    if is_xdist_controller(config) or state.board is not None:
+        return  # the controller opens none; the farm opened a pool of several itself
     worker = worker_id(config)
     workerinput = getattr(config, "workerinput", None)
     count = workerinput.get("workercount") if isinstance(workerinput, dict) else None
     try:
-        port = port_for_worker(state.settings, worker, count)
+        # the farm gives each worker its board (a worker replacing a crashed one, its board)
+        given = workerinput.get("mpsession_port") if isinstance(workerinput, dict) else None
+        port = str(given) if given else port_for_worker(state.settings, worker, count)
     except pytest.UsageError as exc:
         if worker is None:
             raise

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_mpsession.farm.requirements import ROUTED
 from pytest_mpsession.plugin.boards import NO_BOARD_REASON, feature_probes, late_probes
 from pytest_mpsession.plugin.options import RESET_POLICIES
 from pytest_mpsession.plugin.state import get_state
@@ -114,6 +115,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     board = state.board
     caps = board.capabilities if board is not None else None
     for item in items:
+        if item.stash.get(ROUTED, False):
+            continue  # a pool's routing decided this test's board and skip
         marked = any(item.get_closest_marker(m) for m in BOARD_MARKERS)
         if board is None and state.settings.configured:
             continue  # --collect-only on a configured board: nothing runs

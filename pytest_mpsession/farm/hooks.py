@@ -1,0 +1,666 @@
+"""pytest glue of board pools and farms: ``--mp-dist``, routing, the matrix, labgrid places.
+
+How a run with several boards goes:
+
+- **The process that hands tests out knows every board first.** The pytest-xdist
+  controller (or the one process of a run without xdist) resolves ``labgrid://`` ports to
+  places it reserves and acquires, then identifies every board of the pool in parallel
+  (:func:`pytest_mpsession.farm.pool.probe_pool`; pytest's capability cache is shared with
+  the workers, so they do not probe again). The controller closes the ports before the
+  workers start, and gives each worker its board, and the whole pool, in ``workerinput``.
+- **Routing under xdist** (``--mp-dist load``): each worker keeps in its collection the
+  tests its board can run, and those no board of the pool can run (skipped with a reason
+  naming every board); :class:`~pytest_mpsession.farm.scheduler.RoutingScheduling` sends
+  each test to a worker that has it.
+- **The matrix** (``--mp-dist each``): each device test is parametrized over the boards
+  (``test_x[esp32@mpmock://esp32]``), through the session-scoped fixture the device
+  fixtures depend on; under xdist each worker keeps its own board's copies.
+- **Without xdist**, the process opens every board; a device test is bound to a board that
+  can run it (the first, in pool order) through the same fixture, with a hidden parameter,
+  so its id does not change; tests are grouped by board.
+- Every device test's report carries ``mpsession_board`` in its ``user_properties`` (so in
+  its JUnit record), and the terminal summary has one line per board.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mpsession.farm.requirements import (
+    ROUTED,
+    Requirements,
+    item_requirements,
+    none_can_run,
+    unmet,
+)
+
+if TYPE_CHECKING:
+    from pytest_mpsession.farm.labgrid import AcquiredPlace
+    from pytest_mpsession.farm.pool import PoolBoard
+    from pytest_mpsession.plugin.boards import Board
+
+__all__ = ["BOARD_FIXTURE", "DIST_MODES", "ROUTED", "FarmState", "get_farm"]
+
+HELP_DIST = (
+    "how a pool of boards (--mp-port repeated) shares the tests: load (default): each test "
+    "runs once, on a board that can run it; each: every device test runs once on every board "
+    "(a firmware matrix)."
+)
+DIST_MODES = ("load", "each")
+#: the session-scoped fixture the device fixtures depend on: which board of the pool
+BOARD_FIXTURE = "_mpsession_board"
+#: the report property naming the board a test ran on
+BOARD_PROPERTY = "mpsession_board"
+#: the pool index of the board an item runs on, in a process that holds several
+_ASSIGNED = pytest.StashKey[int]()
+
+
+@dataclass
+class _Saved:
+    fault: tuple[str, str] | None = None
+    broken: str | None = None
+    broken_skips: int = 0
+
+
+@dataclass
+class FarmState:
+    """What the farm knows in this process."""
+
+    dist: str = "load"
+    #: every board of the pool, once known (None: no pool, nothing to route)
+    pool: list[PoolBoard] | None = None
+    #: an xdist worker: its board's index in ``pool``; and whether its collection is routed
+    mine: int | None = None
+    routed: bool = False
+    #: the controller: the pool is being probed
+    probing: concurrent.futures.Future[list[PoolBoard]] | None = None
+    #: the controller: which worker holds which board
+    node_board: dict[str, int] = field(default_factory=dict)
+    #: one process, several boards: the connected boards by pool index, and which is current
+    boards: dict[int, Board] = field(default_factory=dict)
+    current: int = 0
+    saved: dict[int, _Saved] = field(default_factory=dict)
+    #: labgrid places this process holds (released at the end)
+    places: list[AcquiredPlace] = field(default_factory=list)
+    #: the controller's session (the scheduler tells it how many tests the run has)
+    session: pytest.Session | None = None
+    #: per board label: each test's outcome (the per-board summary)
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+_FARM = pytest.StashKey[FarmState]()
+
+
+def get_farm(config: pytest.Config) -> FarmState | None:
+    """The farm's state in this process (``None`` before ``pytest_configure``)."""
+    return config.stash.get(_FARM, None)
+
+
+def _is_routed(item: pytest.Item) -> bool:
+    return item.stash.get(ROUTED, False)
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--mp-dist`` and ``mp_dist``."""
+    group = parser.getgroup("mpsession", "MicroPython boards (pytest-mpsession)")
+    group.addoption(
+        "--mp-dist", dest="mp_dist", metavar="{load,each}", default=None, help=HELP_DIST
+    )
+    parser.addini("mp_dist", HELP_DIST, default="")
+
+
+def _dist_mode(config: pytest.Config) -> str:
+    cli = config.getoption("mp_dist", None)
+    if cli is not None:
+        raw, source = str(cli), "--mp-dist"
+    else:
+        raw = str(config.getini("mp_dist") or "")
+        if not raw.strip():
+            return "load"
+        where = config.inipath.name if config.inipath is not None else "the ini file"
+        source = f"mp_dist in {where}"
+    if raw.strip() not in DIST_MODES:
+        raise pytest.UsageError(
+            f"mpsession: {source} {raw!r} is not a way to share tests among boards: use load "
+            "(each test once, on a board that can run it) or each (every test on every board)"
+        )
+    return raw.strip()
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+def _xdist_dist(config: pytest.Config) -> str:
+    return str(getattr(config.option, "dist", "no") or "no")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The dist mode; labgrid places; on the controller, the pool's probe starts."""
+    from pytest_mpsession.plugin.boards import is_xdist_controller, shared_port
+    from pytest_mpsession.plugin.state import get_state
+
+    if config.getoption("help", False) or config.getoption("version", False):
+        return
+    farm = FarmState(dist=_dist_mode(config))
+    config.stash[_FARM] = farm
+    if getattr(config, "workerinput", None) is None:
+        config.pluginmanager.register(BoardSummary(farm), "mpsession-farm-summary")
+    state = get_state(config)
+    if state is None or not state.settings.configured:
+        return
+    settings = state.settings
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict):
+        _configure_worker(config, farm, workerinput)
+        return
+    if config.option.collectonly:
+        return
+    controller = is_xdist_controller(config)
+    if farm.dist == "each" and controller and _xdist_dist(config) != "load":
+        raise pytest.UsageError(
+            f"mpsession: --mp-dist each runs through pytest-xdist's load distribution, not "
+            f"--dist {_xdist_dist(config)}: leave --dist out"
+        )
+    _take_places(config, farm)
+    settings = state.settings
+    ports = list(settings.ports)
+    if shared_port(ports):
+        return
+    if controller:
+        ports = ports[: int(config.option.numprocesses)]
+    elif len(ports) < 2:
+        return
+    probes = _feature_probes(config)
+    cache = getattr(config, "cache", None) if settings.use_cache else None
+    if controller:
+        # the first worker's start-up overlaps the probe; session start waits for it
+        from pytest_mpsession.farm.pool import probe_pool
+
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        farm.probing = executor.submit(
+            probe_pool,
+            ports,
+            probes,
+            cache,
+            baudrate=settings.baudrate,
+            timeout=settings.timeout,
+        )
+        executor.shutdown(wait=False)
+
+
+def _feature_probes(config: pytest.Config) -> Any:
+    from pytest_mpsession.plugin.boards import feature_probes
+
+    return feature_probes(config)
+
+
+def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[str, Any]) -> None:
+    """An xdist worker: the pool, its own board, the places, as the controller decided."""
+    from pytest_mpsession.farm.pool import PoolBoard
+
+    farm.dist = str(workerinput.get("mpsession_dist", farm.dist))
+    pool = workerinput.get("mpsession_pool")
+    if isinstance(pool, list):
+        farm.pool = [PoolBoard.from_dict(b) for b in pool]
+        farm.mine = int(workerinput.get("mpsession_board", 0))
+        farm.routed = bool(workerinput.get("mpsession_routed", False))
+    places = workerinput.get("mpsession_places")
+    if isinstance(places, list):
+        from pytest_mpsession.farm.labgrid import AcquiredPlace
+
+        _use_places(config, [AcquiredPlace.from_dict(p) for p in places], own=False)
+
+
+def _take_places(config: pytest.Config, farm: FarmState) -> None:
+    """``labgrid://`` ports -> places reserved and acquired now, their links in the pool."""
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    assert state is not None
+    ports = list(state.settings.ports)
+    from pytest_mpsession.farm.labgrid import (
+        LabgridError,
+        acquire_places,
+        is_labgrid_url,
+        parse_url,
+    )
+
+    wanted = [(i, p) for i, p in enumerate(ports) if is_labgrid_url(p)]
+    if not wanted:
+        return
+    try:
+        requests = [parse_url(p) for _, p in wanted]
+    except ValueError as exc:
+        raise pytest.UsageError(f"mpsession: {exc} ({state.settings.port_source})") from None
+    try:
+        import labgrid  # noqa: F401
+    except ImportError:
+        raise pytest.UsageError(
+            "mpsession: labgrid:// ports need labgrid: pip install 'pytest-mpsession[labgrid]'"
+        ) from None
+    try:
+        places = acquire_places(requests, timeout=state.settings.timeout)
+    except LabgridError as exc:
+        raise pytest.UsageError(f"mpsession: {exc}") from None
+    farm.places = places
+    _release_at_exit(places)
+    for (i, _), place in zip(wanted, places, strict=True):
+        ports[i] = place.serial_url
+    state.settings = dataclasses.replace(state.settings, ports=tuple(ports))
+    _use_places(config, places, own=True)
+
+
+def _use_places(config: pytest.Config, places: list[AcquiredPlace], *, own: bool) -> None:
+    """The places' power switches become their boards' hard reset."""
+    from pytest_mpsession.farm.labgrid import PlacePower
+    from pytest_mpsession.transport import set_reset_driver
+
+    for place in places:
+        if place.power is not None:
+            set_reset_driver(place.serial_url, PlacePower(place.power, place=place.place).cycle)
+
+
+_AT_EXIT: list[list[AcquiredPlace]] = []
+
+
+def _release_at_exit(places: list[AcquiredPlace]) -> None:
+    """Release the places when the process ends without ``pytest_unconfigure`` (it did
+    not get there); :func:`_release` empties the list when it ran."""
+    if not _AT_EXIT:
+        atexit.register(_release_left)
+    _AT_EXIT.append(places)
+
+
+def _release_left() -> None:
+    from pytest_mpsession.farm.labgrid import release_places
+
+    while _AT_EXIT:
+        places = _AT_EXIT.pop()
+        if places:
+            release_places(places)
+
+
+def _release(config: pytest.Config, farm: FarmState) -> None:
+    from pytest_mpsession.farm.labgrid import release_places
+    from pytest_mpsession.transport import set_reset_driver
+
+    places, farm.places = farm.places, []
+    for place in places:
+        set_reset_driver(place.serial_url, None)
+    if not places:
+        return
+    for held in _AT_EXIT:
+        if held is places or held == places:
+            held.clear()
+    problems = release_places(places)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    for problem in problems:
+        if terminal is not None:
+            terminal.write_line(f"mpsession: {problem}", red=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Controller: the pool is known before any worker starts (a board that cannot be used
+    is a usage error now). One process with several ports: every board opened at once."""
+    config = session.config
+    farm = get_farm(config)
+    if farm is None:
+        return
+    farm.session = session
+    if farm.probing is not None:
+        from pytest_mpsession.farm.pool import PoolError
+
+        try:
+            farm.pool = farm.probing.result()
+        except PoolError as exc:
+            raise pytest.UsageError(f"mpsession: {exc}") from None
+        finally:
+            farm.probing = None
+        return
+    _open_pool(config, farm)
+
+
+def _open_pool(config: pytest.Config, farm: FarmState) -> None:
+    """One process, several ports: connect them all in parallel (the first is the
+    process's board until a test needs another)."""
+    from pytest_mpsession.farm.pool import PoolBoard, board_labels
+    from pytest_mpsession.plugin.boards import Board, connect_board, is_xdist_controller
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    if (
+        state is None
+        or not state.settings.configured
+        or len(state.settings.ports) < 2
+        or getattr(config, "workerinput", None) is not None
+        or is_xdist_controller(config)
+        or config.option.collectonly
+    ):
+        return
+    probes = _feature_probes(config)
+    ports = list(state.settings.ports)
+    boards = [Board(port=p, settings=state.settings, probes=probes) for p in ports]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(boards)) as ex:
+        futures = [ex.submit(connect_board, config, b) for b in boards]
+        concurrent.futures.wait(futures)
+    errors = [f.exception() for f in futures]
+    for exc in errors:
+        if exc is not None:
+            for b in boards:
+                from pytest_mpsession.plugin.boards import disconnect_board
+
+                disconnect_board(b)
+            raise exc
+    caps = [b.capabilities for b in boards]
+    assert all(c is not None for c in caps)
+    labels = board_labels(ports, [c.device_type for c in caps if c is not None])
+    farm.pool = [
+        PoolBoard(index=i, port=b.port, label=labels[i], caps=b.capabilities)
+        for i, b in enumerate(boards)
+        if b.capabilities is not None
+    ]
+    farm.boards = dict(enumerate(boards))
+    farm.current = 0
+    state.board = boards[0]
+    from pytest_mpsession.plugin.reports import record_board
+
+    for b in boards[1:]:
+        record_board(config, b)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller: give the worker a board of its own (a replacement worker gets the board
+    of the one it replaces), the pool, and the places."""
+    config = node.config
+    farm = get_farm(config)
+    if farm is None:
+        return
+    wid = str(node.gateway.id)
+    if farm.pool is not None:
+        taken = set(farm.node_board.values())
+        free = [b.index for b in farm.pool if b.index not in taken]
+        if not free:
+            return  # more workers than boards: the boards module says so to the worker
+        index = free[0]
+        farm.node_board[wid] = index
+        node.workerinput["mpsession_pool"] = [b.to_dict() for b in farm.pool]
+        node.workerinput["mpsession_board"] = index
+        node.workerinput["mpsession_port"] = farm.pool[index].port
+        node.workerinput["mpsession_dist"] = farm.dist
+        node.workerinput["mpsession_routed"] = _routes(config, farm)
+    if farm.places:
+        node.workerinput["mpsession_places"] = [p.to_dict() for p in farm.places]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Controller: a worker is gone; its board is free for the worker that replaces it."""
+    farm = get_farm(node.config)
+    if farm is not None:
+        farm.node_board.pop(str(node.gateway.id), None)
+
+
+def _routes(config: pytest.Config, farm: FarmState) -> bool:
+    """Whether the controller routes (its scheduler), given the pool and xdist's --dist."""
+    return farm.pool is not None and len(farm.pool) > 1 and _xdist_dist(config) == "load"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The routing scheduler, for a pool of several boards under ``--dist load``."""
+    farm = get_farm(config)
+    if farm is None or not _routes(config, farm):
+        return None
+    from pytest_mpsession.farm.scheduler import RoutingScheduling
+
+    session = farm.session
+
+    def count(tests: int) -> None:
+        # the terminal's progress counts the run's tests, not one worker's share
+        if session is not None:
+            session.testscollected = tests
+
+    return RoutingScheduling(config, log, on_collection=count)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the other boards of the pool; release the labgrid places."""
+    farm = get_farm(config)
+    if farm is None:
+        return
+    if farm.boards:
+        from pytest_mpsession.plugin.boards import disconnect_board
+
+        for board in farm.boards.values():
+            disconnect_board(board)
+    _release(config, farm)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """One process holding a pool: the other boards, and how tests are shared."""
+    farm = get_farm(config)
+    if farm is None or not farm.boards or farm.pool is None:
+        return None
+    lines = [f"mpsession: {b.describe()}" for i, b in sorted(farm.boards.items()) if i]
+    if farm.dist == "each":
+        lines.append(
+            f"mpsession: --mp-dist each: every device test runs on each of these "
+            f"{len(farm.pool)} boards"
+        )
+    else:
+        lines.append(
+            f"mpsession: --mp-dist load: each device test runs on the first of these "
+            f"{len(farm.pool)} boards that can run it"
+        )
+    return lines
+
+
+# -- which board runs a test -------------------------------------------------------------------
+
+
+def _requirements(item: pytest.Item) -> Requirements | None:
+    """The item's requirements, or None when its markers are malformed (the markers module
+    reports that as a usage error)."""
+    try:
+        reqs = item_requirements(item)
+        for spec in reqs.firmware:
+            from pytest_mpsession.capabilities import FirmwareSpec
+
+            FirmwareSpec(spec)
+    except (ValueError, TypeError):
+        return None
+    return reqs
+
+
+def _eligible(pool: list[PoolBoard], reqs: Requirements) -> list[int]:
+    return [b.index for b in pool if unmet(reqs, b.caps) is None]
+
+
+def _is_device_test(item: pytest.Item) -> bool:
+    from pytest_mpsession.plugin.markers import uses_board
+
+    return uses_board(item)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Bind each device test to its board(s): every board (``each``), or, in one process
+    holding several boards, the first that can run it (a hidden parameter)."""
+    config = metafunc.config
+    farm = get_farm(config)
+    if farm is None or farm.pool is None or BOARD_FIXTURE not in metafunc.fixturenames:
+        return
+    if len(farm.pool) < 2:
+        return
+    if farm.dist == "each":
+        metafunc.parametrize(
+            BOARD_FIXTURE,
+            [b.index for b in farm.pool],
+            ids=[b.label for b in farm.pool],
+            indirect=True,
+            scope="session",
+        )
+        return
+    if not farm.boards:
+        return  # an xdist worker: one board, routing is the scheduler's
+    reqs = _requirements(metafunc.definition)
+    eligible = _eligible(farm.pool, reqs) if reqs is not None else []
+    hidden = getattr(pytest, "HIDDEN_PARAM", None)
+    index = eligible[0] if eligible else 0
+    ids = [hidden] if hidden is not None else [farm.pool[index].label]
+    metafunc.parametrize(BOARD_FIXTURE, [index], ids=ids, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def _mpsession_board(request: pytest.FixtureRequest) -> Board | None:
+    """The pool board of the test (which the device fixtures use): the matrix's parameter,
+    or the board that can run it in a process holding several; else this process's board."""
+    from pytest_mpsession.plugin.state import get_state
+
+    index = getattr(request, "param", None)
+    farm = get_farm(request.config)
+    if index is not None and farm is not None and farm.boards:
+        _switch(request.config, farm, int(index))
+    state = get_state(request.config)
+    return state.board if state is not None else None
+
+
+def _switch(config: pytest.Config, farm: FarmState, index: int) -> None:
+    """Make board ``index`` this process's board (each board keeps its own fault state)."""
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    if state is None or index == farm.current or index not in farm.boards:
+        return
+    farm.saved[farm.current] = _Saved(state.fault, state.broken, state.broken_skips)
+    saved = farm.saved.get(index, _Saved())
+    state.fault, state.broken, state.broken_skips = saved.fault, saved.broken, saved.broken_skips
+    state.board = farm.boards[index]
+    farm.current = index
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Decide each device test's board: its skip (none can run it), and, on a routed xdist
+    worker, whether it belongs to this worker's collection at all."""
+    farm = get_farm(config)
+    if farm is None or farm.pool is None or len(farm.pool) < 2:
+        return
+    pool = farm.pool
+    keep: list[pytest.Item] = []
+    for item in items:
+        if not _is_device_test(item):
+            keep.append(item)
+            continue
+        reqs = _requirements(item)
+        if reqs is None:
+            keep.append(item)  # malformed markers: the markers module stops the run
+            continue
+        item.stash[ROUTED] = True
+        index = _param_index(item)
+        if farm.dist == "each" and index is not None:
+            if farm.mine is not None and farm.routed and index != farm.mine:
+                continue
+            item.stash[_ASSIGNED] = index
+            reason = unmet(reqs, pool[index].caps)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+            keep.append(item)
+            continue
+        eligible = _eligible(pool, reqs)
+        if not eligible:
+            boards = [(b.label, b.caps) for b in pool]
+            item.add_marker(pytest.mark.skip(reason=none_can_run(reqs, boards)))
+            item.stash[_ASSIGNED] = -1  # no board's: not in any board's count
+            keep.append(item)
+            continue
+        if farm.mine is not None:
+            if farm.routed and farm.mine not in eligible:
+                continue
+            if not farm.routed and farm.mine not in eligible:
+                reason = unmet(reqs, pool[farm.mine].caps)
+                item.add_marker(pytest.mark.skip(reason=reason or "not this board"))
+            keep.append(item)
+            continue
+        item.stash[_ASSIGNED] = index if index is not None else eligible[0]
+        keep.append(item)
+    items[:] = keep
+
+
+def _param_index(item: pytest.Item) -> int | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    value = callspec.params.get(BOARD_FIXTURE)
+    return int(value) if isinstance(value, int) else None
+
+
+# -- running: the board of each test, per-board outcomes --------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A process holding several boards switches to the test's board (before recovery and
+    the fixtures look at it); every device test names its board in its report."""
+    farm = get_farm(item.config)
+    if farm is None or farm.pool is None or len(farm.pool) < 2:
+        return
+    index = item.stash.get(_ASSIGNED, None)
+    if index is None and _is_routed(item):
+        index = farm.mine
+    if index is None or index < 0:
+        return
+    if farm.boards:
+        _switch(item.config, farm, index)
+    if not any(name == BOARD_PROPERTY for name, _ in item.user_properties):
+        item.user_properties.append((BOARD_PROPERTY, farm.pool[index].label))
+
+
+class BoardSummary:
+    """Per board, each test's outcome, and the summary lines (registered per run, because
+    ``pytest_runtest_logreport`` is not given the config)."""
+
+    def __init__(self, farm: FarmState) -> None:
+        self.farm = farm
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count each test's outcome for its board (the controller counts xdist's reports)."""
+        label = next((str(v) for k, v in report.user_properties if k == BOARD_PROPERTY), None)
+        if label is None:
+            return
+        per_board = self.farm.outcomes.setdefault(label, {})
+        old = per_board.get(report.nodeid)
+        if report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+        elif report.skipped:
+            outcome = "skipped"
+        elif report.when == "call":
+            outcome = "passed"
+        else:
+            return
+        if old in ("failed", "error") or (old == "skipped" and outcome == "passed"):
+            return
+        per_board[report.nodeid] = outcome
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """One line per board: ``esp32@/dev/ttyUSB0: 40 passed, 2 skipped``."""
+        farm = self.farm
+        if farm.pool is None or len(farm.pool) < 2:
+            return
+        order = ("passed", "failed", "error", "skipped")
+        for board in farm.pool:
+            counts = Counter(farm.outcomes.get(board.label, {}).values())
+            parts = [f"{counts[o]} {o}" for o in order if counts[o]] or ["no tests"]
+            terminalreporter.write_line(f"mpsession: {board.label}: {', '.join(parts)}")
