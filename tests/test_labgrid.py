@@ -8,12 +8,15 @@ skip, saying which is missing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_mpsession.farm.labgrid import PlaceRequest, is_labgrid_url, parse_url
+
+pytest_plugins = ["pytester"]
 
 # -- the URL ------------------------------------------------------------------------------------
 
@@ -146,3 +149,153 @@ def test_place_power_cycles_through_labgrids_driver(lab: object) -> None:
         assert lab.power.wait_for(before + 2)[before:] == [(0, 0), (0, 1)]
     finally:
         release_places(got)
+
+
+# -- through the plugin ------------------------------------------------------------------------
+
+ON_A_PLACE = """
+import pytest
+
+def platform(s):
+    return s.eval("__import__('sys').platform")
+
+@pytest.mark.requires_platform("linux")
+def test_unix(device_session):
+    assert platform(device_session) == "linux"
+
+@pytest.mark.requires_platform("esp32")
+def test_esp32(device_session):
+    assert platform(device_session) == "esp32"
+
+@pytest.mark.parametrize("n", range(4))
+def test_any(device_session, n):
+    assert platform(device_session) in ("linux", "esp32")
+"""
+
+
+@pytest.fixture
+def on_lab(lab: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The lab, with ``LG_COORDINATOR`` pointing at it (runs inherit it); every place is
+    free again after the test."""
+    from labgrid_lab import Lab
+
+    assert isinstance(lab, Lab)
+    monkeypatch.setenv("LG_COORDINATOR", lab.address)
+    yield lab
+    assert lab.wait_free() == {"unix": (None, None), "esp32": (None, None)}
+
+
+def test_a_place_by_name_then_released(pytester: pytest.Pytester, on_lab: object) -> None:
+    pytester.makepyfile(test_place=ON_A_PLACE)
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://unix", "-p", "no:labgrid", "-rs")
+    result.assert_outcomes(passed=5, skipped=1)
+    result.stdout.fnmatch_lines(["mpsession: micropython * on linux at rfc2217://127.0.0.1:*"])
+
+
+def test_a_place_by_tags(pytester: pytest.Pytester, on_lab: object) -> None:
+    pytester.makepyfile(test_place=ON_A_PLACE)
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://?kind=esp32&lab=mp", "-p", "no:labgrid"
+    )
+    result.assert_outcomes(passed=5, skipped=1)
+
+
+def test_two_workers_on_two_places(pytester: pytest.Pytester, on_lab: object) -> None:
+    pytester.makepyfile(test_place=ON_A_PLACE)
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2", "-p", "no:labgrid"
+    )
+    # each place's own test went to the worker holding it: nothing skipped
+    result.assert_outcomes(passed=6)
+    lines = [ln for ln in result.outlines if re.match(r"mpsession: gw\d: ", ln)]
+    assert len(lines) == 2 and {"on linux" in ln for ln in lines} == {True, False}
+
+
+def test_a_failing_test_and_a_missing_place(pytester: pytest.Pytester, on_lab: object) -> None:
+    pytester.makepyfile(
+        "def test_fails(device_session):\n    assert device_session.eval('1') == 2\n"
+    )
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32", "-p", "no:labgrid")
+    result.assert_outcomes(failed=1)
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://bench-9", "-p", "no:labgrid")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: mpsession: labgrid place 'bench-9' (labgrid://bench-9) does not exist*"]
+    )
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_places_are_released_after_sigint(pytester: pytest.Pytester, on_lab: object) -> None:
+    """Ctrl-C in the middle of a test, two workers on two places: both places free after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from labgrid_lab import Lab
+
+    assert isinstance(on_lab, Lab)
+    fifo = pytester.path / "running"
+    os.mkfifo(fifo)
+    pytester.makepyfile(
+        f"""
+        import time
+
+        def test_waits(device_session):
+            with open({str(fifo)!r}, "w") as f:  # tells the outer test: running now
+                f.write("running\\n")
+            time.sleep(120)  # the outer test interrupts it long before
+        """
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:labgrid",
+            "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    running = threading.Event()
+
+    def wait_running() -> None:
+        with open(fifo) as f:  # blocks until the test opens it
+            f.read()
+        running.set()
+
+    threading.Thread(target=wait_running, daemon=True).start()
+    try:
+        assert running.wait(120), "the test did not start"
+        assert all(v[0] for v in on_lab.holders().values())  # both places held now
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_hard_reset_of_a_place_is_its_power_cycle(
+    pytester: pytest.Pytester, on_lab: object
+) -> None:
+    """The esp32 place has a power port: the board's hard reset (what recovery escalates
+    to, and ``--mp-reset hard``) switches it off and on through labgrid's driver."""
+    from labgrid_lab import Lab
+
+    assert isinstance(on_lab, Lab)
+    pytester.makepyfile(
+        """
+        def test_reset_by_hand(device_session_manager):
+            device_session_manager.communicator.hard_reset()
+
+        def test_then_works(device_session):
+            assert device_session.eval("1 + 1") == 2
+        """
+    )
+    before = len(on_lab.power.switches)
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32", "-p", "no:labgrid")
+    result.assert_outcomes(passed=2)
+    assert on_lab.power.wait_for(before + 2)[before:] == [(0, 0), (0, 1)]

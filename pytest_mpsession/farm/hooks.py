@@ -295,14 +295,13 @@ def _release(config: pytest.Config, farm: FarmState) -> None:
     from pytest_mpsession.farm.labgrid import release_places
     from pytest_mpsession.transport import set_reset_driver
 
-    places, farm.places = farm.places, []
+    held, farm.places = farm.places, []
+    places = list(held)
+    held.clear()  # the same list the exit handler holds: released here, not again there
     for place in places:
         set_reset_driver(place.serial_url, None)
     if not places:
         return
-    for held in _AT_EXIT:
-        if held is places or held == places:
-            held.clear()
     problems = release_places(places)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     for problem in problems:
