@@ -280,10 +280,10 @@ def test_xdist_routes_each_test_to_a_worker_whose_board_can_run_it(
     )
     result.assert_outcomes(passed=13, skipped=1)
     result.stdout.re_match_lines([".*" + NO_BOARD.pattern])
-    assert summary_lines(result) == {
-        "generic@mpmock://generic": "7 passed",
-        "microbit@mpmock://legacy": "5 passed",
-    }
+    # each board ran its own five; the two any board can run went to either
+    counts = {k: int(v.split()[0]) for k, v in summary_lines(result).items()}
+    assert counts.keys() == {"generic@mpmock://generic", "microbit@mpmock://legacy"}
+    assert sum(counts.values()) == 12 and min(counts.values()) >= 5
     # the skip of a test no board can run is reported once
     assert result.stdout.str().count("no board of the pool can run it") == 1
     names = [c.get("name") for c in ET.parse(xml).getroot().iter("testcase")]

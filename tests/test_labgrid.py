@@ -187,23 +187,21 @@ def on_lab(lab: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 def test_a_place_by_name_then_released(pytester: pytest.Pytester, on_lab: object) -> None:
     pytester.makepyfile(test_place=ON_A_PLACE)
-    result = pytester.runpytest_subprocess("--mp-port=labgrid://unix", "-p", "no:labgrid", "-rs")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://unix", "-rs")
     result.assert_outcomes(passed=5, skipped=1)
     result.stdout.fnmatch_lines(["mpsession: micropython * on linux at rfc2217://127.0.0.1:*"])
 
 
 def test_a_place_by_tags(pytester: pytest.Pytester, on_lab: object) -> None:
     pytester.makepyfile(test_place=ON_A_PLACE)
-    result = pytester.runpytest_subprocess(
-        "--mp-port=labgrid://?kind=esp32&lab=mp", "-p", "no:labgrid"
-    )
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://?kind=esp32&lab=mp")
     result.assert_outcomes(passed=5, skipped=1)
 
 
 def test_two_workers_on_two_places(pytester: pytest.Pytester, on_lab: object) -> None:
     pytester.makepyfile(test_place=ON_A_PLACE)
     result = pytester.runpytest_subprocess(
-        "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2", "-p", "no:labgrid"
+        "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2"
     )
     # each place's own test went to the worker holding it: nothing skipped
     result.assert_outcomes(passed=6)
@@ -215,9 +213,9 @@ def test_a_failing_test_and_a_missing_place(pytester: pytest.Pytester, on_lab: o
     pytester.makepyfile(
         "def test_fails(device_session):\n    assert device_session.eval('1') == 2\n"
     )
-    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32", "-p", "no:labgrid")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32")
     result.assert_outcomes(failed=1)
-    result = pytester.runpytest_subprocess("--mp-port=labgrid://bench-9", "-p", "no:labgrid")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://bench-9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: mpsession: labgrid place 'bench-9' (labgrid://bench-9) does not exist*"]
@@ -250,7 +248,7 @@ def test_places_are_released_after_sigint(pytester: pytest.Pytester, on_lab: obj
     )
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "pytest", "-p", "no:labgrid",
+            sys.executable, "-m", "pytest",
             "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2",
         ],
         cwd=pytester.path,
@@ -296,6 +294,6 @@ def test_a_hard_reset_of_a_place_is_its_power_cycle(
         """
     )
     before = len(on_lab.power.switches)
-    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32", "-p", "no:labgrid")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32")
     result.assert_outcomes(passed=2)
     assert on_lab.power.wait_for(before + 2)[before:] == [(0, 0), (0, 1)]
