@@ -338,3 +338,63 @@ def test_xdist_each_needs_load_distribution(pytester: pytest.Pytester) -> None:
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: mpsession: --mp-dist each runs through pytest-xdist*"])
+
+
+def test_items_of_another_collector_join_the_matrix_and_routing(
+    pytester: pytest.Pytester,
+) -> None:
+    """Items that are not functions (board test files, say) carry their requirements as
+    markers, and join the matrix through ``matrix_boards`` and ``BOARD_INDEX``."""
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_mpsession.farm.hooks import matrix_boards
+        from pytest_mpsession.farm.requirements import BOARD_INDEX
+
+        class BoardItem(pytest.Item):
+            def __init__(self, **kw):
+                super().__init__(**kw)
+                self.fixturenames = ["device_session"]  # a device test
+
+            def reportinfo(self):
+                return self.path, 0, self.name
+
+            def runtest(self):
+                from pytest_mpsession.plugin.fixtures import board_or_skip
+                platform = board_or_skip(self.config).capabilities.device_type
+                if "[" in self.name:
+                    assert self.name.split("[")[1].startswith(platform + "@")
+                else:
+                    assert platform == "microbit"
+
+        class BoardFile(pytest.File):
+            def collect(self):
+                self.add_marker(pytest.mark.requires_feature("float"))
+                for index, label in matrix_boards(self.config) or [(None, "")]:
+                    item = BoardItem.from_parent(self, name=f"t[{label}]" if label else "t")
+                    if self.path.stem == "old":
+                        item.add_marker(pytest.mark.requires_firmware("<1.10"))
+                    if index is not None:
+                        item.stash[BOARD_INDEX] = index
+                    yield item
+
+        def pytest_collect_file(file_path, parent):
+            if file_path.suffix == ".brd":
+                return BoardFile.from_parent(parent, path=file_path)
+        """
+    )
+    (pytester.path / "old.brd").write_text("")
+    result = pytester.runpytest(*pool("rp2", "legacy"), "--mp-dist=each", "-v")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*old.brd::t[[]rp2@mpmock://rp2[]] SKIPPED (requires_firmware: board has 1*",
+            "*old.brd::t[[]microbit@mpmock://legacy[]] PASSED*",
+        ]
+    )
+    # routing: the one item goes to the board that meets the file's requirements
+    result = pytester.runpytest(*pool("rp2", "legacy"), "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*old.brd::t PASSED*", "mpsession: microbit@mpmock://legacy: 1 passed"]
+    )

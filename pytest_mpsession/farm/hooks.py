@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mpsession.farm.requirements import (
+    BOARD_INDEX,
     ROUTED,
     Requirements,
     item_requirements,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from pytest_mpsession.farm.pool import PoolBoard
     from pytest_mpsession.plugin.boards import Board
 
-__all__ = ["BOARD_FIXTURE", "DIST_MODES", "ROUTED", "FarmState", "get_farm"]
+__all__ = ["BOARD_FIXTURE", "DIST_MODES", "FarmState", "get_farm", "matrix_boards"]
 
 HELP_DIST = (
     "how a pool of boards (--mp-port repeated) shares the tests: load (default): each test "
@@ -598,7 +599,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = keep
 
 
+def matrix_boards(config: pytest.Config) -> list[tuple[int, str]]:
+    """Under ``--mp-dist each`` with a pool: ``(index, label)`` of every board, for a
+    collector whose items are not parametrized functions to make one item per board (named
+    ``NAME[label]``, with ``item.stash[BOARD_INDEX] = index``); else ``[]``."""
+    farm = get_farm(config)
+    if farm is None or farm.dist != "each" or farm.pool is None or len(farm.pool) < 2:
+        return []
+    return [(b.index, b.label) for b in farm.pool]
+
+
 def _param_index(item: pytest.Item) -> int | None:
+    given = item.stash.get(BOARD_INDEX, None)
+    if given is not None:
+        return given
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytest_mpsession.capabilities import DeviceCapabilities
 
 __all__ = [
+    "BOARD_INDEX",
     "BOARD_MARKERS",
     "ROUTED",
     "Requirements",
@@ -32,6 +33,10 @@ BOARD_MARKERS = ("requires_feature", "requires_platform", "requires_firmware")
 #: set on a test whose board (and skip) a pool's routing decided: the plugin's own skip at
 #: collection, which knows only this process's board, leaves it alone
 ROUTED = pytest.StashKey[bool]()
+#: the pool board an item of the matrix is for (``--mp-dist each``), for items that are not
+#: parametrized functions: a collector that makes one item per board (see
+#: :func:`pytest_mpsession.farm.hooks.matrix_boards`) sets it on each
+BOARD_INDEX = pytest.StashKey[int]()
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def test_labgrid_places_against_direct_ports(benchmark: BenchmarkFixture, tmp_pa
     if SER2NET is None:
         pytest.skip("ser2net is not installed")
     work = project(tmp_path / "suite", SUITE)
+    (tmp_path / "lab").mkdir()
     lab = Lab(tmp_path / "lab")
     try:
         direct_ports = [lab.boards[0].path, os.path.realpath(tmp_path / "lab" / "esp32-link")]
