@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -398,3 +400,57 @@ def test_items_of_another_collector_join_the_matrix_and_routing(
     result.stdout.fnmatch_lines(
         ["*old.brd::t PASSED*", "mpsession: microbit@mpmock://legacy: 1 passed"]
     )
+
+
+def test_one_boards_death_does_not_skip_the_other_boards_tests(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """One process, two boards: the first dies for good in a test; its remaining tests skip
+    as broken, and the other board's tests run (each board has its own fault state)."""
+    from pytest_mpsession.emulator import PtyBoard
+
+    board = PtyBoard("unix")
+    link = tmp_path / "ttyBOARD"
+    link.symlink_to(board.path)
+
+    class Plug:
+        @pytest.fixture
+        def pull_the_plug(self) -> Callable[[], None]:
+            def vanish() -> None:
+                link.unlink(missing_ok=True)
+                board.close()
+
+            return vanish
+
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires_platform("linux")
+        def test_a_dies(device_session, pull_the_plug):
+            pull_the_plug()
+            device_session.exec("x = 2")
+
+        @pytest.mark.requires_platform("linux")
+        @pytest.mark.parametrize("i", range(3))
+        def test_b_linux(device_session, i):
+            pass
+
+        @pytest.mark.requires_platform("microbit")
+        @pytest.mark.parametrize("i", range(3))
+        def test_c_microbit(device_session, i):
+            assert device_session.eval("1 + 1") == 2
+        """
+    )
+    try:
+        result = pytester.runpytest(
+            f"--mp-port={link}", "--mp-port=mpmock://legacy", "--mp-timeout=5", "-rs",
+            plugins=[Plug()],
+        )  # fmt: skip
+    finally:
+        board.close()
+    result.assert_outcomes(passed=3, failed=1, skipped=3)
+    result.stdout.fnmatch_lines([f"SKIPPED [[]3[]] *board at {link} is broken after *"])
+    counts = summary_lines(result)
+    assert counts[f"linux@{link}"] == "1 failed, 3 skipped"
+    assert counts["microbit@mpmock://legacy"] == "3 passed"
