@@ -220,7 +220,7 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
     if isinstance(places, list):
         from pytest_mpsession.farm.labgrid import AcquiredPlace
 
-        _use_places(config, [AcquiredPlace.from_dict(p) for p in places], own=False)
+        _use_places([AcquiredPlace.from_dict(p) for p in places])
 
 
 def _take_places(config: pytest.Config, farm: FarmState) -> None:
@@ -259,10 +259,10 @@ def _take_places(config: pytest.Config, farm: FarmState) -> None:
     for (i, _), place in zip(wanted, places, strict=True):
         ports[i] = place.serial_url
     state.settings = dataclasses.replace(state.settings, ports=tuple(ports))
-    _use_places(config, places, own=True)
+    _use_places(places)
 
 
-def _use_places(config: pytest.Config, places: list[AcquiredPlace], *, own: bool) -> None:
+def _use_places(places: list[AcquiredPlace]) -> None:
     """The places' power switches become their boards' hard reset."""
     from pytest_mpsession.farm.labgrid import PlacePower
     from pytest_mpsession.transport import set_reset_driver
@@ -336,7 +336,12 @@ def _open_pool(config: pytest.Config, farm: FarmState) -> None:
     """One process, several ports: connect them all in parallel (the first is the
     process's board until a test needs another)."""
     from pytest_mpsession.farm.pool import PoolBoard, board_labels
-    from pytest_mpsession.plugin.boards import Board, connect_board, is_xdist_controller
+    from pytest_mpsession.plugin.boards import (
+        Board,
+        connect_board,
+        disconnect_board,
+        is_xdist_controller,
+    )
     from pytest_mpsession.plugin.state import get_state
 
     state = get_state(config)
@@ -355,12 +360,10 @@ def _open_pool(config: pytest.Config, farm: FarmState) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(boards)) as ex:
         futures = [ex.submit(connect_board, config, b) for b in boards]
         concurrent.futures.wait(futures)
-    errors = [f.exception() for f in futures]
-    for exc in errors:
+    for fut in futures:
+        exc = fut.exception()
         if exc is not None:
             for b in boards:
-                from pytest_mpsession.plugin.boards import disconnect_board
-
                 disconnect_board(b)
             raise exc
     caps = [b.capabilities for b in boards]
