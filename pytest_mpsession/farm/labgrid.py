@@ -246,6 +246,16 @@ class _Session:
         """Run ``coro`` on the private loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def gather(self, method: str, requests: Sequence[Any]) -> list[Any]:
+        """Call ``method`` once per request, all at once; each result or its exception."""
+
+        async def calls() -> list[Any]:
+            stub = getattr(self.session.stub, method)
+            return list(await asyncio.gather(*(stub(r) for r in requests), return_exceptions=True))
+
+        result: list[Any] = self.run(calls())
+        return result
+
     def rpc(self, method: str, request: Any) -> Any:
         """Call the coordinator's ``method`` (made inside the running loop, as grpc wants)."""
 
@@ -333,22 +343,25 @@ def _acquire(requests: Sequence[PlaceRequest], address: str, timeout: float) -> 
                 tokens.append(str(reply.reservation.token))
             names: list[str] = []
             for request, token in zip(requests, tokens, strict=True):
-                name = lab.run(
-                    lab.wait_until(functools.partial(_allocated, session, token), deadline)
-                )
+                allocated = functools.partial(_allocated, session, token)
+                name = lab.run(lab.wait_until(allocated, deadline))
                 if name is None:
                     raise LabgridError(
                         f"no free labgrid place for {request.url} within {timeout:g} s: "
                         f"{_busy(session, request)}; wait for it or raise --mp-timeout"
                     )
-                try:
-                    lab.rpc("AcquirePlace", pb2.AcquirePlaceRequest(placename=name))
-                except Exception as exc:
-                    raise LabgridError(
-                        f"cannot acquire labgrid place {name!r} ({request.url}): {_grpc_error(exc)}"
-                    ) from None
                 names.append(name)
-                acquired.append(name)
+            # acquired together: each waits for its exporter to start ser2net
+            results = lab.gather(
+                "AcquirePlace", [pb2.AcquirePlaceRequest(placename=n) for n in names]
+            )
+            acquired.extend(n for n, r in zip(names, results, strict=True) if not _failed(r))
+            for request, name, result in zip(requests, names, results, strict=True):
+                if _failed(result):
+                    raise LabgridError(
+                        f"cannot acquire labgrid place {name!r} ({request.url}): "
+                        f"{_grpc_error(result)}"
+                    )
             # the exporters start ser2net for every acquired place at once
             for request, name, token in zip(requests, names, tokens, strict=True):
                 got.append(_place_facts(lab, request, name, token, address, deadline))
@@ -356,6 +369,10 @@ def _acquire(requests: Sequence[PlaceRequest], address: str, timeout: float) -> 
             _release_in(lab, acquired, tokens)
             raise
     return got
+
+
+def _failed(result: Any) -> bool:
+    return isinstance(result, BaseException)
 
 
 def _check_exists(session: Any, request: PlaceRequest) -> None:
