@@ -454,3 +454,36 @@ def test_one_boards_death_does_not_skip_the_other_boards_tests(
     counts = summary_lines(result)
     assert counts[f"linux@{link}"] == "1 failed, 3 skipped"
     assert counts["microbit@mpmock://legacy"] == "3 passed"
+
+
+def test_a_replacement_worker_gets_the_crashed_workers_board(pytester: pytest.Pytester) -> None:
+    """The controller's board assignment: a worker that finished keeps its board (nothing
+    replaces it); one that crashed frees it for the worker xdist starts in its place."""
+    from types import SimpleNamespace
+
+    from pytest_mpsession.capabilities import DeviceCapabilities
+    from pytest_mpsession.farm import hooks
+    from pytest_mpsession.farm.pool import make_pool
+
+    config = pytester.parseconfigure()
+    farm = hooks.get_farm(config)
+    assert farm is not None
+    caps = [DeviceCapabilities("1.24.1", (1, 24, 1), p) for p in ("rp2", "esp32")]
+    farm.pool = make_pool(["mpmock://rp2", "mpmock://esp32"], caps)
+
+    def node(name: str) -> SimpleNamespace:
+        return SimpleNamespace(config=config, gateway=SimpleNamespace(id=name), workerinput={})
+
+    gw0, gw1 = node("gw0"), node("gw1")
+    hooks.pytest_configure_node(gw0)
+    hooks.pytest_configure_node(gw1)
+    assert (gw0.workerinput["mpsession_port"], gw1.workerinput["mpsession_port"]) == (
+        "mpmock://rp2",
+        "mpmock://esp32",
+    )
+    hooks.pytest_testnodedown(gw0, None)  # finished
+    hooks.pytest_testnodedown(gw1, "Not properly terminated")  # crashed
+    gw2 = node("gw2")
+    hooks.pytest_configure_node(gw2)
+    assert gw2.workerinput["mpsession_port"] == "mpmock://esp32"
+    assert gw2.workerinput["mpsession_board"] == 1

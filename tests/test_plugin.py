@@ -3,11 +3,15 @@ errors, markers and their checks, hook registration, skips when no board is conf
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
 DEVICE_TESTS = """
+import re
+
 import pytest
 
 def test_host_only():
@@ -37,7 +41,7 @@ def one_line_error(result: pytest.RunResult) -> str:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+    for name in ("MP_PORT", "MP_MOCK", "MP_TIMEOUT", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
     # The inner runs need no hypothesis plugin (its summary costs a second per run).
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
@@ -131,7 +135,26 @@ def test_no_board_skips_device_tests_and_runs_the_rest(pytester: pytest.Pytester
             "or --mp-mock to test on the emulator"
         ]
     )
-    result.stdout.fnmatch_lines(["mpsession: no board*"])
+    # No header line (the plugin is in every project of the environment), but a line in the
+    # summary when device tests were skipped for want of a board.
+    header = result.outlines[: result.outlines.index("collected 4 items")]
+    assert not [line for line in header if "mpsession:" in line], header
+    result.stdout.fnmatch_lines(
+        ["mpsession: no board: 3 device tests skipped (use --mp-port PORT or --mp-mock)"]
+    )
+    result = pytester.runpytest("-n", "2", "-p", "xdist")  # the controller counts them too
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["mpsession: no board: 3 device tests skipped*"])
+
+
+def test_no_board_and_no_device_test_no_mpsession_line(pytester: pytest.Pytester) -> None:
+    # Like pytest-timeout, which says nothing unless a timeout is set.
+    pytester.makepyfile("def test_host():\n    assert True\n")
+    result = pytester.runpytest("-W", "error")
+    result.assert_outcomes(passed=1)
+    assert "mpsession:" not in result.stdout.str() + result.stderr.str()
+    verbose = pytester.runpytest("-W", "error", "-v", "-rA")
+    assert "mpsession:" not in verbose.stdout.str() + verbose.stderr.str()
 
 
 # -- bad values: one line, exit 4, naming the value and where it came from -------------------------
@@ -153,6 +176,14 @@ def test_no_board_skips_device_tests_and_runs_the_rest(pytester: pytest.Pytester
                                                     "sx127x' is not 'name: probe'*"),
         ([], "mp_features =\n    1lora: import sx127x", "*mp_features in tox.ini: feature name "
                                                      "'1lora' is not valid*"),
+        ([], "mp_features =\n    lora: import sx127x +", "mp_features in tox.ini: the probe for "
+         "feature 'lora' is not valid Python (invalid syntax at column 15): 'import sx127x +'"),
+        ([], "mp_features =\n    big: assert gc.mem_free( > 1", "mp_features in tox.ini: the probe "
+         "for feature 'big' is not valid Python (*): 'assert gc.mem_free( > 1'"),
+        ([], "mp_features =\n    float: import myfloat", "mp_features in tox.ini: 'float' is a "
+         "built-in feature, probed by the plugin; give your probe a name of its own"),
+        ([], "mp_features =\n    lora: import a\n    lora: import b", "mp_features in tox.ini: "
+         "feature 'lora' is given twice; keep one probe"),
         (["--mp-port=/dev/x", "--mp-mock"], "", "*--mp-port and --mp-mock exclude each other*"),
         (["--mp-port="], "", "*--mp-port gives an empty port*"),
         (["--mp-mock=nosuchboard"], "",
@@ -172,6 +203,22 @@ def test_bad_values_are_usage_errors(
     assert fnmatch(line, "ERROR: mpsession: " + expected.lstrip("*")) or fnmatch(
         line, "ERROR: *" + expected
     ), line
+
+
+def test_a_hook_probe_that_does_not_compile_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('radio', 'import radio; radio.on(')\n"
+    )
+    pytester.makepyfile("def test_x(device_session): pass")
+    result = pytester.runpytest("--mp-mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = one_line_error(result)
+    assert line.startswith(
+        "ERROR: mpsession: pytest_mpsession_probe_features: the probe for feature 'radio' is "
+        "not valid Python ("
+    ), line
+    assert line.endswith("fix it in the conftest.py or plugin that adds it"), line
 
 
 def test_env_values_are_checked_and_named(
@@ -370,6 +417,55 @@ def test_settings_resolution_unit(
     assert settings.port_source == "MP_PORT"
 
 
+@pytest.mark.parametrize("off", ["0", "false", "", "off"])
+def test_mp_mock_off_in_the_environment_switches_off_the_ini_mp_mock(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, off: str
+) -> None:
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    pytester.makepyfile(DEVICE_TESTS)
+    monkeypatch.setenv("MP_MOCK", off)
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["*no MicroPython board configured*"])
+
+
+def test_mp_mock_off_keeps_an_ini_port_and_the_command_line_wins(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    monkeypatch.setenv("MP_MOCK", "0")
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    assert resolve_settings(pytester.parseconfigure()).ports == ()
+    assert resolve_settings(pytester.parseconfigure("--mp-mock=rp2")).ports == ("mpmock://rp2",)
+    pytester.makeini("[pytest]\nmp_port = /dev/ttyX\n")
+    settings = resolve_settings(pytester.parseconfigure())
+    assert settings.ports == ("/dev/ttyX",) and settings.mock is None
+
+
+def test_mp_timeout_environment_variable(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    pytester.makeini("[pytest]\nmp_timeout = 7\n")
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "2.5")  # the environment over the ini file
+    assert resolve_settings(pytester.parseconfigure()).timeout == 2.5
+    # the command line over the environment
+    assert resolve_settings(pytester.parseconfigure("--mp-timeout=30")).timeout == 30.0
+    monkeypatch.setenv("MP_TIMEOUT", " ")  # set but blank: as if unset
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "soon")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert one_line_error(result) == (
+        "ERROR: mpsession: MP_TIMEOUT 'soon' is not a timeout: give a positive number of "
+        "seconds such as 10"
+    )
+
+
 def test_mp_mock_before_a_test_path_loads_that_paths_conftest(pytester: pytest.Pytester) -> None:
     # `pytest --mp-mock examples`: examples/conftest.py defines a feature through the hook;
     # it must be known before collection checks the markers.
@@ -449,3 +545,70 @@ def test_an_inherited_xdist_worker_variable_does_not_make_a_worker(
     assert port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
     with pytest.raises(pytest.UsageError, match="3 pytest-xdist workers but 2 board"):
         port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
+
+
+# -- requires_firmware: PEP 440 specifiers (packaging) on MicroPython versions ------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "firmware", "ok"),
+    [
+        (">=1.20", "v1.20.0-34-gd64154c73", True),  # a git build is its release
+        (">=1.29", "1.29.0-preview", True),  # MicroPython's preview is the version it names
+        ("<1.29", "1.29.0-preview", False),
+        ("1.9.2", "v1.9.2", True),  # a bare version is ==
+        ("==1.9", "1.9.0", True),  # 1.9 is 1.9.0
+        ("!=1.22.*,>=1.20", "1.22.3", False),
+        ("!=1.22.*,>=1.20", "1.23.0", True),
+        ("~=1.20", "1.24.1", True),
+        ("~=1.20.1", "1.21.0", False),
+        (">1.22", "1.22.0", False),
+        ("<=1.22", "1.22", True),
+    ],
+)
+def test_requires_firmware_specifiers_on_micropython_versions(
+    spec: str, firmware: str, ok: bool
+) -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from pytest_mpsession.capabilities import FirmwareSpec, parse_version
+
+    version = parse_version(firmware)
+    assert FirmwareSpec(spec).matches(version) is ok
+    # the comparison is packaging's, on the release the firmware string names
+    pep440 = spec if not spec[0].isdigit() else "==" + spec
+    assert SpecifierSet(pep440).contains(Version(".".join(map(str, version)))) is ok
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (">=1.23.0rc1", "MicroPython versions are up to three numbers"),
+        (">=1.2.3.4", "MicroPython versions are up to three numbers"),
+        ("==1.22.post1", "MicroPython versions are up to three numbers"),
+        ("==1.22+local", "cannot parse firmware requirement"),
+        ("===1.22", "cannot parse firmware requirement"),
+        ("~=1", "cannot parse firmware requirement"),
+        (">=1.*", "'.*' only goes with == or !="),
+        (">=1.20;<2", "cannot parse firmware requirement"),
+    ],
+)
+def test_requires_firmware_rejects_what_is_not_a_micropython_version(
+    spec: str, message: str
+) -> None:
+    from pytest_mpsession.capabilities import FirmwareSpec
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FirmwareSpec(spec)
+
+
+def test_a_bad_requires_firmware_is_a_collection_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.requires_firmware('>=1.23.0rc1')\ndef test_x():\n    pass\n"
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "requires_firmware('>=1.23.0rc1'): cannot parse firmware requirement" in (
+        one_line_error(result)
+    )

@@ -26,7 +26,7 @@ def generic_port() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+    for name in ("MP_PORT", "MP_MOCK", "MP_TIMEOUT", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
     # The inner runs need no hypothesis plugin (its summary costs a second per run).
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
@@ -81,7 +81,12 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     pytester.makepyfile(BASIC)
     result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error", "-v")
     result.assert_outcomes(passed=7, skipped=3)
-    header = [line for line in result.outlines if line.startswith("mpsession: ")]
+    progress = f"mpsession: {generic_port}: connecting ... "
+    header = [
+        line
+        for line in result.outlines
+        if line.startswith("mpsession: ") and not line.startswith(progress)
+    ]
     assert re.fullmatch(
         rf"mpsession: micropython 1\.\d+\.\d+ on generic at {re.escape(generic_port)}, "
         r"features: (\w+, )+\w+",
@@ -89,8 +94,28 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     ), header
     assert "float" in header[0] and "raw_paste" in header[0]
     assert header[1].startswith("mpsession: round trip ")  # with -v: the measurements
-    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
-    assert len([line for line in quiet.outlines if line.startswith("mpsession: ")]) == 1
+    plain = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    lines = [line for line in plain.outlines if line.startswith("mpsession: ")]
+    # the progress line (the board's connection and probe, timed), then the header line
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        re.escape(progress) + r"raw REPL in \d+\.\d\d s, probing \.\.\. done in \d+\.\d\d s",
+        lines[0],
+    ), lines
+    assert lines[1].startswith("mpsession: micropython ")
+    # the connection is part of the run: pytest's duration counts it (each figure is rounded
+    # to 10 ms, hence the 20 ms of slack)
+    steps = [float(x) for x in re.findall(r"in (\d+\.\d\d) s", lines[0])]
+    match = re.search(r" in (\d+\.\d\d)s", plain.outlines[-1])
+    assert match is not None, plain.outlines[-1]
+    assert float(match.group(1)) + 0.02 >= sum(steps), (plain.outlines[-1], lines[0])
+    # the progress line is part of the header phase, after pytest's first lines
+    assert plain.outlines.index(lines[0]) > plain.outlines.index(
+        next(line for line in plain.outlines if "test session starts" in line)
+    )
+    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider", "-q")
+    quiet.assert_outcomes(passed=7, skipped=3)
+    assert not [line for line in quiet.outlines if "mpsession" in line], quiet.outlines
     out = result.stdout.str()
     version = re.search(r"micropython (1\.\d+\.\d+) on generic", header[0])
     assert version is not None
@@ -135,10 +160,47 @@ def test_junit_suite_properties(pytester: pytest.Pytester, generic_port: str) ->
     result = pytester.runpytest(f"--mp-port={generic_port}", "--junitxml=out.xml")
     result.assert_outcomes(passed=1)
     root = ET.parse(pytester.path / "out.xml").getroot()
-    props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert props["mpsession_platform"] == "generic"
-    assert props["mpsession_port"] == generic_port
-    assert re.fullmatch(r"1\.\d+\.\d+", props["mpsession_firmware"] or "")
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    assert [name for name, _value in props] == [
+        "mpsession_firmware",
+        "mpsession_platform",
+        "mpsession_port",
+    ]
+    values = dict(props)
+    assert values["mpsession_platform"] == "generic"
+    assert values["mpsession_port"] == generic_port
+    assert re.fullmatch(r"1\.\d+\.\d+", values["mpsession_firmware"] or "")
+
+
+def test_junit_suite_properties_under_xdist_are_clean_per_worker(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('i', range(4))\n"
+        "def test_x(device_session, i):\n    device_session.exec('pass')\n"
+    )
+    with PtyBoard("esp32") as other:
+        result = pytester.runpytest_subprocess(
+            "-n", "2", f"--mp-port={generic_port}", f"--mp-port={other.path}",
+            "--junitxml=out.xml", "-p", "no:cacheprovider",
+        )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    firmware = props[1][1] or ""
+    assert re.fullmatch(r"1\.\d+\.\d+", firmware), props
+    # one group per worker, the worker in its own property, every value clean
+    assert props == [
+        ("mpsession_worker", "gw0"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "generic"),
+        ("mpsession_port", generic_port),
+        ("mpsession_worker", "gw1"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "esp32"),
+        ("mpsession_port", other.path),
+    ]
 
 
 def test_device_error_shows_the_board_traceback_at_the_users_lines(
@@ -449,6 +511,8 @@ def test_not_a_micropython_board_is_a_usage_error(
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert len(errors) == 1 and "mpsession: cannot use the board at" in errors[0]
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    # while it waited, the header said which board it was waiting for
+    result.stdout.fnmatch_lines(["mpsession: /dev/pts/*: connecting ... failed"])
 
 
 # -- pytest-xdist: a pool of boards ---------------------------------------------------------------
@@ -458,15 +522,18 @@ def test_not_a_micropython_board_is_a_usage_error(
 
 
 @pytest.mark.timeout(120)
-def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
-    pytester: pytest.Pytester,
+def test_xdist_pool_with_a_silent_board_is_a_one_line_usage_error(
+    pytester: pytest.Pytester, generic_port: str
 ) -> None:
     pytest.importorskip("xdist")
     import os
     import pty
 
-    # Two serial ports nobody answers on: they open, but there is no raw REPL behind them.
-    pairs = [pty.openpty() for _ in range(2)]
+    # A serial port nobody answers on (it opens, but there is no raw REPL behind it) beside
+    # a working board: the controller checks both before the workers start, so the run
+    # stops at once with exit 4 instead of erroring every test of that worker.
+    master, slave = pty.openpty()
+    silent = os.ttyname(slave)
     try:
         pytester.makepyfile(
             """
@@ -478,19 +545,41 @@ def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
             """
         )
         result = pytester.runpytest_subprocess(
-            "-n", "2", "--mp-timeout=1",
-            *[f"--mp-port={os.ttyname(slave)}" for _master, slave in pairs],
+            "-n", "2", "--mp-timeout=1", f"--mp-port={generic_port}",
+            f"--mp-port={os.ttyname(slave)}",
         )  # fmt: skip
     finally:
-        for master, slave in pairs:
-            os.close(master)
-            os.close(slave)
-    # the controller identifies the pool before the workers start (pytest_mpsession.farm):
-    # a board that does not answer is a usage error then, one line, no worker crashes
+        os.close(master)
+        os.close(slave)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: mpsession: cannot use the board at /dev/pts/*"])
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    result.stdout.no_fnmatch_line("*crashed*")
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert errors == [
+        f"ERROR: mpsession: cannot use the board at {silent}: no raw REPL answer "
+        f"from {silent} within 1 s: it sent nothing (is it powered and running "
+        "MicroPython, and is the baudrate right?)"
+    ], result.errlines
+    result.stdout.fnmatch_lines(
+        [
+            f"mpsession: {generic_port}: checking ... raw REPL in *s",
+            f"mpsession: {silent}: checking ... failed",
+        ]
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "created:" not in out and "Traceback" not in out and "INTERNALERROR" not in out
+    # with -q: no progress lines, the same one-line error
+    pytester.makepyfile(test_other="def test_y(device_session): pass")
+    master, slave = pty.openpty()
+    try:
+        quiet = pytester.runpytest_subprocess(
+            "-q", "-n", "2", "--mp-timeout=1", f"--mp-port={generic_port}",
+            f"--mp-port={os.ttyname(slave)}",
+        )  # fmt: skip
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert quiet.ret == pytest.ExitCode.USAGE_ERROR
+    assert "checking" not in quiet.stdout.str()
+    assert len([line for line in quiet.errlines if line.startswith("ERROR:")]) == 1
 
 
 def test_probes_from_a_conftest_found_during_collection(
@@ -573,3 +662,50 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     # With a test path beside it pytest finds the project's ini anyway: nothing to say.
     beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
     beside.assert_outcomes(passed=1)
+    # Nor when the configuration file is named (-c): pytest guessed nothing from the port.
+    named = pytester.runpytest("--mp-port", str(link), "-c", "tox.ini", "-p", "no:cacheprovider")
+    named.assert_outcomes(passed=1)
+
+
+def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(
+    pytester: pytest.Pytester,
+) -> None:
+    # The line is on the terminal while the plugin waits (not only after), and Ctrl-C during
+    # the wait ends the run as pytest's own interruption, the line closed.
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile("def test_x(device_session): pass")
+    master, slave = pty.openpty()
+    port = os.ttyname(slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--mp-port={port}", "--mp-timeout=60",
+         "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b": connecting ... " not in seen:
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            assert ready, seen
+            assert proc.stdout is not None
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, seen
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # Ctrl-C ended the 60 s wait
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    text = (seen + out).decode()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, text + err.decode()
+    assert f"mpsession: {port}: connecting ... failed\n" in text
+    assert "INTERNALERROR" not in text + err.decode()

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from pytest_mpsession.errors import DeviceError, MpSessionError
+from pytest_mpsession.communicator import Reply
+from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
 from pytest_mpsession.session import (
     TRANSITIONS,
     CleanupPolicy,
@@ -48,6 +49,29 @@ class FakeCommunicator:
         assert isinstance(code, str)
         self.sent.append(code)
         return self.reply(code)
+
+    def exec_raw_unchecked(self, code: str, timeout: float | None = None) -> tuple[bytes, bytes]:
+        return self.exec(code, timeout).encode(), b""
+
+    def run(
+        self,
+        code: str,
+        *,
+        key: int = 0,
+        op: int = 0,
+        timeout: float | None = None,
+        on_stdout: Any = None,
+    ) -> Reply:
+        """The checked call, answered from the same script: ``\x1e`` + repr pieces are
+        the result records."""
+        try:
+            text = self.exec(code, timeout)
+        except DeviceError as exc:
+            if isinstance(exc, DeviceTimeout):
+                raise
+            return Reply(b"", (exc.traceback or str(exc)).encode(), "e")
+        first, *records = text.split(RESULT_MARKER)
+        return Reply(first.encode(), b"", ".", [r.rstrip("\n").encode() for r in records])
 
     def interrupt(self, timeout: float | None = None) -> None:
         pass

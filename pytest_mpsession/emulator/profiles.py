@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator.qemu import MICROBIT_FIRMWARE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +55,9 @@ class Profile:
     nodename: str = "generic"
     machine: str = "Generic board with emulated MCU"
     build_date: str = "2024-11-29"
+    #: ``os.uname().release`` and ``.version``; "" derives them from the above
+    release: str = ""
+    uname_version: str = ""
     #: the friendly REPL's first banner line (without CRLF); "" derives it from the above
     banner: str = ""
     #: printed on a soft reset (current firmware: "MPY: soft reboot")
@@ -82,6 +86,16 @@ class Profile:
     freq: int = 160_000_000
     #: whether the board's link is USB (drops on hard reset) or a UART (stays)
     usb: bool = True
+    #: the interpreter's C stack limit in bytes (how deep code can recurse); 0: the engine's
+    stack_limit: int = 0
+    #: the compiler has the native emitters (@micropython.native, viper, inline assembler)
+    emitters: bool = True
+    #: the line rate the link runs at unless the URL sets ``baudrate`` (0: no throttling)
+    baudrate: int = 0
+    #: real firmware on an emulated chip (see :mod:`.qemu`): the ``qemu-system-arm -M``
+    #: machine and the firmware image it runs; "" runs the unix port
+    qemu_machine: str = ""
+    firmware: str = ""
 
     def banner_line(self) -> bytes:
         """The first line of the friendly REPL's banner, as the board prints it."""
@@ -96,11 +110,27 @@ class Profile:
 
     def version_string(self) -> str:
         """``os.uname().version`` as firmware of this age reports it."""
+        if self.uname_version:
+            return self.uname_version
         v = ".".join(str(x) for x in self.version)
         return f"v{v} on {self.build_date}"
 
+    def release_string(self) -> str:
+        """``os.uname().release``."""
+        return self.release or ".".join(str(x) for x in self.version)
 
-_HOST_MODULES = ("ffi", "termios", "select", "socket", "ssl", "_thread_host")
+
+# What the unix port has and a micro:bit running 1.9.2 does not (its modules: builtins, gc,
+# math, micropython, sys, array, collections, struct, random, os, time, machine, microbit
+# and the board's music/radio/... drivers); "os.x": functions its flat `os` lacks.
+_LEGACY_MISSING = (
+    *"_asyncio _thread argparse asyncio binascii cmath cryptolib deflate errno framebuf".split(),
+    *"hashlib heapq io json mip platform re requests select socket ssl termios tls".split(),
+    *"uasyncio uctypes vfs websocket threading zlib uzlib".split(),
+    *"os.stat os.ilistdir os.getcwd os.chdir os.mkdir os.rmdir os.rename os.statvfs".split(),
+)
+# C stack for code, bytes: recursion stops about 6 calls deep, as on the board
+_LEGACY_STACK = 4000
 
 BUILTIN_PROFILES: dict[str, Profile] = {
     "unix": Profile(
@@ -110,7 +140,8 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         version=(1, 29, 0),
         sysname="Linux",
         soft_reboot="MPY: soft reboot",
-        heap=1024 * 1024,
+        # the unix port's own default heap on a 64-bit host
+        heap=2 * 1024 * 1024,
         flash_size=0,
     ),
     "generic": Profile(name="generic"),
@@ -148,29 +179,65 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         modules=("pyb",),
         freq=168_000_000,
     ),
+    # A BBC micro:bit (v1.0.1 firmware, MicroPython 1.9.2): what the board has and lacks, as
+    # a real one reports it (see /work/shared/transcripts/ and tests/test_emulator_legacy.py)
     "legacy": Profile(
         name="legacy",
         platform="microbit",
         version=(1, 9, 2),
         sysname="microbit",
         nodename="microbit",
-        machine="micro:bit v1.0.1 with nRF51822",
+        release="1.0.1",
+        uname_version=(
+            "micro:bit v1.0.1+b0bf4a9 on 2018-12-13; MicroPython v1.9.2-34-gd64154c73 on 2017-09-01"
+        ),
+        machine="micro:bit with nRF51822",
         build_date="2017-09-01",
         banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
         soft_reboot="soft reboot",
         heap=16 * 1024,
-        # a micro:bit had ~8 KB free; measured: the examples pass at 10 KB, the session
-        # core's helpers do not install at 10 KB and its file helpers fail at 11 KB
-        free=12 * 1024,
-        flash_size=64 * 1024,
+        # about 9.8 KB free at the first prompt, as the board
+        free=10035,
+        # a flat filesystem of about 14 KB for files
+        flash_size=15 * 1024,
         block_size=512,
         raw_paste=False,
         crlf=True,
         rx_buffer=256,
         rx_rate=256 * 1024,
-        missing=("_thread", "asyncio", "uasyncio", "os.ilistdir", "vfs", "threading"),
+        missing=_LEGACY_MISSING,
+        modules=("microbit",),
         freq=16_000_000,
         usb=True,
+        stack_limit=_LEGACY_STACK,
+        emitters=False,
+    ),
+    # Debian's MicroPython 1.9.2 for the BBC micro:bit in qemu-system-arm -M microbit: the
+    # real firmware, so nothing is disguised; the fields below describe what it reports
+    "microbit": Profile(
+        name="microbit",
+        disguise=False,
+        platform="microbit",
+        version=(1, 9, 2),
+        sysname="microbit",
+        nodename="microbit",
+        machine="micro:bit with nRF51822",
+        build_date="2017-09-01",
+        banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
+        soft_reboot="soft reboot",
+        heap=16 * 1024,
+        free=9264,
+        # the nRF51822's whole flash (the image kept by flash=PATH); files get what the
+        # firmware leaves of it
+        flash_size=256 * 1024,
+        block_size=1024,
+        raw_paste=False,
+        freq=16_000_000,
+        # the micro:bit's USB belongs to its interface chip, which stays up over a reset
+        usb=False,
+        baudrate=115200,
+        qemu_machine="microbit",
+        firmware=MICROBIT_FIRMWARE,
     ),
 }
 
@@ -222,6 +289,12 @@ def _load_file(path: str) -> dict[str, Profile]:
                 valid = ", ".join(sorted(k for k in _FIELDS if k != "name"))
                 raise EmulatorError(f"{path}: [{name}] unknown key {key!r}; valid keys: {valid}")
             changes[key] = _coerce(name, key, value, path)
+        if changes.get("qemu_machine") or known[base_name].qemu_machine:
+            # real firmware: nothing of the unix port's board disguise applies, and QEMU's
+            # UART has no pacing of its own: the link gives it a line rate
+            changes["disguise"] = False
+            if not changes.get("baudrate", known[base_name].baudrate):
+                changes["baudrate"] = 115200
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found

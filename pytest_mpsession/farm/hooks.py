@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import dataclasses
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,8 @@ from pytest_mpsession.farm.requirements import (
 
 if TYPE_CHECKING:
     from pytest_mpsession.farm.labgrid import AcquiredPlace
-    from pytest_mpsession.farm.pool import PoolBoard
-    from pytest_mpsession.plugin.boards import Board
+    from pytest_mpsession.farm.pool import PoolBoard, Probed
+    from pytest_mpsession.plugin.boards import Board, Progress
 
 __all__ = ["BOARD_FIXTURE", "DIST_MODES", "FarmState", "get_farm", "matrix_boards"]
 
@@ -80,8 +81,8 @@ class FarmState:
     #: an xdist worker: its board's index in ``pool``; and whether its collection is routed
     mine: int | None = None
     routed: bool = False
-    #: the controller: the pool is being probed
-    probing: concurrent.futures.Future[list[PoolBoard]] | None = None
+    #: the controller: the pool's ports, and each one's probe (under way since configure)
+    probing: list[tuple[str, concurrent.futures.Future[Probed]]] | None = None
     #: the controller: which worker holds which board
     node_board: dict[str, int] = field(default_factory=dict)
     #: one process, several boards: the connected boards by pool index, and which is current
@@ -185,19 +186,13 @@ def pytest_configure(config: pytest.Config) -> None:
     probes = _feature_probes(config)
     cache = getattr(config, "cache", None) if settings.use_cache else None
     if controller:
-        # the first worker's start-up overlaps the probe; session start waits for it
-        from pytest_mpsession.farm.pool import probe_pool
+        # under way while pytest starts its session; the header (or session start) waits
+        from pytest_mpsession.farm.pool import start_probes
 
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        farm.probing = executor.submit(
-            probe_pool,
-            ports,
-            probes,
-            cache,
-            baudrate=settings.baudrate,
-            timeout=settings.timeout,
+        futures = start_probes(
+            ports, probes, cache, baudrate=settings.baudrate, timeout=settings.timeout
         )
-        executor.shutdown(wait=False)
+        farm.probing = list(zip(ports, futures, strict=True))
 
 
 def _feature_probes(config: pytest.Config) -> Any:
@@ -312,29 +307,63 @@ def _release(config: pytest.Config, farm: FarmState) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Controller: the pool is known before any worker starts (a board that cannot be used
-    is a usage error now). One process with several ports: every board opened at once."""
-    config = session.config
+    """The controller's session (the scheduler tells it how many tests the run has)."""
+    farm = get_farm(session.config)
+    if farm is not None:
+        farm.session = session
+
+
+def prepare_pool(config: pytest.Config, progress: Progress | None) -> bool:
+    """Called by the boards module where it prepares this process's board (in the report
+    header, with a progress line per board, or at session start): True when this process
+    has a pool of several boards, which the farm handles.
+
+    The xdist controller waits for every board's identification (a usage error for the
+    first, in pool order, that failed: before any worker starts); one process with several
+    ports opens them all, in parallel."""
     farm = get_farm(config)
     if farm is None:
-        return
-    farm.session = session
+        return False
     if farm.probing is not None:
-        from pytest_mpsession.farm.pool import PoolError
+        _finish_probes(farm, progress)
+        return True
+    return _open_pool(config, farm, progress)
 
+
+def _finish_probes(farm: FarmState, progress: Progress | None) -> None:
+    from pytest_mpsession.farm.pool import PoolError, make_pool
+
+    assert farm.probing is not None
+    probing, farm.probing = farm.probing, None
+    caps = []
+    for port, future in probing:
+        _step(progress, f"mpsession: {port}: checking ... ")
         try:
-            farm.pool = farm.probing.result()
+            probed = future.result()
         except PoolError as exc:
+            _end(progress, "failed")
             raise pytest.UsageError(f"mpsession: {exc}") from None
-        finally:
-            farm.probing = None
-        return
-    _open_pool(config, farm)
+        except BaseException:
+            _end(progress, "failed")
+            raise
+        _end(progress, f"raw REPL in {probed.seconds:.2f} s")
+        caps.append(probed.caps)
+    farm.pool = make_pool([port for port, _ in probing], caps)
 
 
-def _open_pool(config: pytest.Config, farm: FarmState) -> None:
+def _step(progress: Progress | None, text: str) -> None:
+    if progress is not None:
+        progress.step(text)
+
+
+def _end(progress: Progress | None, text: str) -> None:
+    if progress is not None:
+        progress.end(text)
+
+
+def _open_pool(config: pytest.Config, farm: FarmState, progress: Progress | None) -> bool:
     """One process, several ports: connect them all in parallel (the first is the
-    process's board until a test needs another)."""
+    process's board until a test needs another). False when this is not such a process."""
     from pytest_mpsession.farm.pool import PoolBoard, board_labels
     from pytest_mpsession.plugin.boards import (
         Board,
@@ -351,21 +380,33 @@ def _open_pool(config: pytest.Config, farm: FarmState) -> None:
         or len(state.settings.ports) < 2
         or getattr(config, "workerinput", None) is not None
         or is_xdist_controller(config)
-        or config.option.collectonly
     ):
-        return
+        return False
     probes = _feature_probes(config)
     ports = list(state.settings.ports)
     boards = [Board(port=p, settings=state.settings, probes=probes) for p in ports]
+    if config.option.collectonly:
+        state.board = boards[0]
+        return True
+
+    def connect(board: Board) -> float:
+        start = time.monotonic()
+        connect_board(config, board)
+        return time.monotonic() - start
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(boards)) as ex:
-        futures = [ex.submit(connect_board, config, b) for b in boards]
-        concurrent.futures.wait(futures)
-    for fut in futures:
-        exc = fut.exception()
-        if exc is not None:
-            for b in boards:
-                disconnect_board(b)
-            raise exc
+        futures = [ex.submit(connect, b) for b in boards]
+        failure: BaseException | None = None
+        for board, fut in zip(boards, futures, strict=True):
+            _step(progress, f"mpsession: {board.port}: connecting ... ")
+            exc = fut.exception()
+            _end(progress, "failed" if exc is not None else f"ready in {fut.result():.2f} s")
+            if exc is not None and failure is None:
+                failure = exc
+    if failure is not None:
+        for b in boards:
+            disconnect_board(b)
+        raise failure
     caps = [b.capabilities for b in boards]
     assert all(c is not None for c in caps)
     labels = board_labels(ports, [c.device_type for c in caps if c is not None])
@@ -377,10 +418,7 @@ def _open_pool(config: pytest.Config, farm: FarmState) -> None:
     farm.boards = dict(enumerate(boards))
     farm.current = 0
     state.board = boards[0]
-    from pytest_mpsession.plugin.reports import record_board
-
-    for b in boards[1:]:
-        record_board(config, b)
+    return True
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -410,9 +448,10 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """Controller: a worker is gone; its board is free for the worker that replaces it."""
+    """Controller: a worker crashed; its board is free for the worker that replaces it (a
+    worker that finished keeps its board: none replaces it, and the board's tests are done)."""
     farm = get_farm(node.config)
-    if farm is not None:
+    if farm is not None and error is not None:
         farm.node_board.pop(str(node.gateway.id), None)
 
 
@@ -439,6 +478,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return RoutingScheduling(config, log, on_collection=count)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """One process holding a pool: the JUnit properties of every board (the reports module
+    records the current one)."""
+    from pytest_mpsession.plugin.reports import record_board
+    from pytest_mpsession.plugin.state import get_state
+
+    farm = get_farm(session.config)
+    state = get_state(session.config)
+    if farm is None or state is None or not farm.boards:
+        return
+    for board in farm.boards.values():
+        if board is not state.board and board.capabilities is not None:
+            record_board(session.config, board)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Close the other boards of the pool; release the labgrid places."""
     farm = get_farm(config)
@@ -454,6 +509,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """One process holding a pool: the other boards, and how tests are shared."""
+    from pytest_mpsession.plugin.boards import Progress, prepare_boards
+
+    prepare_boards(config, Progress(config))  # the pool is opened here (once), if not yet
     farm = get_farm(config)
     if farm is None or not farm.boards or farm.pool is None:
         return None

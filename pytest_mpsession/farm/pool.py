@@ -11,6 +11,7 @@ beyond the cache object it is handed.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,54 @@ def _probe_port(
             pass
 
 
+@dataclass(frozen=True)
+class Probed:
+    """One board's answer: its capabilities and how long identifying it took."""
+
+    caps: DeviceCapabilities
+    seconds: float
+
+
+def start_probes(
+    ports: Sequence[str],
+    probes: FeatureProbes,
+    cache: Any | None,
+    *,
+    baudrate: int,
+    timeout: float,
+    probe: Callable[[str], DeviceCapabilities] | None = None,
+) -> list[concurrent.futures.Future[Probed]]:
+    """Identify every board at once (one thread each; each port is closed again): a future
+    per port, in pool order, whose exception is a :class:`PoolError` naming its port."""
+    run = probe or (lambda port: _probe_port(port, probes, cache, baudrate, timeout))
+
+    def timed(port: str) -> Probed:
+        start = time.monotonic()
+        try:
+            caps = run(port)
+        except PoolError:
+            raise
+        except Exception as exc:
+            raise PoolError(port, f"cannot use the board at {port}: {_one_line(exc)}") from None
+        return Probed(caps, time.monotonic() - start)
+
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, len(ports)), thread_name_prefix="mpsession-probe"
+    )
+    futures = [executor.submit(timed, port) for port in ports]
+    executor.shutdown(wait=False)
+    return futures
+
+
+def make_pool(ports: Sequence[str], caps: Sequence[DeviceCapabilities]) -> list[PoolBoard]:
+    """The pool's boards, labelled, in pool order."""
+    labels = board_labels(ports, [c.device_type for c in caps])
+    return [
+        PoolBoard(index=i, port=port, label=label, caps=c)
+        for i, (port, label, c) in enumerate(zip(ports, labels, caps, strict=True))
+    ]
+
+
 def probe_pool(
     ports: Sequence[str],
     probes: FeatureProbes,
@@ -137,25 +186,10 @@ def probe_pool(
     timeout: float,
     probe: Callable[[str], DeviceCapabilities] | None = None,
 ) -> list[PoolBoard]:
-    """Every board's capabilities, all ports at once (one thread each); the ports are
-    closed again. :class:`PoolError` for the first port (in pool order) that failed."""
-    run = probe or (lambda port: _probe_port(port, probes, cache, baudrate, timeout))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(ports))) as ex:
-        futures = [ex.submit(run, port) for port in ports]
-        concurrent.futures.wait(futures)
-    caps_list: list[DeviceCapabilities] = []
-    for port, fut in zip(ports, futures, strict=True):
-        exc = fut.exception()
-        if exc is not None:
-            if isinstance(exc, PoolError):
-                raise exc
-            raise PoolError(port, f"cannot use the board at {port}: {_one_line(exc)}")
-        caps_list.append(fut.result())
-    labels = board_labels(ports, [c.device_type for c in caps_list])
-    return [
-        PoolBoard(index=i, port=port, label=label, caps=caps)
-        for i, (port, label, caps) in enumerate(zip(ports, labels, caps_list, strict=True))
-    ]
+    """Every board's capabilities, all ports at once; :class:`PoolError` for the first port
+    (in pool order) that failed."""
+    futures = start_probes(ports, probes, cache, baudrate=baudrate, timeout=timeout, probe=probe)
+    return make_pool(ports, [f.result().caps for f in futures])
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,6 +13,9 @@ plugin of its own (so ``pytest --fixtures`` names the module a fixture comes fro
 ``plugin.reports``         header, JUnit properties, board tracebacks, terminal summary
 ``plugin.fixtures``        ``device_session_manager``, ``device_capabilities``,
                            ``device_session``
+``plugin.benchmark``       ``device_benchmark``, the board in pytest-benchmark's machine
+                           info
+``boardtests.plugin``      tests that run on the board: ``--mp-board-tests``, collection
 =========================  ===========================================================
 
 The run's state is in ``config.stash`` (:mod:`pytest_mpsession.plugin.state`).
@@ -40,6 +43,8 @@ pytest_plugins = [
     "pytest_mpsession.plugin.recovery",
     "pytest_mpsession.plugin.reports",
     "pytest_mpsession.plugin.fixtures",
+    "pytest_mpsession.plugin.benchmark",
+    "pytest_mpsession.boardtests.plugin",
     "pytest_mpsession.farm.hooks",
 ]
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mpsession.plugin.options import MOCK_SCHEME, Settings, one_line
+from pytest_mpsession.plugin.options import MOCK_SCHEME, Settings, one_line, probe_syntax_error
 from pytest_mpsession.plugin.state import PluginState, get_state
 
 if TYPE_CHECKING:
@@ -28,12 +29,15 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_BOARD_REASON",
     "Board",
+    "Progress",
     "connect_board",
     "disconnect_board",
     "feature_probes",
+    "header_will_show",
     "is_xdist_controller",
     "late_probes",
     "port_for_worker",
+    "prepare_boards",
     "usb_serial_number",
     "worker_id",
 ]
@@ -57,6 +61,9 @@ class Board:
     capabilities: DeviceCapabilities | None = None
     usb_serial: str | None = None
     from_cache: bool = False
+    #: seconds to open the port and enter the raw REPL, and to find the capabilities
+    connect_s: float | None = None
+    probe_s: float | None = None
     #: why this board cannot be used (an xdist worker reports it per test, not by crashing)
     error: str | None = None
 
@@ -94,17 +101,61 @@ def usb_serial_number(port: str) -> str | None:
     return None
 
 
-def connect_board(config: pytest.Config, board: Board) -> None:
-    """Open the board, find its capabilities (pytest's cache first), start its manager.
+class Progress:
+    """One line per board on the terminal while it is connected and probed, completed as
+    each step ends (``mpsession: PORT: connecting ... raw REPL in 0.03 s, probing ...
+    done in 0.41 s``), so a slow or silent board is visible before the first test.
+
+    Silent with ``-q``, on an xdist worker (its output is not shown) and without pytest's
+    terminal reporter.
+    """
+
+    def __init__(self, config: pytest.Config | None = None) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter") if config is not None else None
+        shown = config is not None and config.get_verbosity() >= 0 and worker_id(config) is None
+        self._tr: Any = tr if shown else None
+        self._open = False
+
+    def step(self, text: str) -> None:
+        """Add ``text`` to the board's line (the line starts with the first step)."""
+        if self._tr is not None:
+            self._open = True  # first: a Ctrl-C during the write still ends the line
+            self._tr.write(text, flush=True)
+
+    def end(self, text: str) -> None:
+        """End the board's line with ``text``."""
+        if self._tr is not None and self._open:
+            self._tr.write_line(text)
+            self._open = False
+
+
+def connect_board(config: pytest.Config, board: Board, progress: Progress | None = None) -> None:
+    """Open the board, find its capabilities (pytest's cache first), start its manager,
+    telling ``progress`` what happens (and how long it took).
 
     Any failure is a :class:`pytest.UsageError` with one line saying what went wrong.
     """
+    progress = progress if progress is not None else Progress()
+    try:
+        progress.step(f"mpsession: {board.port}: connecting ... ")
+        _connect(config, board, progress)
+    except BaseException:
+        progress.end("failed")
+        raise
+    if board.from_cache:
+        progress.end(f"capabilities from cache in {board.probe_s or 0:.2f} s")
+    else:
+        progress.end(f"done in {board.probe_s or 0:.2f} s")
+
+
+def _connect(config: pytest.Config, board: Board, progress: Progress) -> None:
     from pytest_mpsession.capabilities import DeviceCapabilities, cache_key, detect, identify
     from pytest_mpsession.communicator import Communicator
     from pytest_mpsession.errors import MpSessionError
     from pytest_mpsession.session.manager import DeviceSessionManager
 
     settings = board.settings
+    start = time.monotonic()
     try:
         comm = Communicator.open(board.port, baudrate=settings.baudrate, timeout=settings.timeout)
     except (MpSessionError, OSError, ValueError) as exc:
@@ -112,6 +163,9 @@ def connect_board(config: pytest.Config, board: Board) -> None:
             f"mpsession: cannot use the board at {board.port}: {one_line(exc)}"
         ) from None
     board.communicator = comm
+    board.connect_s = time.monotonic() - start
+    progress.step(f"raw REPL in {board.connect_s:.2f} s, probing ... ")
+    start = time.monotonic()
     try:
         cache = getattr(config, "cache", None) if settings.use_cache else None
         caps: DeviceCapabilities | None = None
@@ -138,6 +192,7 @@ def connect_board(config: pytest.Config, board: Board) -> None:
                 # Nothing of the user's is on the board yet, so a soft reset gives it back.
                 comm.soft_reset(timeout=settings.timeout)
         board.capabilities = caps
+        board.probe_s = time.monotonic() - start
         manager = DeviceSessionManager(comm, probes=board.probes, capabilities=caps)
     except (MpSessionError, OSError, ValueError) as exc:
         _close_quietly(comm)
@@ -222,9 +277,8 @@ def pool_message(workers: int, settings: Settings) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """xdist controller: as many boards as workers (the settings were resolved by the
-    options module's ``pytest_configure``). That every board works is checked before the
-    workers start by :mod:`pytest_mpsession.farm.hooks`, which identifies the whole pool."""
+    """xdist controller: as many boards as workers (the settings were resolved by the options
+    module's ``pytest_configure``); whether they answer is checked in :func:`prepare_boards`."""
     state = get_state(config)
     if state is None:
         return
@@ -233,6 +287,33 @@ def pytest_configure(config: pytest.Config) -> None:
         workers = int(config.option.numprocesses)
         if workers > len(settings.ports) and not shared_port(settings.ports):
             raise pytest.UsageError(pool_message(workers, settings))
+
+
+def _check_pool(config: pytest.Config, settings: Settings, progress: Progress | None) -> None:
+    """xdist controller: every board a worker will use answers the raw REPL, or a one-line
+    usage error before the workers start (they open their boards themselves, and a worker
+    whose board fails could only fail its tests one by one)."""
+    from pytest_mpsession.communicator import Communicator
+    from pytest_mpsession.errors import MpSessionError
+
+    progress = progress if progress is not None else Progress()
+    workers = int(config.option.numprocesses)
+    for port in settings.ports[:workers]:
+        if port.startswith(MOCK_SCHEME):
+            continue  # an emulated board per worker, started by the worker
+        start = time.monotonic()
+        try:
+            progress.step(f"mpsession: {port}: checking ... ")
+            Communicator.open(port, baudrate=settings.baudrate, timeout=settings.timeout).close()
+        except (MpSessionError, OSError, ValueError) as exc:
+            progress.end("failed")
+            raise pytest.UsageError(
+                f"mpsession: cannot use the board at {port}: {one_line(exc)}"
+            ) from None
+        except BaseException:
+            progress.end("failed")
+            raise
+        progress.end(f"raw REPL in {time.monotonic() - start:.2f} s")
 
 
 # -- feature probes ----------------------------------------------------------------------
@@ -254,6 +335,13 @@ def _collect_probes(config: pytest.Config, settings: Settings) -> FeatureProbes:
     for name, code in settings.features:
         probes.add(name, code)
     config.hook.pytest_mpsession_probe_features(probes=probes)
+    for name, code in probes.items():
+        error = probe_syntax_error(name, code)
+        if error is not None:
+            raise pytest.UsageError(
+                f"mpsession: pytest_mpsession_probe_features: {error}; fix it in the "
+                "conftest.py or plugin that adds it"
+            )
     return probes
 
 
@@ -283,16 +371,35 @@ def late_probes(config: pytest.Config, state: PluginState) -> None:
 # -- hooks: the board's life --------------------------------------------------------------
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Open this process's board (none on the xdist controller, none with --collect-only)."""
-    config = session.config
+def header_will_show(config: pytest.Config) -> bool:
+    """Whether pytest's terminal reporter will print the report header (it calls
+    ``pytest_report_header``, where the boards are then opened, with progress lines)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None or worker_id(config) is not None:
+        return False
+    return bool(getattr(tr, "showheader", False)) and not getattr(tr, "no_header", True)
+
+
+def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> None:
+    """Open this process's board (none on the xdist controller, none with --collect-only),
+    once: in the report header phase when pytest prints one (so the progress lines and the
+    time it takes are part of the run's), else at session start.
+
+    A board that cannot be used is a :class:`pytest.UsageError`; on an xdist worker it is
+    kept as the board's error, which its device tests report."""
     state = get_state(config)
-    if state is None or not state.settings.configured:
+    if state is None or state.prepared or not state.settings.configured:
         return
+    state.prepared = True
     probes = feature_probes(config)
-    if is_xdist_controller(config) or state.board is not None:
-        return  # the controller opens none; the farm opened a pool of several itself
+    from pytest_mpsession.farm.hooks import prepare_pool
+
+    if prepare_pool(config, progress):
+        return  # a pool of several boards: the farm identified (or, in one process, opened) it
+    if is_xdist_controller(config):
+        if not config.option.collectonly:
+            _check_pool(config, state.settings, progress)
+        return
     worker = worker_id(config)
     workerinput = getattr(config, "workerinput", None)
     count = workerinput.get("workercount") if isinstance(workerinput, dict) else None
@@ -312,7 +419,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.option.collectonly:
         return
     try:
-        connect_board(config, board)
+        connect_board(config, board, progress)
     except pytest.UsageError as exc:
         if worker is None:
             raise
@@ -320,6 +427,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # device tests fail with this one line.
         board.error = str(exc)
         return
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Open the board now unless pytest's report header will (see :func:`prepare_boards`)."""
+    if not header_will_show(session.config):
+        prepare_boards(session.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """The board is open before collection decides the skips, whatever printed the header."""
+    prepare_boards(session.config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from pytest_mpsession.plugin.boards import NO_BOARD_REASON, Board, connect_board
 from pytest_mpsession.plugin.recovery import finish_session
-from pytest_mpsession.plugin.reports import record_board
 from pytest_mpsession.plugin.state import CALL_REPORT, get_state
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ def _ensure_connected(config: pytest.Config, board: Board) -> Board:
     """Connect ``board`` if it is not (yet, or any more)."""
     if board.manager is None:
         connect_board(config, board)
-        record_board(config, board)
     return board
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "one_line",
     "option_group",
     "parse_feature_lines",
+    "probe_syntax_error",
     "resolve_settings",
 ]
 
@@ -48,10 +49,10 @@ HELP_PORT = (
 HELP_MOCK = (
     "run against the built-in board emulator (the real MicroPython interpreter) instead of "
     "hardware; PROFILE: generic (default), esp32, rp2, stm32, unix, legacy, or one of "
-    "MP_MOCK_PROFILES. Env: MP_MOCK (1 or a profile name)."
+    "MP_MOCK_PROFILES. Env: MP_MOCK (1 or a profile name; 0 switches off an ini mp_mock)."
 )
 HELP_BAUDRATE = "baud rate of the board's serial port (default: 115200)."
-HELP_TIMEOUT = "default timeout of each board call, in seconds (default: 10)."
+HELP_TIMEOUT = "default timeout of each board call, in seconds (default: 10). Env: MP_TIMEOUT."
 HELP_RESET = (
     "what device_session does to the board after each test: clean (clear the session's "
     "namespace and resources; the default), soft (also soft-reset), hard (also hard-reset), "
@@ -132,6 +133,9 @@ def _select_board(config: pytest.Config) -> tuple[tuple[str, ...], str, str | No
     env_mock = os.environ.get("MP_MOCK", "")
     ini_ports: list[str] = list(_ini(config, "mp_port") or [])
     ini_mock = str(_ini(config, "mp_mock") or "")
+    if "MP_MOCK" in os.environ and _mock_value(env_mock, "MP_MOCK") is None:
+        # MP_MOCK=0 (false, no, off, or empty) is a choice: no emulator, whatever the ini says
+        ini_mock = ""
 
     candidates: list[tuple[str, str, list[str], str | None]] = [
         ("--mp-port", "--mp-mock", list(opt_ports or []), opt_mock),
@@ -182,10 +186,13 @@ def _number(
     kind: Callable[[str], float],
     default: float,
     what: str,
+    env: str | None = None,
 ) -> float:
     cli = config.getoption(option.lstrip("-").replace("-", "_"), None)
     if cli is not None:
         raw, source = str(cli), option
+    elif env is not None and os.environ.get(env, "").strip():
+        raw, source = os.environ[env], env
     else:
         ini = _ini(config, ini_key)
         if ini in (None, ""):
@@ -217,9 +224,25 @@ def _reset_policy(config: pytest.Config) -> str:
     return raw.strip()
 
 
+def probe_syntax_error(name: str, code: str) -> str | None:
+    """Why the probe for feature ``name`` cannot run anywhere (it is not valid Python, so not
+    valid MicroPython either), or ``None``. A probe that does not compile would only ever be
+    a feature the board lacks, silently."""
+    try:
+        compile(code, f"<probe {name}>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset and "\n" not in code else ""
+        return f"the probe for feature {name!r} is not valid Python ({exc.msg}{where}): {code!r}"
+    except ValueError as exc:  # a NUL byte
+        return f"the probe for feature {name!r} cannot be compiled ({exc}): {code!r}"
+    return None
+
+
 def parse_feature_lines(lines: Sequence[str], source: str) -> tuple[tuple[str, str], ...]:
-    """``mp_features`` ini lines (``name: board code``) -> ``(name, code)`` pairs."""
-    from pytest_mpsession.capabilities import FeatureProbes
+    """``mp_features`` ini lines (``name: board code``) -> ``(name, code)`` pairs; a line
+    that is not ``name: probe``, a probe that does not compile, or a built-in feature's name
+    (whose probe is the plugin's) is a usage error."""
+    from pytest_mpsession.capabilities import KNOWN_FEATURES, FeatureProbes
 
     check = FeatureProbes(builtin=False)
     out: list[tuple[str, str]] = []
@@ -232,11 +255,24 @@ def parse_feature_lines(lines: Sequence[str], source: str) -> tuple[tuple[str, s
                 f"mpsession: {source}: {line.strip()!r} is not 'name: probe' (e.g. "
                 "'lora: import sx127x')"
             )
+        name, code = name.strip(), code.strip()
         try:
-            check.add(name.strip(), code.strip())
+            check.add(name, code)
         except ValueError as exc:
             raise pytest.UsageError(f"mpsession: {source}: {exc}") from None
-        out.append((name.strip(), code.strip()))
+        if name in KNOWN_FEATURES:
+            raise pytest.UsageError(
+                f"mpsession: {source}: {name!r} is a built-in feature, probed by the plugin; "
+                "give your probe a name of its own"
+            )
+        if name in dict(out):
+            raise pytest.UsageError(
+                f"mpsession: {source}: feature {name!r} is given twice; keep one probe"
+            )
+        error = probe_syntax_error(name, code)
+        if error is not None:
+            raise pytest.UsageError(f"mpsession: {source}: {error}")
+        out.append((name, code))
     return tuple(out)
 
 
@@ -255,7 +291,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     )
     timeout = _number(
         config, "--mp-timeout", "mp_timeout", float, DEFAULT_TIMEOUT,
-        "a timeout: give a positive number of seconds such as 10",
+        "a timeout: give a positive number of seconds such as 10", env="MP_TIMEOUT",
     )  # fmt: skip
     features = parse_feature_lines(
         list(_ini(config, "mp_features") or []), _ini_source(config, "mp_features")

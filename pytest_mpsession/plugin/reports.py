@@ -8,14 +8,21 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_mpsession.plugin.boards import Board, is_xdist_controller, shared_port
+from pytest_mpsession.plugin.boards import (
+    NO_BOARD_REASON,
+    Board,
+    Progress,
+    is_xdist_controller,
+    prepare_boards,
+    shared_port,
+)
 from pytest_mpsession.plugin.state import get_state
 
 __all__ = ["board_traceback", "record_board"]
@@ -197,36 +204,66 @@ def _board_facts(board: Board) -> dict[str, str]:
 
 
 def record_board(config: pytest.Config, board: Board) -> None:
-    """JUnit suite properties for this process's board (and, on an xdist worker, the facts
-    the controller needs to report it)."""
+    """JUnit suite properties for this process's board; on an xdist worker, the facts the
+    controller needs to report it (a worker has no JUnit file of its own)."""
     facts = _board_facts(board)
     workeroutput = getattr(config, "workeroutput", None)
     if isinstance(workeroutput, dict):
         workeroutput["mpsession_board"] = facts
-    _junit_properties(config, facts, prefix="")
+        return
+    _junit_properties(config, facts)
 
 
-def _junit_properties(config: pytest.Config, facts: dict[str, str], prefix: str) -> None:
-    try:
-        from _pytest.junitxml import xml_key
-    except ImportError:  # pragma: no cover - pytest always has it
+#: the JUnit suite properties of a board, and the facts they hold
+_PROPERTIES = (
+    ("mpsession_firmware", "firmware"),
+    ("mpsession_platform", "platform"),
+    ("mpsession_port", "port"),
+)
+
+
+def _suite_property_recorder(config: pytest.Config) -> Callable[[str, object], None] | None:
+    """The function pytest's public ``record_testsuite_property`` fixture gives a test: the
+    junitxml plugin's ``add_global_property``, or ``None`` without ``--junitxml``.
+
+    Looked up among the registered plugins, because the plugin records outside any test
+    (and the xdist controller, which writes the file, runs no test at all)."""
+    if not config.getoption("xmlpath", None):
+        return None
+    for plugin in config.pluginmanager.get_plugins():
+        add = getattr(plugin, "add_global_property", None)
+        if callable(add):
+            return add  # type: ignore[no-any-return]
+    return None
+
+
+def _worker_order(item: tuple[str, object]) -> tuple[int, str]:
+    """gw2 before gw10."""
+    match = re.search(r"(\d+)$", item[0])
+    return (int(match.group(1)) if match else -1, item[0])
+
+
+def _junit_properties(config: pytest.Config, facts: dict[str, str]) -> None:
+    """One board's suite properties, each value clean (``1.24.1``); under pytest-xdist the
+    worker comes first, in a property of its own (``mpsession_worker`` = ``gw1``)."""
+    record = _suite_property_recorder(config)
+    if record is None:
         return
-    xml = config.stash.get(xml_key, None)
-    if xml is None:
-        return
-    for name, key in (
-        ("mpsession_firmware", "firmware"),
-        ("mpsession_platform", "platform"),
-        ("mpsession_port", "port"),
-    ):
-        xml.add_global_property(name, prefix + facts[key])
+    if facts.get("worker"):
+        record("mpsession_worker", facts["worker"])
+    for name, key in _PROPERTIES:
+        record(name, facts.get(key, ""))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    """One line per board: what it is, where, and what it can do."""
+    """One line per board: what it is, where, and what it can do. The boards are opened
+    here, with a progress line each, when they were not yet (see ``boards.prepare_boards``)."""
+    prepare_boards(config, Progress(config))
     state = get_state(config)
     if state is None or not state.settings.configured:
-        return ["mpsession: no board (device tests skip; use --mp-port PORT or --mp-mock)"]
+        # nothing to say in a project without boards (the plugin is in every run of the
+        # environment): skipped device tests are counted in the terminal summary
+        return None
     settings = state.settings
     if is_xdist_controller(config):
         if shared_port(settings.ports):
@@ -251,14 +288,19 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Record the board this process connected to (in the boards module's
-    ``pytest_sessionstart``) in the JUnit properties."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record the board this process used in the JUnit properties (before the JUnit file is
+    written; on an xdist worker, for the controller, before the worker reports back)."""
     state = get_state(session.config)
-    board = state.board if state is not None else None
-    if board is not None and board.manager is not None:
+    if state is None:
+        return
+    board = state.board
+    if board is not None and board.capabilities is not None:
         record_board(session.config, board)
+    # the xdist controller: each worker's board, in the order of the workers
+    for _worker, facts in sorted(state.worker_boards.items(), key=_worker_order):
+        _junit_properties(session.config, facts)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -277,17 +319,29 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if not isinstance(facts, dict):
         return
     worker = str(facts.get("worker") or getattr(getattr(node, "gateway", None), "id", "?"))
-    state.worker_boards[worker] = facts
-    _junit_properties(config, facts, prefix=f"{worker}: ")
+    state.worker_boards[worker] = {**facts, "worker": worker}
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Under pytest-xdist, the boards the workers used (their header lines are not shown);
-    and how many device tests were skipped because a board broke."""
+    how many device tests were skipped because a board broke, or because there was none."""
     state = get_state(config)
     if state is None:
         return
-    for worker, facts in sorted(state.worker_boards.items()):
+    if not state.settings.configured:
+        unboarded = sum(
+            1
+            for report in terminalreporter.stats.get("skipped", ())
+            if isinstance(report.longrepr, tuple) and NO_BOARD_REASON in str(report.longrepr[-1])
+        )
+        if unboarded:
+            tests = "test" if unboarded == 1 else "tests"
+            terminalreporter.write_line(
+                f"mpsession: no board: {unboarded} device {tests} skipped "
+                "(use --mp-port PORT or --mp-mock)"
+            )
+        return
+    for worker, facts in sorted(state.worker_boards.items(), key=_worker_order):
         terminalreporter.write_line(f"mpsession: {worker}: {facts.get('description', '')}")
     broken = dict(state.worker_broken)
     if state.broken is not None:

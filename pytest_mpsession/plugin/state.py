@@ -29,6 +29,8 @@ class PluginState:
     settings: Settings
     probes: FeatureProbes | None = None
     board: Board | None = None
+    #: the boards were opened (or tried): once per run, see ``boards.prepare_boards``
+    prepared: bool = False
     #: per-worker board descriptions collected by the xdist controller
     worker_boards: dict[str, dict[str, str]] = field(default_factory=dict)
     #: the board failed and did not come back during this test: (test id, reason); the

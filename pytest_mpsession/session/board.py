@@ -33,34 +33,47 @@ __all__ = ["PARTS", "RESULT_MARKER"]
 #: Printed by ``_mps_r`` right before a result's repr.
 RESULT_MARKER = "\x1e"
 
-# The core: namespaces, exec/eval/call inside one, and the one-round-trip cleanup.
-# _mps_d(k, w): ask k's threads to stop, wait for them at most w ms (the board has no timed
-# lock acquire, so it polls every 5 ms: on the board, not the host), drop the namespace and
-# collect garbage; prints (ids of threads still running, {id: error of failed threads},
-# gc.mem_free()).
+# The core. Namespaces, the checked exchange and ``_mps_r`` are the communicator's wrapper
+# (protocol/frame.py); the session core adds its namespace maker, calls, threads and the
+# cleanup, and takes the board's baseline once per board life, before any user code:
+# _mps_b = [sys.path, opt_level, sys.modules names, (builtin name, object)..., mem_free].
+# (A 1.9.2 micro:bit has neither sys.path nor sys.modules.)
+# _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
+# asks k's threads to stop and waits at most w ms, then brings the board back to its
+# baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
+# scheduled callbacks run, and prints (ids of threads still running, {id: error of failed
+# threads}, mem_free, baseline mem_free, [what could not be restored]).
 CORE = r"""try:
- _mps_ns
+ _mps_th
 except NameError:
- _mps_ns={}
  _mps_th={}
  _mps_sf=set()
-def _mps_r(v):
- print('\x1e'+repr(v))
+ import gc as _mpsg
+ import builtins as _mpsbi
+ try:
+  import micropython as _mpsmp
+  _mpsmp.opt_level()
+ except Exception:
+  _mpsmp=None
+ _mpsg.collect()
+ _mps_b=[list(getattr(_mpsm,'path',[])),_mpsmp and _mpsmp.opt_level(),
+  list(getattr(_mpsm,'modules',()))]
+ _mps_b.append([(x,getattr(_mpsbi,x)) for x in ('__import__','print','open','exec',
+  'eval','repr','getattr','isinstance')])
+ _mpsg.collect()
+ _mps_b.append(_mpsg.mem_free())
 def _mps_g(k):
  n=_mps_ns.get(k)
  if n is None:
-  n={}
+  n={'__name__':'__main__'}
   _mps_ns[k]=n
  return n
-def _mps_x(k,c):
- exec(c,_mps_g(k))
-def _mps_e(k,c):
- _mps_r(eval(c,_mps_g(k)))
 def _mps_c(k,f,a,w):
  _mps_r(_mps_g(k)[f](*a,**w))
 def _mps_d(k,w):
- import gc
+ _mps_ns.pop(k,None)
  r=_mps_th.pop(k,None)
+ _mpsg.collect()
  s=[]
  e={}
  if r:
@@ -78,9 +91,37 @@ def _mps_d(k,w):
   if not s:
    _mps_sf.discard(k)
  r=None
- _mps_ns.pop(k,None)
- gc.collect()
- _mps_r((s,e,gc.mem_free()))
+ _mps_r((s,e)+_mps_z())
+def _mps_z():
+ b=_mps_b
+ x=[]
+ try:
+  p=_mpsm.path
+  while p:
+   p.pop()
+  p.extend(b[0])
+ except Exception:
+  pass
+ if _mpsmp:
+  _mpsmp.opt_level(b[1])
+ for m in list(getattr(_mpsm,'modules',())):
+  if m not in b[2]:
+   _mpsm.modules.pop(m)
+ for n,v in b[3]:
+  if getattr(_mpsbi,n,None) is not v:
+   try:
+    setattr(_mpsbi,n,v)
+   except Exception:
+    pass
+   if getattr(_mpsbi,n,None) is not v:
+    x.append(n)
+ try:
+  for i in range(64):
+   pass
+ except Exception:
+  pass
+ _mpsg.collect()
+ return (_mpsg.mem_free(),b[4],x)
 """
 
 # Looking into a namespace (DeviceContext).

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
+from pytest_mpsession.protocol.replies import parse_literal
 from pytest_mpsession.session.deploy import MethodDeploymentInfo, Prepared, prepare
 from pytest_mpsession.session.literals import to_board_literal
 from pytest_mpsession.session.tracebacks import HostSource
@@ -41,7 +42,7 @@ __all__ = [
 log = logging.getLogger("pytest_mpsession.session")
 
 #: Names the session core itself puts in a namespace; hidden from ``global_variables``.
-_INTERNAL_NAMES = frozenset({"mps_should_stop"})
+_INTERNAL_NAMES = frozenset({"mps_should_stop", "__name__"})
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,9 @@ class RemoteObject:
         return f"RemoteObject({self.repr_text})"
 
 
-def _parse(text: str) -> object:
-    # Lazy import: the communicator module is the layer below and owns literal parsing.
-    from pytest_mpsession.communicator import parse_literal
-
+def _parse(text: str | bytes) -> object:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
     return parse_literal(text)
 
 
@@ -237,7 +237,7 @@ class ExecutorContext:
             have = self._deployments.get(prepared.signature)
         if have is not None and have.info.hash == prepared.hash and have.epoch == epoch:
             return ""
-        return f"_mps_x({self._session._key},{prepared.source!r})\n"
+        return f"exec({prepared.source!r},_mps_g({self._session._key}))\n"
 
     def _record(self, prepared: Prepared, epoch: int) -> None:
         info = MethodDeploymentInfo(

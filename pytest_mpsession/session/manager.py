@@ -40,6 +40,7 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
+from pytest_mpsession.protocol.replies import parse_traceback
 from pytest_mpsession.session.board import PARTS, uninstall_code
 from pytest_mpsession.session.errors import ResourceCleanupError
 from pytest_mpsession.session.session import CleanupPolicy, DeviceSession
@@ -47,6 +48,7 @@ from pytest_mpsession.session.states import SessionState, check_transition
 
 if TYPE_CHECKING:
     from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes
+    from pytest_mpsession.communicator import Reply
 
 __all__ = ["CommunicatorLike", "DeviceSessionManager"]
 
@@ -54,7 +56,7 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
-EVENTS = ("state_changed", "capabilities_changed")
+EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
 
 class CommunicatorLike(Protocol):
@@ -74,6 +76,24 @@ class CommunicatorLike(Protocol):
         on_stdout: Callable[[bytes], None] | None = None,
     ) -> str:
         """Run code on the board, return its stdout."""
+        ...
+
+    def exec_raw_unchecked(
+        self, code: str | bytes, timeout: float | None = None
+    ) -> tuple[bytes, bytes]:
+        """Run code as it is, no wrapper: ``(stdout, stderr)``."""
+        ...
+
+    def run(
+        self,
+        code: str,
+        *,
+        key: int = 0,
+        op: int = 0,
+        timeout: float | None = None,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> Reply:
+        """Run code checked in namespace ``key``; the board's exception is in the reply."""
         ...
 
     def interrupt(self, timeout: float | None = None) -> None:
@@ -242,9 +262,10 @@ class DeviceSessionManager:
 
     def add_listener(self, event: str, callback: Callable[..., object]) -> None:
         """Call ``callback`` on ``event``: ``"state_changed"`` with ``(old, new)``,
-        ``"capabilities_changed"`` with ``(capabilities)``. Callbacks run in the thread that
-        made the change, possibly while the board is held: keep them short, never call the
-        board from them. An exception in one is logged and ignored."""
+        ``"capabilities_changed"`` with ``(capabilities)``, ``"cleanup_escalated"`` with
+        ``(session, reason)`` when a clean cleanup had to soft reset the board. Callbacks
+        run in the thread that made the change, possibly while the board is held: keep
+        them short, never call the board from them. An exception in one is logged and ignored."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}: use one of {', '.join(EVENTS)}")
         if not callable(callback):
@@ -401,16 +422,29 @@ class DeviceSessionManager:
         timeout: float | None,
         parts: tuple[str, ...] = ("core",),
         *,
+        key: int = 0,
+        op: int = 0,
         session: DeviceSession | None = None,
-    ) -> str:
-        """One board exchange running ``code``, after installing the helper ``parts`` the
+    ) -> Reply:
+        """One checked board call running ``code`` in namespace ``key`` (0: the board's
+        ``__main__``, where the helpers live), after installing the helper ``parts`` the
         board lacks since its last reset (see ``board.py``)."""
         with self.board(timeout) as comm:
             self._install(comm, ("core", *parts), timeout)
             if session is not None:
                 session._ns_epoch = comm.reset_count
             self.exchange_count += 1
-            return comm.exec(code, timeout=timeout)
+            self._size_pieces(comm)
+            return comm.run(code, key=key, op=op, timeout=timeout)
+
+    def _size_pieces(self, comm: CommunicatorLike) -> None:
+        # Code is cut into pieces a board can compile beside what it holds: about a sixth
+        # of its free memory (measured on the legacy profile: compiling takes 4-5 times the
+        # source's size), at least 512 bytes; boards with plenty take a program whole.
+        caps = self._caps
+        if caps is None or caps.memory_free is None or not hasattr(comm, "piece_size"):
+            return
+        comm.piece_size = max(512, min(caps.memory_free // 6, 1 << 20))
 
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
@@ -422,7 +456,19 @@ class DeviceSessionManager:
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    comm.exec(piece, timeout=timeout)
+                    # Helper source goes as it is (a checked call would hold it twice,
+                    # which a 16 KB board cannot); a damaged piece fails to compile and is
+                    # sent again.
+                    for _attempt in range(3):
+                        _out, err = comm.exec_raw_unchecked(piece, timeout=timeout)
+                        if not err:
+                            break
+                        text = err.decode("utf-8", "replace")
+                        exc_type, message = parse_traceback(text)
+                        if exc_type not in ("SyntaxError", "NameError", "IndentationError"):
+                            break
+                    if err:
+                        raise DeviceError(message, exc_type=exc_type, traceback=text)
             except DeviceError as exc:
                 if isinstance(exc, DeviceTimeout):
                     raise

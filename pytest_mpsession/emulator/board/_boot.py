@@ -19,6 +19,8 @@ def _mpmock_boot(cfg):
     cause = int(sys.argv[2])
     sys.argv[:] = []
     if not cfg["disguise"]:
+        # the bare unix port, as started at its REPL: the current folder first in the path
+        sys.path[0] = ""
         return
     import os
 
@@ -30,4 +32,4 @@ def _mpmock_boot(cfg):
 
 
 _mpmock_boot(_CFG)
-del _mpmock_boot, _CFG
+del _mpmock_boot, _CFG, __file__

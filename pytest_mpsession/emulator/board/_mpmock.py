@@ -25,7 +25,6 @@ uart_rx = {}
 spi_rx = {}
 timers = {}
 inputs = {}
-ctl = None
 cfg = None
 cause = 1
 LOG_MAX = 2000
@@ -126,33 +125,11 @@ def set_input(name, value):
     inputs[name] = value
 
 
-def _signal(code):
-    # Tell the relay (host side) to reset the board; it kills this process at once.
-    ctl.write(code)
-    import time
-
-    while True:
-        time.sleep_ms(1000)
-
-
-_flash = None
-_vfs = None
-_os = None
-
-
-def _activate(reset_cause):
-    # Run by the relay (raw REPL, out of the host's sight) when this engine becomes the
-    # board: mount its flash, say why it booted, give it the profile's RAM.
-    global cause
-    cause = reset_cause
-    if _flash is not None:
-        try:
-            _vfs.mount(_vfs.VfsLfs2(_flash), "/")
-        except OSError:
-            _vfs.VfsLfs2.mkfs(_flash)
-            _vfs.mount(_vfs.VfsLfs2(_flash), "/")
-        _os.chdir("/")
-    _shrink()
+# Set by the board's set-up (_mpmock_board), as closures that hold what they need:
+# _signal(code) asks the relay for a reset (it never returns); _activate(cause) mounts the
+# flash and sizes the RAM when this engine becomes the board.
+_signal = None
+_activate = None
 
 
 def _block(nbytes):
