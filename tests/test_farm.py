@@ -487,3 +487,25 @@ def test_a_replacement_worker_gets_the_crashed_workers_board(pytester: pytest.Py
     hooks.pytest_configure_node(gw2)
     assert gw2.workerinput["mpsession_port"] == "mpmock://esp32"
     assert gw2.workerinput["mpsession_board"] == 1
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["one-process", "xdist"])
+def test_board_test_files_are_routed_by_their_requirements(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    """A board test file's ``requires_*`` assignments route its tests like markers."""
+    for platform in ("esp32", "rp2"):
+        pytester.path.joinpath("bt").mkdir(exist_ok=True)
+        pytester.path.joinpath("bt", f"test_{platform}.py").write_text(
+            f"requires_platform = ({platform!r},)\n"
+            "import sys\n\n"
+            "def test_platform():\n"
+            f"    assert sys.platform == {platform!r}\n"
+        )
+    args = ["--mp-board-tests=bt", *pool("rp2", "esp32"), "-v"]
+    result = pytester.runpytest_subprocess(*args, "-n", "2") if xdist else pytester.runpytest(*args)
+    result.assert_outcomes(passed=2)
+    assert summary_lines(result) == {
+        "rp2@mpmock://rp2": "1 passed",
+        "esp32@mpmock://esp32": "1 passed",
+    }
