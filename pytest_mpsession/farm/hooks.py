@@ -114,7 +114,9 @@ def _is_routed(item: pytest.Item) -> bool:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--mp-dist`` and ``mp_dist``."""
-    group = parser.getgroup("mpsession", "MicroPython boards (pytest-mpsession)")
+    from pytest_mpsession.plugin.options import option_group
+
+    group = option_group(parser)
     group.addoption(
         "--mp-dist", dest="mp_dist", metavar="{load,each}", default=None, help=HELP_DIST
     )
