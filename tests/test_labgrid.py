@@ -3,11 +3,12 @@
 The lab (``tests/labgrid_lab.py``) exports the real MicroPython unix port behind a PTY and
 an emulated esp32, each as a place; the esp32 place also has a power port whose switch is
 an HTTP stand-in. CI installs the ``labgrid`` extra and ser2net; without them the lab tests
-skip, saying which is missing.
+skip, saying which is missing (and fail in CI, ``CI=true``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The running lab (coordinator, exporter, two places), for the whole module."""
     missing = _lab_missing()
     if missing is not None:
+        if os.environ.get("CI") == "true":  # CI installs the labgrid extra and ser2net
+            pytest.fail(f"CI: {missing}")
         pytest.skip(missing)
     from labgrid_lab import Lab
 
