@@ -300,3 +300,49 @@ def test_a_hard_reset_of_a_place_is_its_power_cycle(
     result = pytester.runpytest_subprocess("--mp-port=labgrid://esp32")
     result.assert_outcomes(passed=2)
     assert on_lab.power.wait_for(before + 2)[before:] == [(0, 0), (0, 1)]
+
+
+# -- usage errors without a lab ----------------------------------------------------------------
+
+
+def test_a_bad_labgrid_url_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://?board=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: mpsession: 'labgrid://?board=': tag board= needs a name and a value: write "
+         "labgrid://PLACE or labgrid://?TAG=VALUE[[]&TAG=VALUE...[]] (--mp-port)"]
+    )  # fmt: skip
+
+
+def test_without_labgrid_installed_the_error_says_how(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a labgrid that cannot be imported, first on the path of the inner run
+    fake = pytester.mkdir("nolabgrid") / "labgrid"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('not installed')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://bench-1", "-p", "no:labgrid")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: mpsession: labgrid:// ports need labgrid: pip install 'pytest-mpsession[labgrid]'"]
+    )
+
+
+def test_an_unreachable_coordinator_is_one_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if _lab_missing() is not None and os.environ.get("CI") != "true":
+        pytest.skip(str(_lab_missing()))
+    from labgrid_lab import free_port
+
+    monkeypatch.setenv("LG_COORDINATOR", f"127.0.0.1:{free_port()}")
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess("--mp-port=labgrid://bench-1", "--mp-timeout=3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: mpsession: cannot reach the labgrid coordinator at 127.0.0.1:* (LG_COORDINATOR)*"]
+    )
+    assert "Traceback" not in result.stderr.str()
