@@ -226,6 +226,30 @@ def test_a_failing_test_and_a_missing_place(pytester: pytest.Pytester, on_lab: o
     assert "Traceback" not in result.stderr.str()
 
 
+def test_places_are_released_after_a_worker_crash(
+    pytester: pytest.Pytester, on_lab: object
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.requires_platform("esp32")
+        def test_dies(device_session):
+            os._exit(3)
+
+        @pytest.mark.requires_platform("linux")
+        def test_lives(device_session):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*crashed while running*test_dies*"])
+
+
 def test_places_are_released_after_sigint(pytester: pytest.Pytester, on_lab: object) -> None:
     """Ctrl-C in the middle of a test, two workers on two places: both places free after."""
     import os
