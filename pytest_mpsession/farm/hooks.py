@@ -163,7 +163,6 @@ def pytest_configure(config: pytest.Config) -> None:
     state = get_state(config)
     if state is None or not state.settings.configured:
         return
-    settings = state.settings
     workerinput = getattr(config, "workerinput", None)
     if isinstance(workerinput, dict):
         _configure_worker(config, farm, workerinput)
@@ -222,18 +221,17 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
 
 def _take_places(config: pytest.Config, farm: FarmState) -> None:
     """``labgrid://`` ports -> places reserved and acquired now, their links in the pool."""
-    from pytest_mpsession.plugin.state import get_state
-
-    state = get_state(config)
-    assert state is not None
-    ports = list(state.settings.ports)
     from pytest_mpsession.farm.labgrid import (
         LabgridError,
         acquire_places,
         is_labgrid_url,
         parse_url,
     )
+    from pytest_mpsession.plugin.state import get_state
 
+    state = get_state(config)
+    assert state is not None
+    ports = list(state.settings.ports)
     wanted = [(i, p) for i, p in enumerate(ports) if is_labgrid_url(p)]
     if not wanted:
         return
