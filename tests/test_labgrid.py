@@ -250,8 +250,12 @@ def test_places_are_released_after_a_worker_crash(
     result.stdout.fnmatch_lines(["*crashed while running*test_dies*"])
 
 
-def test_places_are_released_after_sigint(pytester: pytest.Pytester, on_lab: object) -> None:
-    """Ctrl-C in the middle of a test, two workers on two places: both places free after."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_places_are_released_after_sigint(
+    pytester: pytest.Pytester, on_lab: object, signame: str
+) -> None:
+    """Ctrl-C (or a CI job's cancel, SIGTERM) in the middle of a test, two workers on two
+    places: both places free after."""
     import os
     import signal
     import subprocess
@@ -294,7 +298,7 @@ def test_places_are_released_after_sigint(pytester: pytest.Pytester, on_lab: obj
     try:
         assert running.wait(120), "the test did not start"
         assert all(v[0] for v in on_lab.holders().values())  # both places held now
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     finally:

@@ -91,6 +91,8 @@ class FarmState:
     saved: dict[int, _Saved] = field(default_factory=dict)
     #: labgrid places this process holds (released at the end)
     places: list[AcquiredPlace] = field(default_factory=list)
+    #: the SIGTERM handler installed while places are held
+    sigterm: Any = None
     #: the controller's session (the scheduler tells it how many tests the run has)
     session: pytest.Session | None = None
     #: per board label: each test's outcome (the per-board summary)
@@ -251,6 +253,7 @@ def _take_places(config: pytest.Config, farm: FarmState) -> None:
         raise pytest.UsageError(f"mpsession: {exc}") from None
     farm.places = places
     _release_at_exit(places)
+    _terminate_as_interrupt(farm)
     for (i, _), place in zip(wanted, places, strict=True):
         ports[i] = place.serial_url
     state.settings = dataclasses.replace(state.settings, ports=tuple(ports))
@@ -268,6 +271,25 @@ def _use_places(places: list[AcquiredPlace]) -> None:
 
 
 _AT_EXIT: list[list[AcquiredPlace]] = []
+
+
+def _terminate_as_interrupt(farm: FarmState) -> None:
+    """While places are held, SIGTERM (a CI job cancelled) ends the run as Ctrl-C does, so
+    pytest finishes and the places are released; the handler goes at release."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone else's handler: theirs to decide
+
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, terminated)
+    farm.sigterm = terminated
 
 
 def _release_at_exit(places: list[AcquiredPlace]) -> None:
@@ -291,6 +313,12 @@ def _release(config: pytest.Config, farm: FarmState) -> None:
     from pytest_mpsession.farm.labgrid import release_places
     from pytest_mpsession.transport import set_reset_driver
 
+    if farm.sigterm is not None:
+        import signal
+
+        if signal.getsignal(signal.SIGTERM) is farm.sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        farm.sigterm = None
     held, farm.places = farm.places, []
     places = list(held)
     held.clear()  # the same list the exit handler holds: released here, not again there
