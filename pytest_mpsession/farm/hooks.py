@@ -541,8 +541,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
     prepare_boards(config, Progress(config))  # the pool is opened here (once), if not yet
     farm = get_farm(config)
-    if farm is None or not farm.boards or farm.pool is None:
+    if farm is None or farm.pool is None or len(farm.pool) < 2:
         return None
+    if not farm.boards:  # the xdist controller
+        labels = ", ".join(b.label for b in farm.pool)
+        if farm.dist == "each":
+            return [f"mpsession: --mp-dist each: every device test runs on each of {labels}"]
+        if not _routes(config, farm):
+            return None
+        return [f"mpsession: --mp-dist load: each test goes to a board that can run it: {labels}"]
     lines = [f"mpsession: {b.describe()}" for i, b in sorted(farm.boards.items()) if i]
     if farm.dist == "each":
         lines.append(
