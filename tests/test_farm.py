@@ -264,7 +264,7 @@ def test_a_bad_marker_is_still_a_usage_error_in_a_pool(pytester: pytest.Pytester
             pass
         """
     )
-    result = pytester.runpytest(*pool("rp2", "legacy"))
+    result = pytester.runpytest(*pool("rp2", "esp32"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: mpsession: *requires_firmware('newest'): cannot parse*"])
 
