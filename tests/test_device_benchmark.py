@@ -25,28 +25,52 @@ LATENCY_MS = 25
 # Board code of the inner tests: 1.9-safe (``utime`` on old boards, ``time`` on new).
 IMPORT_TIME = "try:\n import utime as time\nexcept ImportError:\n import time\n"
 
-# A clock that wraps in every round: each round starts 500 us before the end of a 2**30 tick
-# period (as a board's ticks_us does every ~18 minutes), with the board's own ticks_diff
-# arithmetic for that period. Installed as the board's ``utime``/``time`` modules.
+# A clock that wraps in every round: each round starts 500 us before the end of the tick
+# period (as a board's ticks_us does every ~18 minutes at 2**30), with the board's own
+# ticks_diff arithmetic for that period. Small: the legacy board has ~9 KB to compile it in.
 WRAPPING_CLOCK = (
     IMPORT_TIME
-    + """import sys
-class WrappingTicks:
- P = 1 << 30
- def __init__(s, period):
-  s.P = period
-  s.n = 0
-  s.b = 0
+    + """class W:
+ def __init__(s,p):
+  s.P=p
+  s.n=0
+  s.b=0
+  s.u=time.ticks_us
+  s.d=time.ticks_diff
  def ticks_us(s):
-  s.n += 1
-  if s.n % 2:
-   s.b = time.ticks_us()
-   return s.P - 500
-  return (s.P - 500 + time.ticks_diff(time.ticks_us(), s.b)) % s.P
- def ticks_diff(s, a, b):
-  return ((a - b + s.P // 2) % s.P) - s.P // 2
- def ticks_add(s, a, b):
-  return (a + b) % s.P
+  s.n+=1
+  if s.n%2:
+   s.b=s.u()
+   return s.P-500
+  return (s.P-500+s.d(s.u(),s.b))%s.P
+ def ticks_diff(s,a,b):
+  return (a-b+s.P//2)%s.P-s.P//2
+ def ticks_add(s,a,b):
+  return (a+b)%s.P
+"""
+)
+
+# ``install(W(period))`` as a benchmark's setup: patch the board's time module where it is
+# a Python module (the emulator's 1.9 board), else replace the modules code imports (a
+# built-in module cannot be changed).
+INSTALL = """w=W({period})
+try:
+ time.ticks_us=w.ticks_us
+ time.ticks_diff=w.ticks_diff
+ time.ticks_add=w.ticks_add
+except Exception:
+ import sys
+ sys.modules['utime']=sys.modules['time']=w
+"""
+
+# A board without ticks_us, made the same way.
+NO_TICKS = (
+    IMPORT_TIME
+    + """import sys
+try:
+ del time.ticks_us
+except Exception:
+ sys.modules['utime'] = sys.modules['time'] = 0
 """
 )
 
@@ -74,7 +98,12 @@ FEW_ROUNDS = ("--benchmark-min-rounds=5", "--benchmark-max-time=0.01")
 
 
 def run(pytester: pytest.Pytester, board: str, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(board, "-p", "no:cacheprovider", "-rs", *FEW_ROUNDS, *args)
+    # (a run whose benchmark failed has nothing to save: pytest-benchmark's warning about
+    # that would only hide the failure)
+    return pytester.runpytest(
+        board, "-p", "no:cacheprovider", "-rs", "-W", "ignore:Not saving anything",
+        *FEW_ROUNDS, *args,
+    )  # fmt: skip
 
 
 def only_benchmark(path: Path) -> dict[str, Any]:
@@ -135,13 +164,10 @@ def test_correct_across_a_wrap_of_the_tick_counter(pytester: pytest.Pytester, bo
         f"""
         import pytest
 
-        SETUP = {WRAPPING_CLOCK!r} + (
-            "sys.modules['utime'] = sys.modules['time'] = WrappingTicks(1 << 30)\\n"
-        )
-
         @pytest.mark.mp_reset("soft")  # the fake clock must not outlive the test
-        def test_wrap(device_benchmark):
-            device_benchmark("time.sleep_us(2000)", setup=SETUP)
+        def test_wrap(device_session, device_benchmark):
+            device_session.exec({WRAPPING_CLOCK!r})
+            device_benchmark("time.sleep_us(2000)", setup={INSTALL.format(period="1 << 30")!r})
         """
     )
     result = run(pytester, board, "--benchmark-json=out.json")
@@ -259,10 +285,11 @@ def test_twice(device_benchmark):
 
 @pytest.mark.mp_reset("soft")
 def test_board_without_ticks(device_benchmark):
-    device_benchmark("x = 1", setup="import sys\\nsys.modules['utime'] = sys.modules['time'] = 0")
+    device_benchmark("x = 1", setup=NO_TICKS)
 
 @pytest.mark.mp_reset("soft")
-def test_round_longer_than_half_the_tick_period(device_benchmark):
+def test_round_longer_than_half_the_tick_period(device_session, device_benchmark):
+    device_session.exec(CLOCK)
     device_benchmark("time.sleep_us(5000)", setup=SETUP)
 
 def test_still_fine_after_all_that(device_benchmark):
@@ -272,8 +299,10 @@ def test_still_fine_after_all_that(device_benchmark):
 
 def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> None:
     # a board whose tick period is 4 ms: a 5 ms round is more than ticks_diff can measure
-    setup = WRAPPING_CLOCK + "sys.modules['utime'] = sys.modules['time'] = WrappingTicks(4096)\n"
-    pytester.makepyfile(BAD + f"\nSETUP = {setup!r}\n")
+    setup = INSTALL.format(period=4096)
+    pytester.makepyfile(
+        BAD + f"\nCLOCK = {WRAPPING_CLOCK!r}\nSETUP = {setup!r}\nNO_TICKS = {NO_TICKS!r}\n"
+    )
     result = run(pytester, board, "--mp-timeout=2")
     result.assert_outcomes(passed=1, failed=9, skipped=1)
     out = result.stdout.str()
@@ -353,3 +382,23 @@ def test_under_xdist_each_benchmark_runs_once(pytester: pytest.Pytester) -> None
     )
     result = pytester.runpytest_subprocess("--mp-mock", "-p", "no:cacheprovider", "-n", "2")
     result.assert_outcomes(passed=4)
+
+
+def test_a_failure_before_the_benchmark_is_the_only_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_fails_first(device_session, device_benchmark):
+            device_session.exec("1 / 0")
+            device_benchmark("x = 1")
+
+        def test_never_benchmarks(device_benchmark):
+            pass
+        """
+    )
+    result = pytester.runpytest("--mp-mock", "-p", "no:cacheprovider", "-W", "error")
+    # the first test's failure is its one report; a test that passes without using its
+    # benchmark still gets pytest-benchmark's warning (as with its own fixture)
+    result.assert_outcomes(failed=1, passed=1, errors=1)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_never_benchmarks" in out
+    assert "ERROR at teardown of test_fails_first" not in out
