@@ -18,8 +18,12 @@ def pytest_mpsession_probe_features(probes: Any) -> None:
     ``emulator``: the built-in emulator's registry of fake peripherals (``_mpmock``), which lets
     a test drive input pins and read back what the firmware did to its outputs. On real
     hardware the tests that need it are skipped. ``large_heap``: more than 64 KB free.
+    ``full_str``: ``str.encode``, ``bytes.decode`` and ``str.partition``.
     """
     probes.add("emulator", "import _mpmock")
     # A feature found by behaviour, not by import: room for file transfers and benchmarks,
     # which a 16 KB board (a micro:bit) does not have.
     probes.add("large_heap", "import gc\ngc.collect()\nassert gc.mem_free() > 64 * 1024")
+    # str.encode/bytes.decode and str.partition: left out of the smallest builds (the BBC
+    # micro:bit's MicroPython 1.9.2 has neither).
+    probes.add("full_str", "'a'.encode()\nb'a'.decode()\n'a b'.partition(' ')")

@@ -103,6 +103,12 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
         lines[0],
     ), lines
     assert lines[1].startswith("mpsession: micropython ")
+    # the connection is part of the run: pytest's duration counts it (each figure is rounded
+    # to 10 ms, hence the 20 ms of slack)
+    steps = [float(x) for x in re.findall(r"in (\d+\.\d\d) s", lines[0])]
+    match = re.search(r" in (\d+\.\d\d)s", plain.outlines[-1])
+    assert match is not None, plain.outlines[-1]
+    assert float(match.group(1)) + 0.02 >= sum(steps), (plain.outlines[-1], lines[0])
     # the progress line is part of the header phase, after pytest's first lines
     assert plain.outlines.index(lines[0]) > plain.outlines.index(
         next(line for line in plain.outlines if "test session starts" in line)
@@ -656,6 +662,9 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     # With a test path beside it pytest finds the project's ini anyway: nothing to say.
     beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
     beside.assert_outcomes(passed=1)
+    # Nor when the configuration file is named (-c): pytest guessed nothing from the port.
+    named = pytester.runpytest("--mp-port", str(link), "-c", "tox.ini", "-p", "no:cacheprovider")
+    named.assert_outcomes(passed=1)
 
 
 def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(

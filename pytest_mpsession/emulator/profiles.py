@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator.qemu import MICROBIT_FIRMWARE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,6 +90,12 @@ class Profile:
     stack_limit: int = 0
     #: the compiler has the native emitters (@micropython.native, viper, inline assembler)
     emitters: bool = True
+    #: the line rate the link runs at unless the URL sets ``baudrate`` (0: no throttling)
+    baudrate: int = 0
+    #: real firmware on an emulated chip (see :mod:`.qemu`): the ``qemu-system-arm -M``
+    #: machine and the firmware image it runs; "" runs the unix port
+    qemu_machine: str = ""
+    firmware: str = ""
 
     def banner_line(self) -> bytes:
         """The first line of the friendly REPL's banner, as the board prints it."""
@@ -205,6 +212,33 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         stack_limit=_LEGACY_STACK,
         emitters=False,
     ),
+    # Debian's MicroPython 1.9.2 for the BBC micro:bit in qemu-system-arm -M microbit: the
+    # real firmware, so nothing is disguised; the fields below describe what it reports
+    "microbit": Profile(
+        name="microbit",
+        disguise=False,
+        platform="microbit",
+        version=(1, 9, 2),
+        sysname="microbit",
+        nodename="microbit",
+        machine="micro:bit with nRF51822",
+        build_date="2017-09-01",
+        banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
+        soft_reboot="soft reboot",
+        heap=16 * 1024,
+        free=9264,
+        # the nRF51822's whole flash (the image kept by flash=PATH); files get what the
+        # firmware leaves of it
+        flash_size=256 * 1024,
+        block_size=1024,
+        raw_paste=False,
+        freq=16_000_000,
+        # the micro:bit's USB belongs to its interface chip, which stays up over a reset
+        usb=False,
+        baudrate=115200,
+        qemu_machine="microbit",
+        firmware=MICROBIT_FIRMWARE,
+    ),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
@@ -255,6 +289,12 @@ def _load_file(path: str) -> dict[str, Profile]:
                 valid = ", ".join(sorted(k for k in _FIELDS if k != "name"))
                 raise EmulatorError(f"{path}: [{name}] unknown key {key!r}; valid keys: {valid}")
             changes[key] = _coerce(name, key, value, path)
+        if changes.get("qemu_machine") or known[base_name].qemu_machine:
+            # real firmware: nothing of the unix port's board disguise applies, and QEMU's
+            # UART has no pacing of its own: the link gives it a line rate
+            changes["disguise"] = False
+            if not changes.get("baudrate", known[base_name].baudrate):
+                changes["baudrate"] = 115200
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found

@@ -68,7 +68,7 @@ except ImportError:
  def _mpsh(s,v):
   a=v&65535
   b=v>>16&16383
-  for c in s.encode():
+  for c in bytes(s,'utf8'):
    a=(a+c)%65521
    b=(b+a)%16381
   return b<<16|a

@@ -37,6 +37,7 @@ RESULT_MARKER = "\x1e"
 # (protocol/frame.py); the session core adds its namespace maker, calls, threads and the
 # cleanup, and takes the board's baseline once per board life, before any user code:
 # _mps_b = [sys.path, opt_level, sys.modules names, (builtin name, object)..., mem_free].
+# (A 1.9.2 micro:bit has neither sys.path nor sys.modules.)
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
@@ -55,7 +56,8 @@ except NameError:
  except Exception:
   _mpsmp=None
  _mpsg.collect()
- _mps_b=[list(getattr(_mpsm,'path',[])),_mpsmp and _mpsmp.opt_level(),list(_mpsm.modules)]
+ _mps_b=[list(getattr(_mpsm,'path',[])),_mpsmp and _mpsmp.opt_level(),
+  list(getattr(_mpsm,'modules',()))]
  _mps_b.append([(x,getattr(_mpsbi,x)) for x in ('__import__','print','open','exec',
   'eval','repr','getattr','isinstance')])
  _mpsg.collect()
@@ -102,7 +104,7 @@ def _mps_z():
   pass
  if _mpsmp:
   _mpsmp.opt_level(b[1])
- for m in list(_mpsm.modules):
+ for m in list(getattr(_mpsm,'modules',())):
   if m not in b[2]:
    _mpsm.modules.pop(m)
  for n,v in b[3]:
