@@ -230,14 +230,15 @@ def test_compare_with_a_run_on_other_firmware_says_so(pytester: pytest.Pytester)
             device_benchmark("x = sum(range(50))")
         """
     )
+    # saved on a current board, compared on the real 1.9.2 micro:bit firmware
     run(pytester, "--mp-mock", "--benchmark-autosave").assert_outcomes(passed=1)
-    other = run(pytester, "--mp-mock=legacy", "--benchmark-compare")
+    other = run(pytester, "--mp-mock=microbit", "--benchmark-compare")
     other.assert_outcomes(passed=1)
     line = [x for x in other.outlines if "another board" in x]
     assert len(line) == 1, other.stdout.str()
     assert "firmware '1." in line[0] and "-> '1.9.2'" in line[0]
     assert "platform 'generic' -> 'microbit'" in line[0]
-    assert "port 'mpmock://generic' -> 'mpmock://legacy'" in line[0]
+    assert "port 'mpmock://generic' -> 'mpmock://microbit'" in line[0]
 
 
 def test_code_runs_for_the_rounds_and_once_when_disabled(
