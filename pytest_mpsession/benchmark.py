@@ -27,6 +27,7 @@ indentation, a few short lines.
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import textwrap
@@ -179,8 +180,8 @@ def _moved(
         line = max(1, int(match.group(1)) - lines)
         return f'File "{name}", line {min(line, last) if last else line}'
 
-    tb = re.sub(r'File "<string>", line (\d+)', frame, err.traceback)
-    new = type(err)(err.message, exc_type=err.exc_type, traceback=tb, port=err.port)
+    new = copy.copy(err)  # every attribute kept (exc_type, output, port, ...)
+    new.traceback = re.sub(r'File "<string>", line (\d+)', frame, err.traceback)
     return new
 
 
