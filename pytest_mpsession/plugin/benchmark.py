@@ -45,6 +45,8 @@ _SAVED_BOARDS = pytest.StashKey[list[tuple[str, dict[str, str]]]]()
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give each ``device_benchmark`` test a board clock as its pytest-benchmark timer."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        return  # -p no:benchmark: device_benchmark's tests fail on the missing fixture
     for item in items:
         if BENCH_FIXTURE not in getattr(item, "fixturenames", ()):
             continue
