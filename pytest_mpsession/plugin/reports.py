@@ -232,7 +232,7 @@ def _suite_property_recorder(config: pytest.Config) -> Callable[[str, object], N
         return None
     for plugin in config.pluginmanager.get_plugins():
         add = getattr(plugin, "add_global_property", None)
-        if callable(add):
+        if callable(add) and hasattr(plugin, "logfile"):  # the one writing the JUnit file
             return add  # type: ignore[no-any-return]
     return None
 
