@@ -295,7 +295,10 @@ class DeviceBenchmark:
         except ValueError:
             us = -1
         if not mark or us < 0:
-            _fail(f"the board sent no time for the round: {out[-200:]!r}")
+            _fail(
+                "the round ended before the board printed its time (did the code raise "
+                f"SystemExit?); it printed {out[-200:]!r}"
+            )
         # ticks_diff is exact across a wrap of the clock while the round is shorter than half
         # the tick period (2**29 us, ~9 minutes, on most boards); the board cannot tell a
         # longer one, so the host's clock says when that may have happened.

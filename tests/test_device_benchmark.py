@@ -289,6 +289,9 @@ def test_code_syntax_error(device_benchmark):
 def test_code_hangs(device_benchmark):
     device_benchmark("while True:\\n pass")
 
+def test_code_exits(device_benchmark):
+    device_benchmark("raise SystemExit")
+
 def test_twice(device_benchmark):
     device_benchmark("x = 1")
     device_benchmark("x = 2")
@@ -321,9 +324,9 @@ def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> 
     )
     result = run(pytester, board, "--mp-timeout=2")
     if fakes:
-        result.assert_outcomes(passed=1, failed=9, skipped=1)
+        result.assert_outcomes(passed=1, failed=10, skipped=1)
     else:
-        result.assert_outcomes(passed=1, failed=8)
+        result.assert_outcomes(passed=1, failed=9)
     out = result.stdout.str()
     expected = [
         "device_benchmark: the code must be a str of board source, not int",
@@ -334,6 +337,8 @@ def test_bad_input_gets_one_line_each(pytester: pytest.Pytester, board: str) -> 
         "DeviceError: NameError: name 'undefined_name' is",  # "isn't" / "is not" (1.9)
         "DeviceError: SyntaxError: invalid syntax",
         "DeviceTimeout",
+        "device_benchmark: the round ended before the board printed its time (did the code "
+        "raise SystemExit?); it printed ''",
         "device_benchmark: called twice in one test; pytest-benchmark records one benchmark "
         "per test (parametrize the test to time several pieces of code)",
     ]
