@@ -291,6 +291,8 @@ class DeviceBenchmark:
         wall = time.monotonic() - t0
         printed, mark, figure = out.rpartition(MARK)
         try:
+            # abs(): firmware from before late 2016 (1.8.x) took ticks_diff(old, new), the
+            # other way round; a round's time is never negative
             us = abs(int(figure.strip()))
         except ValueError:
             us = -1
