@@ -432,3 +432,26 @@ def test_a_failure_before_the_benchmark_is_the_only_report(pytester: pytest.Pyte
     out = result.stdout.str()
     assert "ERROR at teardown of test_never_benchmarks" in out
     assert "ERROR at teardown of test_fails_first" not in out
+
+
+def test_host_benchmarks_in_the_same_run_keep_the_host_clock(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_host(benchmark):
+            benchmark(sum, range(100))
+
+        def test_board(device_benchmark):
+            device_benchmark("x = sum(range(100))")
+        """
+    )
+    result = pytester.runpytest(
+        "--mp-mock", "-p", "no:cacheprovider", "--benchmark-max-time=0.01",
+        "--benchmark-json=out.json", "-W", "error",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / "out.json").read_text())
+    timers = {b["name"]: b["options"]["timer"] for b in data["benchmarks"]}
+    assert timers == {"test_host": "perf_counter", "test_board": "board_ticks_us"}
+    host = next(b for b in data["benchmarks"] if b["name"] == "test_host")
+    assert "clock" not in host["extra_info"]  # nothing of the board's on a host benchmark
+    assert data["machine_info"]["mpsession_board"]["platform"] == "generic"
