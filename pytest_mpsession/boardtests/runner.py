@@ -63,11 +63,11 @@ def shim_sections(name: str = "_unittest.py") -> dict[str, str]:
     names: list[str] = []
     body: list[str] = []
     for line in [*text.splitlines(keepends=True), "#@ \n"]:
-        if line.startswith("#@"):
+        if line.startswith(("#@", "# @")):  # "# @": as a formatter rewrites "#@"
             joined = "".join(body)
             for name in names:
                 sections[name] = joined
-            names, body = line[2:].split(), []
+            names, body = line.split("@", 1)[1].split(), []
         elif names and not line.lstrip().startswith("#"):
             body.append(line)
     return sections

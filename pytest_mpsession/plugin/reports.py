@@ -232,7 +232,7 @@ def _suite_property_recorder(config: pytest.Config) -> Callable[[str, object], N
         return None
     for plugin in config.pluginmanager.get_plugins():
         add = getattr(plugin, "add_global_property", None)
-        if callable(add):
+        if callable(add) and hasattr(plugin, "logfile"):  # the one writing the JUnit file
             return add  # type: ignore[no-any-return]
     return None
 
@@ -284,11 +284,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"{perf.write_bytes_per_s / 1000:.1f} kB/s to the board, "
             f"{perf.ops_per_s / 1000:.0f}k ops/s, {board.capabilities.memory_free} bytes free"
             f"{cached}"
-        )
-    if len(settings.ports) > 1 and board.worker is None:
-        lines.append(
-            f"mpsession: {len(settings.ports)} boards given; without pytest-xdist only the "
-            "first is used"
         )
     return lines
 
