@@ -21,12 +21,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
-
-from pytest_mpsession.emulator import PtyBoard
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MP = ROOT.parent / "shared" / "micropython"
@@ -70,14 +69,39 @@ def _subset(basics: Path) -> None:
             Path(str(path) + ".exp").unlink(missing_ok=True)
 
 
+@dataclass
+class _Board:
+    path: str
+
+
 @pytest.fixture(scope="module")
-def boards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PtyBoard]]:
-    profiles = tmp_path_factory.mktemp("profiles") / "profiles.toml"
+def boards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[_Board]]:
+    """Two boards, each served by an emulator process of its own (a board's relay thread in
+    this process would share its interpreter lock with the other board's)."""
+    folder = tmp_path_factory.mktemp("boards")
+    profiles = folder / "profiles.toml"
     profiles.write_text('[unix-crlf]\nbase = "unix"\ncrlf = true\n')
-    with PtyBoard("unix-crlf", profiles=str(profiles)) as a, PtyBoard(
-        "unix-crlf", profiles=str(profiles)
-    ) as b:
-        yield [a, b]
+    procs: list[subprocess.Popen[str]] = []
+    out: list[_Board] = []
+    try:
+        for i in range(2):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest_mpsession.emulator", "--pty", str(folder / f"b{i}"),
+                 "--profile", "unix-crlf", "-o", f"profiles={profiles}"],
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            procs.append(proc)
+            assert proc.stderr is not None
+            ready = proc.stderr.readline()  # "unix-crlf board on /dev/pts/N (link ...)"
+            assert " board on " in ready, ready
+            out.append(_Board(ready.split(" board on ", 1)[1].split()[0]))
+        yield out
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+            if proc.stderr is not None:
+                proc.stderr.close()
 
 
 def _timed(cmd: list[str], cwd: Path) -> float:
@@ -89,7 +113,7 @@ def _timed(cmd: list[str], cwd: Path) -> float:
 
 
 def test_basics_plugin_vs_run_tests(
-    benchmark: BenchmarkFixture, tree: Path, boards: list[PtyBoard], tmp_path: Path
+    benchmark: BenchmarkFixture, tree: Path, boards: list[_Board], tmp_path: Path
 ) -> None:
     tests = tree / "tests"
     basics = tests / "basics"
