@@ -305,3 +305,40 @@ def test_pytest_timeout_stops_a_board_test(pytester: pytest.Pytester) -> None:
                  "--timeout", "2")  # fmt: skip
     result.assert_outcomes(passed=1, failed=1)
     assert "Timeout (>2.0s) from pytest-timeout" in result.stdout.str()
+
+
+STATEFUL = '''\
+state = []
+
+
+def test_a_appends():
+    state.append(1)
+
+
+def test_b_sees():
+    print("state", state)
+    assert state == EXPECTED
+'''
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("clean", "[1]"), ("soft", "[]")])
+def test_module_sent_once_and_again_after_a_reset(
+    pytester: pytest.Pytester, policy: str, expected: str
+) -> None:
+    board = pytester.mkdir("board")
+    (board / "test_state.py").write_text(STATEFUL.replace("EXPECTED", expected))
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-reset", policy)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_board_that_resets_fails_only_its_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "a_reset.py").write_text("import machine\nprint('going')\nmachine.reset()\n")
+    (board / "a_reset.py.exp").write_text("going\n")
+    (board / "b_after.py").write_text("print('back')\n")
+    (board / "b_after.py.exp").write_text("back\n")
+    (board / "test_c_unit.py").write_text("def test_unit():\n    assert 1 + 1 == 2\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "the board reset during the call" in out or "link to the board dropped" in out
