@@ -7,6 +7,7 @@ the real MicroPython unix port behind a PTY; isolation between board tests; bad 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -342,3 +343,26 @@ def test_a_board_that_resets_fails_only_its_test(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
     assert "the board reset during the call" in out or "link to the board dropped" in out
+
+
+def test_cpython_output_is_cached(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CPython behind a script that logs each start: the second run starts none
+    log = pytester.path / "starts.log"
+    wrapper = pytester.path / "cpython.sh"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    board = pytester.mkdir("board")
+    (board / "squares.py").write_text("print([i * i for i in range(5)])\n")
+    (board / "words.py").write_text("print(' '.join(sorted('board tests run here'.split())))\n")
+    monkeypatch.setenv("MICROPY_CPYTHON3", str(wrapper))
+    args = ("--mp-mock", "--mp-board-tests", "board", "-p", "no:randomly")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 2
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 2  # from pytest's cache
+    # a changed file is run by CPython again
+    (board / "words.py").write_text("print('changed')\n")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 3
