@@ -146,8 +146,10 @@ class BoardTestItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         """Where the test is (its line for a unit test)."""
-        line = self.test.lineno - 1 if self.test is not None else 0
-        return self.path, line, self.nodeid.split("::", 1)[-1]
+        if self.test is None:
+            # no domain: pytest would show an output test's "int1.py" as "int1::py"
+            return self.path, 0, ""
+        return self.path, self.test.lineno - 1, self.nodeid.split("::", 1)[-1]
 
     # -- the plugin's board machinery ------------------------------------------------------
 

@@ -393,6 +393,8 @@ class BoardRunner:
         if state.loaded.get(key) == epoch or state.exited.get(key, (None,))[0] == epoch:
             return None
         self.load_count += 1
+        if state.needs_shim:
+            source = shim_imports(source)
         self._exec(comm, _unit_code("prepare", K=key, M=module, U=self._unittest_arg), timeout)
         try:
             if literal:
@@ -497,6 +499,29 @@ _REMOVE_FILES = (
     "try:\n import os\n for f in os.listdir():\n  if f not in %s:\n   os.remove(f)\n"
     "except Exception:\n pass\n"
 )
+
+
+_IMPORT_UNITTEST = re.compile(rb"^([ \t]*)import unittest(?: as (\w+))?[ \t]*(#.*)?$", re.M)
+_FROM_UNITTEST = re.compile(rb"^([ \t]*)from unittest import ([\w ,]+?)[ \t]*(#.*)?$", re.M)
+
+
+def shim_imports(source: bytes) -> bytes:
+    """``source`` taking the plugin's unittest (``_mpbt_ut``) where it imports unittest, each
+    line kept in its place: ``import unittest`` becomes ``unittest=_mpbt_ut``, ``from unittest
+    import TestCase as T`` becomes ``T=_mpbt_ut.TestCase`` (a 1.9 board may have no
+    ``sys.modules`` to put the shim in)."""
+
+    def one(match: re.Match[bytes]) -> bytes:
+        return match.group(1) + (match.group(2) or b"unittest") + b"=_mpbt_ut"
+
+    def many(match: re.Match[bytes]) -> bytes:
+        parts = []
+        for name in match.group(2).split(b","):
+            real, _, alias = name.strip().partition(b" as ")
+            parts.append((alias.strip() or real.strip()) + b"=_mpbt_ut." + real.strip())
+        return match.group(1) + b";".join(parts)
+
+    return _FROM_UNITTEST.sub(many, _IMPORT_UNITTEST.sub(one, source))
 
 
 def _unit_code(section: str, **values: object) -> str:
