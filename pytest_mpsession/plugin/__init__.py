@@ -45,6 +45,7 @@ pytest_plugins = [
     "pytest_mpsession.plugin.fixtures",
     "pytest_mpsession.plugin.benchmark",
     "pytest_mpsession.boardtests.plugin",
+    "pytest_mpsession.farm.hooks",
 ]
 
 

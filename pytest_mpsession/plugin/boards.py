@@ -392,6 +392,10 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
         return
     state.prepared = True
     probes = feature_probes(config)
+    from pytest_mpsession.farm.hooks import prepare_pool
+
+    if prepare_pool(config, progress):
+        return  # a pool of several boards: the farm identified (or, in one process, opened) it
     if is_xdist_controller(config):
         if not config.option.collectonly:
             _check_pool(config, state.settings, progress)
@@ -400,7 +404,9 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
     workerinput = getattr(config, "workerinput", None)
     count = workerinput.get("workercount") if isinstance(workerinput, dict) else None
     try:
-        port = port_for_worker(state.settings, worker, count)
+        # the farm gives each worker its board (a worker replacing a crashed one, its board)
+        given = workerinput.get("mpsession_port") if isinstance(workerinput, dict) else None
+        port = str(given) if given else port_for_worker(state.settings, worker, count)
     except pytest.UsageError as exc:
         if worker is None:
             raise

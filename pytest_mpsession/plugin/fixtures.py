@@ -44,7 +44,9 @@ def board_or_skip(config: pytest.Config) -> Board:
 
 
 @pytest.fixture(scope="session")
-def device_session_manager(request: pytest.FixtureRequest) -> DeviceSessionManager:
+def device_session_manager(
+    request: pytest.FixtureRequest, _mpsession_board: object
+) -> DeviceSessionManager:
     """The connected :class:`DeviceSessionManager` of this worker's board."""
     board = board_or_skip(request.config)
     assert board.manager is not None
@@ -52,7 +54,9 @@ def device_session_manager(request: pytest.FixtureRequest) -> DeviceSessionManag
 
 
 @pytest.fixture(scope="session")
-def device_capabilities(request: pytest.FixtureRequest) -> DeviceCapabilities:
+def device_capabilities(
+    request: pytest.FixtureRequest, _mpsession_board: object
+) -> DeviceCapabilities:
     """The board's :class:`DeviceCapabilities` (detected once, cached across runs)."""
     board = board_or_skip(request.config)
     assert board.manager is not None

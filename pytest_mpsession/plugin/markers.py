@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_mpsession.farm.requirements import ROUTED
 from pytest_mpsession.plugin.boards import NO_BOARD_REASON, feature_probes, late_probes
 from pytest_mpsession.plugin.options import RESET_POLICIES
 from pytest_mpsession.plugin.state import get_state
@@ -114,6 +115,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     board = state.board
     caps = board.capabilities if board is not None else None
     for item in items:
+        if item.stash.get(ROUTED, False):
+            continue  # a pool's routing decided this test's board and skip
         marked = any(item.get_closest_marker(m) for m in BOARD_MARKERS)
         if board is None and state.settings.configured:
             continue  # --collect-only on a configured board: nothing runs
@@ -131,20 +134,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def skip_reason(item: pytest.Item, caps: DeviceCapabilities) -> str | None:
-    """Why ``item`` cannot run on a board with ``caps`` (None: it can)."""
-    from pytest_mpsession.capabilities import FirmwareSpec
+    """Why ``item`` cannot run on a board with ``caps`` (None: it can): the one check that
+    these skips and a pool's routing share (:mod:`pytest_mpsession.farm.requirements`)."""
+    from pytest_mpsession.farm.requirements import item_requirements, unmet
 
-    what = f"({caps.describe()})"
-    for mark in item.iter_markers(name="requires_feature"):
-        missing = [f for f in mark.args if not caps.supports_feature(f)]
-        if missing:
-            return f"requires_feature: board lacks {', '.join(repr(m) for m in missing)} {what}"
-    for mark in item.iter_markers(name="requires_platform"):
-        if caps.device_type not in mark.args:
-            wanted = ", ".join(repr(p) for p in mark.args)
-            return f"requires_platform: board is {caps.device_type!r}, not {wanted} {what}"
-    for mark in item.iter_markers(name="requires_firmware"):
-        for spec in mark.args:
-            if not FirmwareSpec(spec).matches(caps.version):
-                return f"requires_firmware: board has {caps.firmware_version}, not {spec!r} {what}"
-    return None
+    return unmet(item_requirements(item), caps)

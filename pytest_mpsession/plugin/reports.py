@@ -285,11 +285,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"{perf.ops_per_s / 1000:.0f}k ops/s, {board.capabilities.memory_free} bytes free"
             f"{cached}"
         )
-    if len(settings.ports) > 1 and board.worker is None:
-        lines.append(
-            f"mpsession: {len(settings.ports)} boards given; without pytest-xdist only the "
-            "first is used"
-        )
     return lines
 
 
