@@ -27,11 +27,11 @@ indentation, a few short lines.
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import textwrap
 import time
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,21 +63,18 @@ MARK = "\x1e"
 CLOCK_PROBE = (
     "_mpb_G=__import__('gc')\n"
     "_mpb_G.collect()\n"
-    "_mpb_T=None\n"
-    "for _mpb_m in ('utime','time'):\n"
-    " try:\n"
-    "  _mpb_T=__import__(_mpb_m)\n"
-    "  _mpb_T.ticks_us\n"
-    "  _mpb_T.ticks_diff\n"
-    "  break\n"
-    " except Exception:\n"
-    "  _mpb_T=None\n"
     "_mpb_m=-1\n"
-    "if _mpb_T:\n"
+    "try:\n"
     " try:\n"
-    "  _mpb_m=_mpb_T.ticks_add(0,-1)+1\n"
-    " except Exception:\n"
-    "  _mpb_m=0\n"
+    "  _mpb_T=__import__('utime')\n"
+    " except ImportError:\n"
+    "  _mpb_T=__import__('time')\n"
+    " _mpb_T.ticks_us\n"
+    " _mpb_T.ticks_diff\n"
+    " _mpb_m=0\n"
+    " _mpb_m=_mpb_T.ticks_add(0,-1)+1\n"
+    "except (ImportError,AttributeError):\n"
+    " pass\n"
     "print('\\x1e%d'%_mpb_m)\n"
 )
 
@@ -183,8 +180,8 @@ def _moved(
         line = max(1, int(match.group(1)) - lines)
         return f'File "{name}", line {min(line, last) if last else line}'
 
-    tb = re.sub(r'File "<string>", line (\d+)', frame, err.traceback)
-    new = type(err)(err.message, exc_type=err.exc_type, traceback=tb, port=err.port)
+    new = copy.copy(err)  # every attribute kept (exc_type, output, port, ...)
+    new.traceback = re.sub(r'File "<string>", line (\d+)', frame, err.traceback)
     return new
 
 
@@ -209,7 +206,6 @@ class DeviceBenchmark:
         self.round_trips: list[float] = []
         self._period = DEFAULT_TICKS_PERIOD
         self._used = False
-        self._timing = False
 
     @property
     def extra_info(self) -> dict[str, Any]:
@@ -221,15 +217,7 @@ class DeviceBenchmark:
     def __call__(self, code: str, setup: str | None = None) -> str:
         """Run ``setup`` once, then time ``code`` by the board's clock for pytest-benchmark's
         rounds; return what ``code`` printed (its last round)."""
-        try:
-            return self._run(code, setup)
-        except BaseException:
-            if not self._timing:
-                # The failure is the report; pytest-benchmark's "fixture was not used"
-                # warning at teardown would be a second, wrong one. (pytest restores its
-                # warning filters when the test's protocol ends.)
-                warnings.filterwarnings("ignore", message=NOT_USED_MESSAGE)
-            raise
+        return self._run(code, setup)
 
     def _run(self, code: str, setup: str | None) -> str:
         from pytest_mpsession.errors import DeviceError
@@ -262,14 +250,12 @@ class DeviceBenchmark:
         last_line = body.count("\n") + 1
         try:
             if bench.disabled:
-                self._timing = True
                 out: str = bench.pedantic(self._round, args=(text,))
                 return out
             started = time.monotonic()
             self._round(text)  # calibrates: how long a round takes, link included
             rounds = self.policy.rounds(time.monotonic() - started)
             self.round_trips.clear()
-            self._timing = True
             out = bench.pedantic(
                 self._round,
                 args=(text,),
@@ -305,11 +291,16 @@ class DeviceBenchmark:
         wall = time.monotonic() - t0
         printed, mark, figure = out.rpartition(MARK)
         try:
+            # abs(): firmware from before late 2016 (1.8.x) took ticks_diff(old, new), the
+            # other way round; a round's time is never negative
             us = abs(int(figure.strip()))
         except ValueError:
             us = -1
         if not mark or us < 0:
-            _fail(f"the board sent no time for the round: {out[-200:]!r}")
+            _fail(
+                "the round ended before the board printed its time (did the code raise "
+                f"SystemExit?); it printed {out[-200:]!r}"
+            )
         # ticks_diff is exact across a wrap of the clock while the round is shorter than half
         # the tick period (2**29 us, ~9 minutes, on most boards); the board cannot tell a
         # longer one, so the host's clock says when that may have happened.

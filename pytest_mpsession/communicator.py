@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from pytest_mpsession.errors import (
     BoardResetError,
     DeviceConnectionError,
     DeviceError,
+    MpSessionError,
     OutputLimitError,
     ProtocolError,
     RecoveryReport,
@@ -45,6 +47,7 @@ from pytest_mpsession.protocol.constants import (
 )
 from pytest_mpsession.protocol.engine import (
     CodeRejected,
+    CodeRequested,
     Event,
     ExecFinished,
     ExecStarted,
@@ -60,19 +63,27 @@ from pytest_mpsession.protocol.engine import (
     Synced,
 )
 from pytest_mpsession.protocol.frame import (
+    BOOTSTRAPPED,
+    HASHER,
     OP_EVAL,
     OP_NORECORD,
+    PROBE,
     RAN_QUERY,
     WRAPPER,
+    bootstrap,
+    checksum,
     parse_ran,
     parse_records,
     split_statements,
     token,
     wire,
+    wire_streamed,
 )
 from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
 from pytest_mpsession.recovery import (
     OPEN_STEP_SHARE,
+    RAM_CHECK,
+    RAM_MARK,
     RECOVERY_TIMEOUT,
     RUNNING,
     TAIL,
@@ -106,7 +117,11 @@ SMALL_CODE: Final = 256
 REBOOT_QUIET: Final = 0.05
 # A checked exchange is sent at most this many times when the board found it damaged (or
 # the host could prove it did not run).
-MAX_SENDS: Final = 4
+MAX_SENDS: Final = 8
+# A board without the wrapper in its RAM answers its call with this (its RAM was lost).
+_WRAPPER_GONE: Final = re.compile(rb"name '_mps[hx]' is(?:n't| not) defined")
+# Board code of the package's own (the wrapper, the helpers) is sent at most this often.
+BOOTSTRAP_SENDS: Final = 40
 # After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
 # end) within this time, plus the time the bytes take on the line; otherwise the code (or
 # its end) was lost on the way and the exchange is checked and sent again.
@@ -115,11 +130,13 @@ ACK_WAIT: Final = 0.5
 OUTPUT_LIMIT: Final = 1 << 20
 # Of that, the start kept (the rest of the limit is the end).
 _OUTPUT_HEAD: Final = 64 * 1024
+# Code at least this long goes as it is through the wrapper's stdin, not as a literal.
+STREAM_MIN: Final = 512
 # Code longer than this goes in pieces unless the session manager knows better.
-PIECE_SIZE: Final = 2048
+PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
 # ends), so the next exchange can compile even after code filled the heap.
-RESERVE: Final = 256
+RESERVE: Final = 0
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
 _INSTALL_PIECE: Final = 512
@@ -195,6 +212,16 @@ class _Raw:
     rejected: bool = False
 
 
+_FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
+
+
+def _compile_failed(err: bytes) -> bool:
+    """Whether a traceback is a MemoryError raised in the wrapper itself, where it compiles
+    the code (no frame of the code's own: none of it ran)."""
+    frames = _FRAME_LINE.findall(err)
+    return b"MemoryError" in err and bool(frames) and frames[-1] in (b"_mpsw", b"_mpsx")
+
+
 def _text(code: str | bytes) -> str:
     return code if isinstance(code, str) else bytes(code).decode("utf-8", "surrogateescape")
 
@@ -243,10 +270,12 @@ class Communicator(Recovery):
         #: code longer than this goes in pieces cut between top-level statements (the
         #: session manager sizes it to the board's free memory)
         self.piece_size = PIECE_SIZE
+        self._auto_pieces = True  # piece_size follows the board's free memory
         #: output kept per call (bytes); beyond it the middle is dropped and counted
         self.output_limit = OUTPUT_LIMIT
         #: bytes the board-side wrapper keeps free between exchanges (see protocol.frame)
         self.reserve = RESERVE
+        self._stream_rejects = 0  # streamed code that arrived damaged
         #: checked exchanges sent again because they arrived damaged and did not run
         self.resent = 0
         self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
@@ -308,7 +337,8 @@ class Communicator(Recovery):
         transport = self._transport
         transport.write(data)
         eng = self._engine
-        if self.plain_chunk_pause > 0 and eng.raw_chunks_pending:
+        paced = eng.raw_chunks_pending or (eng.stream_pending and self.raw_paste is not True)
+        if self.plain_chunk_pause > 0 and paced:
             pause_end = time.monotonic() + self.plain_chunk_pause
             while time.monotonic() < pause_end:
                 received = transport.read_some(pause_end)
@@ -356,7 +386,10 @@ class Communicator(Recovery):
         while True:
             tries += 1
             self._write(eng.enter_raw_repl())
-            retry_at = min(deadline, time.monotonic() + ENTER_RETRY)
+            # (a byte of the request lost on the way: asked again within a third of the
+            # time left, so a short recovery step still gets its retries)
+            left = deadline - time.monotonic()
+            retry_at = min(deadline, time.monotonic() + min(ENTER_RETRY, max(0.1, left / 3)))
             self._watch = reboots < 3
             entered = False
             try:
@@ -516,38 +549,137 @@ class Communicator(Recovery):
         next call to meet."""
         try:
             self._arm(deadline)
-        except Fault:
+        except (Fault, DeviceConnectionError, ProtocolError):
             self._engine.enter_raw_repl()  # out of step: the next call resyncs
 
     def _install(self, deadline: float) -> None:
-        """Install the checked-exchange wrapper (:data:`~pytest_mpsession.protocol.frame.
-        WRAPPER`), in pieces, then prove it with an empty checked exchange: a byte lost on
-        the way shows there, and the wrapper is sent again."""
+        """Install the checked-exchange wrapper (see :mod:`pytest_mpsession.protocol.frame`):
+        the checksum as it is, proven by a test vector; then the wrapper in pieces, each run
+        only when its checksum matches (:func:`~pytest_mpsession.protocol.frame.bootstrap`);
+        then a proof exchange through every path of the wrapper. A damaged step is sent
+        again; a wrapper that cannot be installed is a Fault."""
         self._armed = False
-        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
         problem = ""
         for _ in range(MAX_SENDS):
-            out = err = b""
-            for piece in split_statements(source, _INSTALL_PIECE, gc=True):
-                out, err = self._unchecked(piece, deadline)
-                if err:
+            out, err = self._unchecked(HASHER, deadline)
+            mark = out.rfind(b"\x1e")
+            answer, _, free = (out[mark + 1 :] if mark >= 0 else b"").strip().partition(b" ")
+            algo = answer[:1].decode("ascii", "replace")
+            if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
+                if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
+                    self._algo = algo
+                    if self._auto_pieces:
+                        # pieces the board can compile beside what it holds: compiling
+                        # takes 4-5 times the source (measured on legacy and the micro:bit)
+                        self.piece_size = max(512, min(int(free) // 6, PIECE_SIZE))
                     break
-            algo = out.strip()[-1:]
-            if err or algo not in (b"c", b"a"):
-                problem = repr((out + err)[-80:])
-                continue
-            self._algo = algo.decode()
-            raw = self._run(wire(0, "", 0, OP_NORECORD, self._algo), deadline, frame=token(0))
-            if raw.finished is not None and raw.finished.status == ".":
-                self._armed = True
-                return
+            problem = f"the checksum answered {(out + err)[-60:]!r}"
+        else:
+            raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
+        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
+        for piece in split_statements(source, _INSTALL_PIECE, gc=True):
+            self._bootstrap(piece, deadline)
+        for _ in range(MAX_SENDS):
+            # The proof runs every path of the wrapper: a result record, an exception and
+            # the trailer.
+            proof = "_mps_r(7)\n1/0"
+            raw = self._run(wire(0, proof, 0, OP_NORECORD, self._algo), deadline, frame=token(0))
+            fin = raw.finished
+            if fin is not None and fin.status == "e" and b"ZeroDivisionError" in raw.err:
+                try:
+                    _output, records = parse_records(raw.out.value(), fin.records, self._algo)
+                except ValueError:
+                    records = []
+                if records == [b"7"]:
+                    self._armed = True
+                    return
             problem = "the proof exchange failed" + (" (rejected)" if raw.rejected else "")
         raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
 
+    def _bootstrap(self, code: str, deadline: float) -> None:
+        """Run board code of the package's own (in ``__main__``) only when it arrived intact:
+        sent again until the board confirms it ran (it is idempotent)."""
+        problem = ""
+        # a long piece on a link that loses bytes needs many tries (each is one round trip)
+        for _ in range(BOOTSTRAP_SENDS):
+            out, err = self._unchecked(bootstrap(code, self._algo), deadline)
+            if (not err and out.endswith(BOOTSTRAPPED)) or BOOTSTRAPPED + b"\r\n" in out[-8:]:
+                return
+            if not err and BOOTSTRAPPED + b"\n" in out[-8:]:
+                return
+            problem = repr((out + err)[-80:])
+            exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+            if exc_type == "MemoryError":
+                break
+            if _WRAPPER_GONE.search(err):
+                raise Fault("reset", "the board's RAM was lost (its wrapper is gone)")
+        raise Fault("noise", f"board code could not be installed intact ({problem})")
+
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own in ``__main__`` (helper definitions: they
+        must be idempotent), sent again until it ran.
+
+        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
+        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
+        sends code, for boards too small for that: a damaged piece then shows only when it
+        fails to compile. MpSessionError when the board cannot take it (its message is the
+        board's, e.g. a MemoryError)."""
+        with self.lock:
+            limit = self._limit(timeout)
+            deadline = self._begin(limit)
+            try:
+                self._arm(deadline)
+                if checked:
+                    self._bootstrap(code, deadline)
+                    return
+                for _ in range(BOOTSTRAP_SENDS):
+                    # helper definitions never raise: an error is damage (sent again), or
+                    # a board out of memory (given up)
+                    _out, err = self._unchecked(code, deadline)
+                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+                    if not err:
+                        return
+                    if exc_type == "MemoryError":
+                        break
+                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
+            except Fault as fault:
+                if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
+                    raise MpSessionError(f"{self.port}: {fault.detail}") from None
+                if "could not be installed" in fault.detail:
+                    fault.ran = False  # damaged each time: it never ran
+                report = self._recover_now(fault.kind)
+                raise self._fault_error(fault, report, limit) from None
+
     def _unchecked(self, code: str, deadline: float) -> tuple[bytes, bytes]:
-        """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`."""
-        raw = self._run(code.encode("utf-8", "surrogateescape"), deadline)
-        return raw.out.value(), raw.err
+        """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`.
+        Only for the package's own code whose answer checks itself: noise before the
+        reply is skipped, and an exchange the noise broke anyway is tried again."""
+        data = code.encode("utf-8", "surrogateescape")
+        for attempt in range(3):
+            try:
+                raw = self._run(data, deadline, skip_noise=True)
+                return raw.out.value(), raw.err
+            except Fault as fault:
+                if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
+                    raise
+                try:
+                    self._enter(deadline, max(0.0, deadline - time.monotonic()))
+                except NoAnswer as exc:
+                    raise Fault("timeout", str(exc)) from None
+                if self._armed and self._ram_lost(deadline):
+                    # the noise was the board rebooting: its RAM (the wrapper) is gone
+                    raise Fault("reset", "the board rebooted") from None
+        raise AssertionError("unreachable")
+
+    def _ram_lost(self, deadline: float) -> bool:
+        """Whether the RAM marker is gone (False when the answer is unclear)."""
+        try:
+            raw = self._run(RAM_CHECK.encode(), deadline, skip_noise=True)
+        except Fault:
+            return False
+        return raw.out.value().strip() == RAM_MARK.encode() + b" False"
 
     def _line_rate(self) -> float:
         """Bytes per second the link carries (the slower of the port's baud rate and an
@@ -568,6 +700,8 @@ class Communicator(Recovery):
         *,
         follow: bool = True,
         frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
     ) -> _Raw:
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
@@ -583,14 +717,34 @@ class Communicator(Recovery):
         ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
         self._tail.clear()
         try:
-            self._write(eng.exec(data, raw_paste=self._use_paste(data), frame=frame))
+            self._write(
+                eng.exec(
+                    data,
+                    raw_paste=self._use_paste(data),
+                    frame=frame,
+                    skip_noise=skip_noise,
+                    stream=stream,
+                )
+            )
+            stream_by = 0.0
             while True:
+                if eng.stream_unacked and not stream_by:
+                    stream_by = (
+                        time.monotonic()
+                        + ACK_WAIT
+                        + 2 * len(stream) * per_byte
+                        + self.plain_chunk_pause * (len(stream) // 256)
+                    )
+                elif not eng.stream_unacked:
+                    stream_by = 0.0
                 wait = deadline if started else min(deadline, ack_by)
+                if stream_by:
+                    wait = min(wait, stream_by)
                 ev = self._next_event(min(wait, quiet_until) if quiet_until else wait)
                 if ev is None:
                     if quiet_until and time.monotonic() < deadline:
                         raise Fault("reset", f"it printed {tail[-80:]!r} instead of the reply")
-                    if not started and time.monotonic() < deadline:
+                    if (not started or stream_by) and time.monotonic() < deadline:
                         raise Fault("lost", "the board did not acknowledge the code")
                     fault = Fault("timeout", "no answer")
                     fault.printed = raw.out.total
@@ -615,6 +769,8 @@ class Communicator(Recovery):
                         return raw
                 elif isinstance(ev, CodeRejected):
                     raw.rejected = True
+                elif isinstance(ev, CodeRequested):
+                    pass  # the stream's own deadline starts (top of the loop)
                 elif isinstance(ev, RawPasteAccepted):
                     self.raw_paste = True
                 elif isinstance(ev, RawPasteRefused):
@@ -697,6 +853,8 @@ class Communicator(Recovery):
                 try:
                     one = self._checked(piece, key, op, deadline, limit, on_stdout)
                 except _TooBig:
+                    # and from now on, pieces this board can take
+                    self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
                     smaller = split_statements(piece, max(len(piece) // 2, 256))
                     if op & OP_EVAL or len(smaller) < 2:
                         raise self._device_error(
@@ -733,16 +891,26 @@ class Communicator(Recovery):
             sends += 1
             if sends > 1:
                 self.resent += 1
+            n = -1  # nothing sent yet
+            stream = b""
             try:
                 self._arm(deadline)
                 n = next(self._numbers) % (1 << 24) or 1
-                raw = self._run(
-                    wire(n, code, key, op, self._algo), deadline, on_stdout, frame=token(n)
-                )
+                if self._streams(code, op):
+                    line, stream = wire_streamed(n, code, key, op, self._algo)
+                else:
+                    line, stream = wire(n, code, key, op, self._algo), b""
+                raw = self._run(line, deadline, on_stdout, frame=token(n), stream=stream)
+                if raw.rejected and stream:
+                    self._stream_rejects += 1
             except Fault as fault:
+                if n > 0 and stream and fault.kind == "lost":
+                    self._stream_rejects += 1  # the stream was lost on the way
                 report = self._recover_now(fault.kind)
+                if n < 0 and report.recovered and sends < MAX_SENDS:
+                    continue  # it struck the wrapper's install: nothing of the call was sent
                 if report.recovered and not report.ram_lost and fault.kind in ("noise", "lost"):
-                    fault.ran = self._ran(n, deadline)
+                    fault.ran = self._ran(n, deadline) if n > 0 else False
                     if fault.ran is False and sends < MAX_SENDS:
                         continue
                 raise self._fault_error(fault, report, limit) from None
@@ -750,13 +918,19 @@ class Communicator(Recovery):
             assert fin is not None
             if raw.rejected and sends < MAX_SENDS:
                 continue
+            if fin.status is None and _WRAPPER_GONE.search(raw.err):
+                # the wrapper is gone: the board's RAM was lost (it rebooted unseen)
+                gone = Fault("reset", "the board's RAM was lost (its wrapper is gone)")
+                report = self._recover_now(gone.kind)
+                raise self._fault_error(gone, report, limit)
             if fin.status is None:
                 # The wrapper never framed a reply: the line did not compile or run (a damaged
                 # line, or no memory to take it in), or the reply was cut short.
-                ran = False if raw.rejected else self._ran(n, deadline)
                 exc_type, _ = parse_traceback(raw.err.decode("utf-8", "replace"))
-                if ran is False and exc_type == "MemoryError":
+                if exc_type == "MemoryError" and not raw.out.total:
+                    # no memory to take the line in (or to start the wrapper): nothing ran
                     raise _TooBig
+                ran = False if raw.rejected else self._ran(n, deadline)
                 if ran is False and sends < MAX_SENDS:
                     continue
                 damaged = Fault("noise", f"no framed reply (it printed {raw.err[-60:]!r})")
@@ -770,15 +944,28 @@ class Communicator(Recovery):
                 damaged.ran = True
                 report = RecoveryReport(("interrupt",), True, False, 0.0)
                 raise self._fault_error(damaged, report, limit) from None
-            if fin.status == "e" and b"MemoryError" in raw.err and b'"<string>"' not in raw.err:
-                if not op & OP_EVAL and b"<stdin>" in raw.err and not output:
-                    raise _TooBig  # compiling the code failed: none of it ran
+            if fin.status == "e" and not output and _compile_failed(raw.err):
+                raise _TooBig  # no memory to compile the code: none of it ran
             return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
+
+    def _streams(self, code: str, op: int) -> bool:
+        """Whether ``code`` goes as it is through the wrapper's stdin (see
+        protocol/frame.py): long code without the bytes a link treats as commands, unless
+        streams kept arriving damaged on this board (its UART loses bytes)."""
+        # Only boards with raw-paste: older firmware (and the emulated legacy board, whose
+        # UART model drops what running code is sent) has no room to buffer a stream.
+        return (
+            len(code) >= STREAM_MIN
+            and self.raw_paste is True
+            and not op & OP_EVAL
+            and self._stream_rejects < 2
+            and not any(ch in code for ch in "\x01\x02\x03\x04")
+        )
 
     def _ran(self, n: int, deadline: float) -> bool | None:
         """Whether the wrapper started exchange ``n`` (None: no trustworthy answer)."""
         end = max(deadline, time.monotonic() + max(0.5, self.recovery_timeout * 0.2))
-        for _ in range(3):
+        for _ in range(6):
             try:
                 out, _err = self._unchecked(RAN_QUERY, end)
             except Fault:

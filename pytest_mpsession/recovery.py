@@ -66,12 +66,16 @@ _MAX_STEPS: Final = 10
 REPLY_END_WAIT: Final = 0.25
 # The board-side marker of "this RAM is the one we talked to": set once per board life.
 RAM_MARK: Final = "__mpsession_up"
-RAM_CHECK: Final = f"print('{RAM_MARK}' in globals())"
+# The check echoes the name it looked for: a byte lost on the way (this code is sent
+# unchecked) shows as another name, never as a wrong answer.
+RAM_CHECK: Final = f"(lambda n:print(n,n in globals()))('{RAM_MARK}')"
 # How much of the latest input is kept to recognise boot text and for error messages.
 TAIL: Final = 512
 # What a rebooted board ends its chatter with: the raw-REPL banner (a soft reboot in the raw
 # REPL), or the friendly prompt after a banner (a hard reset: brown-out, watchdog).
 _BOOT_WORDS: Final = (b"MicroPython v", b'Type "help()"', b"soft reboot", b"rst:0x")
+# Installing the checked-exchange wrapper after a recovery gets at least this long.
+INSTALL_TIME: Final = 1.0
 RUNNING: Final = frozenset({State.STDOUT, State.STDERR, State.PROMPT})
 
 
@@ -232,7 +236,7 @@ class Recovery:
                 if verify:
                     verifying = True
                     # the board just answered: a tiny exchange needs little time
-                    end = min(deadline, time.monotonic() + max(0.2, budget * 0.15))
+                    end = min(deadline, time.monotonic() + max(0.3, budget * 0.2))
                     missing = self._verify(end)
                     # once seen missing, the RAM stays lost for this recovery, whatever a
                     # later check (after the marker was set again) says
@@ -334,14 +338,33 @@ class Recovery:
         the one it was set in, or it was never set). The check changes nothing on the board;
         the marker is set again only after a check said it is missing, so a check whose
         answer was lost never hides a lost RAM from the next one."""
-        self._sync(deadline, max(0.0, deadline - time.monotonic()))
-        out, err = self._unchecked(RAM_CHECK, deadline)
-        if err or out.strip() not in (b"True", b"False"):
+        # A byte lost on the way damages the (unchecked) check: it is asked again, up to
+        # three times, before the step counts as failed.
+        out = err = b""
+        for attempt in range(3):
+            # each try gets its share of what is left, so a lost byte leaves time for more
+            end = time.monotonic() + max(0.05, (deadline - time.monotonic()) / (3 - attempt))
+            try:
+                if attempt:
+                    self._enter(end, max(0.0, end - time.monotonic()))
+                self._sync(end, max(0.0, end - time.monotonic()))
+                out, err = self._unchecked(RAM_CHECK, end)
+            except (Fault, NoAnswer) as exc:
+                if attempt == 2 or (isinstance(exc, Fault) and exc.kind == "disconnect"):
+                    raise
+                continue
+            if not err and out.strip() in (
+                RAM_MARK.encode() + b" True",
+                RAM_MARK.encode() + b" False",
+            ):
+                break
+        else:
             raise Fault("noise", f"the RAM check answered {out[-40:] + err[-40:]!r}")
-        missing = out.strip() == b"False"
+        missing = out.strip().endswith(b"False")
         if missing or not self._armed:
             self._armed = False
-            self._install(deadline)
+            # installing takes a few exchanges: more than the check's share of the time
+            self._install(max(deadline, time.monotonic() + INSTALL_TIME))
         return missing
 
     def _fault_error(self, fault: Fault, report: RecoveryReport, limit: float) -> Exception:
@@ -363,6 +386,12 @@ class Recovery:
                     port=port,
                     exc_type="KeyboardInterrupt",
                 )
+        if kind == "lost":
+            # the code was not acknowledged: a board that then answered nothing but a reset
+            # (or a reopened port) had hung; otherwise bytes were lost on the way
+            kind = "timeout" if escalated and "soft reset" not in report.steps[-1:] else "noise"
+            if kind == "timeout":
+                limit = 0.0
         if report.ram_lost and (kind == "noise" or (kind == "timeout" and not escalated)):
             # Its RAM is gone though nothing but an interrupt was needed: what looked like
             # noise (or silence) was the board rebooting by itself.
@@ -381,8 +410,9 @@ class Recovery:
         detail = self._short_reason(Exception(fault.detail))
         err: Exception
         if kind == "timeout":
+            waited = f"within {limit:g} s" if limit else "to the code it was sent"
             err = BoardHungError(
-                f"{port}: no answer within {limit:g} s, not even to Ctrl-C; {after}",
+                f"{port}: no answer {waited}, not even to Ctrl-C; {after}",
                 timeout=limit,
                 port=port,
             )
@@ -398,12 +428,15 @@ class Recovery:
                 port=port,
             )
         else:
-            ran = (
-                "the code ran (the board started it), but its reply was damaged, so its "
-                "output and result are lost"
-                if fault.ran
-                else "the code may or may not have run"
-            )
+            if fault.ran:
+                ran = (
+                    "the code ran (the board started it), but its reply was damaged, so its "
+                    "output and result are lost"
+                )
+            elif fault.ran is False:
+                ran = "the code did not run (it arrived damaged each time it was sent)"
+            else:
+                ran = "the code may or may not have run"
             err = BoardNoiseError(
                 f"{port}: the board sent noise instead of its reply ({detail}); {ran}; {after}"
             )

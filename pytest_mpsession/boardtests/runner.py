@@ -304,7 +304,6 @@ class BoardRunner:
     def _unittest_arg(self) -> str:
         return "_mpbt_ut" if self._state.needs_shim else "None"
 
-
     def file_key(self, path: str) -> int:
         """A small int naming ``path`` on the board (never a string: every string the board
         compiles may stay interned)."""
@@ -405,9 +404,7 @@ class BoardRunner:
                 exited = self._state.exited.get(key)
                 if exited is not None and exited[0] == comm.reset_count:
                     return _exited_result(exited[1])
-                first = (
-                    set_up_class and cls is not None and (key, cls) not in self._state.classes
-                )
+                first = set_up_class and cls is not None and (key, cls) not in self._state.classes
                 call = _unit_code("test", K=key, C=cls, T=test, A=1 if first else 0)
                 out, err = self._exec(comm, call, timeout)
                 if attempt == 0 and _helpers_missing(err):

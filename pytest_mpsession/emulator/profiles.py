@@ -2,7 +2,10 @@
 
 Built-in profiles: ``generic`` (the ``--mp-mock`` default, a current board), ``esp32``,
 ``rp2``, ``stm32``, ``unix`` (the bare interpreter, nothing disguised) and ``legacy`` (a
-MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``).
+MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``), and
+``microbit``: not the unix port but the BBC micro:bit's real MicroPython 1.9.2 firmware in
+``qemu-system-arm -M microbit`` (:mod:`.qemu`).  A profile with ``qemu_machine`` and
+``firmware`` runs that firmware image on that QEMU machine (never disguised).
 
 User profiles live in a TOML file, one table per profile, each based on a built-in one::
 
@@ -295,6 +298,10 @@ def _load_file(path: str) -> dict[str, Profile]:
             changes["disguise"] = False
             if not changes.get("baudrate", known[base_name].baudrate):
                 changes["baudrate"] = 115200
+            fw = changes.get("firmware")
+            if fw and not os.path.isabs(fw):
+                # a relative firmware path is the profiles file's neighbour
+                changes["firmware"] = os.path.join(os.path.dirname(os.path.abspath(path)), fw)
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found

@@ -26,10 +26,13 @@ firmware does not cover (the filesystem the firmware keeps in the rest of its fl
 firmware given as ELF or raw binary (``-kernel``, e.g. MicroPython's ``qemu`` port) keeps no
 flash: each machine starts from the image alone.
 
-Confinement, as far as QEMU makes it cheap: no network device (``-nic none``, ``-nodefaults``),
-no display, no monitor on a terminal, QEMU's seccomp sandbox (``-sandbox on``, no spawning
-processes, no privilege changes), and it opens only its firmware, the generated boot image and
-its flash image.  QEMU dies with the thread that started it (``PR_SET_PDEATHSIG``).
+Confinement: no network device (``-nic none``, ``-nodefaults``), no display, no monitor on a
+terminal, QEMU's own seccomp sandbox (``-sandbox on``: no spawning processes, no privilege
+changes), and, as for the unix port's engine, the launcher's Landlock and seccomp policy
+(:mod:`.sandbox`): QEMU may read its libraries, its data and the firmware, and write only the
+board's ``qemu`` folder (the boot image, the flash dumps); it never opens the flash image,
+which the relay reads and writes.  QEMU dies with the thread that started it
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator import sandbox
+from pytest_mpsession.emulator.engine import _LIB_DIRS, EmulatorError, _elf_interp
+from pytest_mpsession.emulator.sandbox import CHILD
 
 if TYPE_CHECKING:
     from pytest_mpsession.emulator.profiles import Profile
@@ -78,15 +83,23 @@ _HOWTO = (
 # Run by ``python -S -c`` in front of QEMU: ties QEMU's life to the thread that started it
 # (PR_SET_PDEATHSIG survives exec), so no machine outlives its board, even when pytest is
 # killed with SIGKILL.  The getppid() check closes the race where that thread died first.
+# Then it confines itself (sandbox.CHILD: Landlock and seccomp, as the unix port's engine)
+# with the policy in argv[2] and becomes QEMU by the one execve the confinement lets through.
 _LAUNCH = (
-    "import sys,os,ctypes\n"
-    "ctypes.CDLL(None).prctl(1,9)\n"
+    "import sys,os,_ctypes as C\n"
+    "class _L(C._SimpleCData):_type_='l'\n"
+    "class _F(C.CFuncPtr):_flags_=C.FUNCFLAG_CDECL;_restype_=_L\n"
+    "class _h:_handle=C.dlopen(None,0)\n"
+    "_F(('prctl',_h))(1,9)\n"
     "if os.getppid()!=int(sys.argv[1]):os._exit(1)\n"
-    "os.execv(sys.argv[2],sys.argv[2:])\n"
+    "P=eval(sys.argv[2])\n" + CHILD + "if P:confine(P,sys.argv[3:])\n"
+    "os.execv(sys.argv[3],sys.argv[3:])\n"
 )
 # how long QEMU may take to start its machine (it takes ~50 ms) and to answer QMP
 _START_TIMEOUT = 10.0
 _QMP_TIMEOUT = 5.0
+# bytes at the start of the flash that tell a flash image of this firmware from another file
+_HEAD = 64
 # QEMU's seccomp sandbox: no fork/exec, no setuid, no obsolete or resource-control calls
 _SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
@@ -170,7 +183,7 @@ class _HexFirmware:
     def __init__(self, path: str, flash_size: int) -> None:
         self.path = path
         covered = bytearray(flash_size)
-        lo: int | None = None
+        content = bytearray(flash_size)
         records = list(_hex_records(path))
         if not records:
             raise EmulatorError(f"the firmware {path!r} holds no data")
@@ -180,9 +193,12 @@ class _HexFirmware:
             if 0 <= off < flash_size:
                 end = min(off + len(data), flash_size)
                 covered[off:end] = b"\x01" * (end - off)
+                content[off:end] = data[: end - off]
         self.base = lo
         self.size = flash_size
         self._covered = bytes(covered)
+        #: the first bytes of the flash as the firmware writes them (its vector table)
+        self.head = bytes(content[:_HEAD])
         with open(path) as f:
             self._lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith(":00000001")]
 
@@ -214,17 +230,36 @@ class _HexFirmware:
             f.write("\n".join(lines) + "\n")
 
 
+_HEX_CACHE: dict[tuple[str, int, int, int], _HexFirmware] = {}
+
+
+def _hex_firmware(path: str, flash_size: int) -> _HexFirmware:
+    """The parsed firmware, once per file version (every board start would parse it again)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise EmulatorError(f"cannot read the firmware {path!r}: {exc.strerror}") from exc
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, flash_size)
+    if key not in _HEX_CACHE:
+        _HEX_CACHE[key] = _HexFirmware(path, flash_size)
+    return _HEX_CACHE[key]
+
+
 class QemuMachine:
     """What stays across a board's machines: the QEMU binary, the firmware, the flash image.
 
     ``flash`` is the host file of the flash image (created when missing, its size checked
-    when present, locked for this board's life so a second board cannot share it).
+    when present, locked for this board's life so a second board cannot share it).  QEMU
+    never opens it: the relay builds the boot image from it and saves the chip's flash into
+    it.  ``workdir`` (a folder of the board's) gets a ``qemu`` folder, the only one QEMU may
+    write in (the boot image, the flash dumps); ``policy`` is QEMU's confinement.
     """
 
     def __init__(self, profile: Profile, flash: str | None, workdir: str) -> None:
         self.profile = profile
         self.exe = check_qemu(profile)
-        self.workdir = workdir
+        self.workdir = os.path.join(workdir, "qemu")
+        os.makedirs(self.workdir, exist_ok=True)
         fw = profile.firmware
         self._hex: _HexFirmware | None = None
         self._lock_fd = -1
@@ -235,7 +270,7 @@ class QemuMachine:
                     f"profile {profile.name}: a HEX firmware needs flash_size (the chip's flash "
                     "in bytes) to keep its flash"
                 )
-            self._hex = _HexFirmware(fw, profile.flash_size)
+            self._hex = _hex_firmware(fw, profile.flash_size)
         elif flash is not None:
             raise EmulatorError(
                 f"flash={flash!r}: the {profile.name} profile's firmware {fw!r} is not an Intel "
@@ -246,6 +281,12 @@ class QemuMachine:
             self.flash = flash or os.path.join(workdir, "flash.img")
             self._open_flash(self.flash, given=flash is not None)
         self.starts = 0
+        self.policy = sandbox.policy(
+            read_write=[],
+            read_only=[*_LIB_DIRS, "/usr/share/qemu", os.path.realpath(fw)],
+            execute=[os.path.realpath(self.exe), *filter(None, [_elf_interp(self.exe)])],
+            tree=[self.workdir],
+        )
 
     def _open_flash(self, path: str, *, given: bool) -> None:
         size = self.profile.flash_size
@@ -273,6 +314,13 @@ class QemuMachine:
             raise EmulatorError(
                 f"flash={path!r} is not a flash image of the {self.profile.name} profile "
                 f"({have} bytes, expected {what}); it was left untouched"
+            )
+        head = os.pread(fd, _HEAD, 0)
+        if self._hex is not None and head not in (self._hex.head, bytes(_HEAD)):
+            os.close(fd)
+            raise EmulatorError(
+                f"flash={path!r} is not a flash image of the {self.profile.name} profile's "
+                "firmware (its first bytes are not the firmware's); it was left untouched"
             )
         self._lock_fd = fd
 
@@ -371,7 +419,10 @@ class QemuEngine:
         try:
             with open(self._errpath, "wb") as err:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-S", "-c", _LAUNCH, str(os.getpid()), *argv],
+                    [
+                        *(sys.executable, "-S", "-c", _LAUNCH),
+                        *(str(os.getpid()), repr(machine.policy), *argv),
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=err,
@@ -405,18 +456,20 @@ class QemuEngine:
         # name, an unreadable firmware) is its last stderr line
         try:
             if not self._greeted.wait(_START_TIMEOUT) or not self._up:
-                if self._greeted.is_set():  # the monitor closed: QEMU is exiting
-                    try:
-                        self.proc.wait(_START_TIMEOUT)  # its error is written by then
-                    except subprocess.TimeoutExpired:
-                        pass
-                why = self._stderr_line() or f"no answer within {_START_TIMEOUT:g} s"
-                raise EmulatorError(f"QEMU could not start the {machine.profile.name} board: {why}")
+                raise EmulatorError(f"no answer within {_START_TIMEOUT:g} s")
             self._command("qmp_capabilities")
-        except EmulatorError:
+        except EmulatorError as exc:
+            if self._greeted.is_set():  # the monitor closed: QEMU is exiting
+                try:
+                    self.proc.wait(_START_TIMEOUT)  # its error is written by then
+                except subprocess.TimeoutExpired:
+                    pass
+            why = self._stderr_line() or str(exc)
             self.kill(save=False)
             os.close(self.ctl_r)
-            raise
+            raise EmulatorError(
+                f"QEMU could not start the {machine.profile.name} board: {why}"
+            ) from None
 
     def _stderr_line(self) -> str:
         try:
@@ -424,8 +477,12 @@ class QemuEngine:
                 lines = f.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        # "qemu-system-arm: unsupported machine type" / "Use -machine help to list ..."
-        return "; ".join(ln.strip().removeprefix(f"{QEMU_BINARY}: ") for ln in lines[-2:])
+        # QEMU's own messages ("qemu-system-arm: unsupported machine type", "qemu: fatal:
+        # Lockup ..."), not a register dump after them; else its last lines
+        said = [ln for ln in lines if ln.startswith(("qemu", "Use -machine"))] or lines[-2:]
+        return "; ".join(
+            ln.strip().removeprefix(f"{QEMU_BINARY}: ").removeprefix("qemu: ") for ln in said[-2:]
+        )
 
     # -------------------------------------------------------------------------- QMP
 

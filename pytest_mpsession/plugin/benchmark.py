@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,13 @@ import pytest
 
 from pytest_mpsession.benchmark import (
     MACHINE_INFO_KEY,
+    NOT_USED_MESSAGE,
     BoardClock,
     DeviceBenchmark,
     RoundsPolicy,
     board_facts,
 )
+from pytest_mpsession.plugin.state import CALL_REPORT
 
 if TYPE_CHECKING:
     from pytest_mpsession.session.session import DeviceSession
@@ -42,6 +45,8 @@ _SAVED_BOARDS = pytest.StashKey[list[tuple[str, dict[str, str]]]]()
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give each ``device_benchmark`` test a board clock as its pytest-benchmark timer."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        return  # -p no:benchmark: device_benchmark's tests fail on the missing fixture
     for item in items:
         if BENCH_FIXTURE not in getattr(item, "fixturenames", ()):
             continue
@@ -56,7 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def device_benchmark(
     request: pytest.FixtureRequest, benchmark: Any, device_session: DeviceSession
-) -> Callable[..., str]:
+) -> Generator[Callable[..., str], None, None]:
     """Time board code by the board's own clock, with pytest-benchmark.
 
     ``device_benchmark(code, setup=None)`` runs ``setup`` once, then ``code`` for
@@ -77,7 +82,13 @@ def device_benchmark(
     run = DeviceBenchmark(benchmark, device_session, clock, policy)
     benchmark.extra_info["board"] = f"{device_session.manager.capabilities.describe()}"
     benchmark.extra_info["board_port"] = facts["port"]
-    return run
+    yield run
+    report = request.node.stash.get(CALL_REPORT, None)
+    if report is None or not report.passed:
+        # The test's failure is its report; pytest-benchmark's "fixture was not used"
+        # warning at its teardown (next) would be a second, wrong one when the test failed
+        # before its benchmark ran. pytest restores its warning filters after the test.
+        warnings.filterwarnings("ignore", message=NOT_USED_MESSAGE)
 
 
 @pytest.hookimpl(optionalhook=True)

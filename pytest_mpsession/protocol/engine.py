@@ -49,6 +49,7 @@ __all__ = [
     "PLAIN_RAW_CHUNK",
     "TRANSITIONS",
     "CodeRejected",
+    "CodeRequested",
     "Event",
     "ExecFinished",
     "ExecStarted",
@@ -240,6 +241,11 @@ class ExecFinished:
 
 
 @dataclass(frozen=True)
+class CodeRequested:
+    """A framed exchange's wrapper asks for the streamed code: it goes out now."""
+
+
+@dataclass(frozen=True)
 class CodeRejected:
     """A framed exchange's wrapper found the code damaged (its checksum did not match) and
     ran none of it; ExecFinished follows."""
@@ -272,6 +278,7 @@ Event = (
     | Stderr
     | ExecFinished
     | CodeRejected
+    | CodeRequested
     | SoftResetStarted
     | LeftRawRepl
     | Stray
@@ -331,6 +338,9 @@ class RawReplClient:
         # where the reply is in its frame (0 start expected, 1 output, 2 traceback, 3 done),
         # and what the trailer said.
         self._frame = b""
+        self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
         self._phase = 0
         self._status: str | None = None
         self._records = 0
@@ -383,7 +393,15 @@ class RawReplClient:
         self._buf.clear()
         return self.data_to_send()
 
-    def exec(self, code: bytes, *, raw_paste: bool = True, frame: bytes = b"") -> bytes:
+    def exec(
+        self,
+        code: bytes,
+        *,
+        raw_paste: bool = True,
+        frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
+    ) -> bytes:
         """Send ``code`` to run: with raw-paste (falls back to plain raw mode by itself when
         the board refuses), or in plain raw mode. Events: ExecStarted, Stdout..., Stderr...,
         ExecFinished.
@@ -394,7 +412,12 @@ class RawReplClient:
         end of stdout, or ``TOKEN!`` alone when it refused damaged code
         (:class:`CodeRejected`). The output between may hold any byte (``\x04`` too):
         only the token ends it. Noise before the reply's start is skipped (counted in
-        :attr:`noise_skipped`): the token, which noise cannot forge, must follow."""
+        :attr:`noise_skipped`): the token, which noise cannot forge, must follow.
+        ``skip_noise``: skip noise before "OK" (or raw-paste's end) for an unframed
+        exchange too, for code whose output checks itself. ``stream``: bytes the wrapper
+        reads from its stdin once it says ``TOKEN<`` (the code itself, sent as it is rather
+        than as a literal): they go out then, in ``raw_chunk`` pieces the driver paces
+        (:attr:`stream_pending`); :attr:`stream_unacked` until the wrapper answers."""
         for byte in _UNSENDABLE:
             if byte in code:
                 raise ValueError(
@@ -404,6 +427,9 @@ class RawReplClient:
         self._move(Trigger.EXEC_PASTE if raw_paste else Trigger.EXEC_RAW)
         self._reset_exchange()
         self._frame = bytes(frame)
+        self._skip = skip_noise or bool(frame)
+        self._code_stream = bytes(stream)
+        self._stream_sent = -1  # -1: not asked for yet
         self._payload = bytes(code)
         if raw_paste:
             self._out += RAW_PASTE_REQUEST
@@ -441,6 +467,9 @@ class RawReplClient:
         self._interrupted = False
         self.chatter.clear()
         self._frame = b""
+        self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
         self._phase = 0
         self._status = None
         self._records = 0
@@ -452,6 +481,16 @@ class RawReplClient:
     def raw_chunks_pending(self) -> bool:
         """True while plain raw code is still to be sent (the driver paces these writes)."""
         return self.state is State.RAW_WAIT_OK and self._sent < len(self._payload) + 1
+
+    @property
+    def stream_pending(self) -> bool:
+        """True while streamed code is still to be sent (the driver paces these writes)."""
+        return 0 <= self._stream_sent < len(self._code_stream)
+
+    @property
+    def stream_unacked(self) -> bool:
+        """True from the wrapper's request for streamed code until its answer to it."""
+        return self._stream_sent >= 0 and self._phase == 0
 
     @property
     def recent_input(self) -> bytes:
@@ -477,6 +516,10 @@ class RawReplClient:
             if self._sent == len(self._payload):
                 out += CTRL_D
                 self._move(Trigger.ALL_SENT)
+        elif self.stream_pending and self.state is State.STDOUT:
+            end = min(self._stream_sent + self.raw_chunk, len(self._code_stream))
+            out += self._code_stream[self._stream_sent : end]
+            self._stream_sent = end
         elif self.state is State.RAW_WAIT_OK and self._sent <= len(self._payload):
             # The payload plus its terminating Ctrl-D, one paced chunk at a time.
             end = min(self._sent + self.raw_chunk, len(self._payload) + 1)
@@ -624,7 +667,7 @@ class RawReplClient:
             del self._buf[:1]
             self._move(Trigger.EOT)
             return ExecStarted()
-        if self._frame and self._skip_noise(1):
+        if self._skip and self._skip_noise(1):
             return None
         raise self._garbage("the raw-paste end acknowledgement (\\x04)")
 
@@ -653,6 +696,9 @@ class RawReplClient:
                 return NEED_DATA
             elif self._skip_noise(1):
                 return None
+        elif self._skip and not EXEC_OK.startswith(bytes(self._buf[:2])):
+            if self._skip_noise(1):
+                return None
         n = min(len(self._buf), len(EXEC_OK))
         if self._buf[:n] != EXEC_OK[:n]:
             raise self._garbage("'OK'")
@@ -676,6 +722,10 @@ class RawReplClient:
                 self._phase = 3  # the wrapper printed nothing: an error before it ran
                 return self._stream(Stdout)
             head = bytes(buf[: len(tok) + 1])
+            if head == tok + b"<" and self._code_stream and self._stream_sent < 0:
+                del buf[: len(head)]
+                self._stream_sent = 0  # the code goes out now (data_to_send)
+                return CodeRequested()
             if head == tok + b"(":
                 del buf[: len(head)]
                 self._phase = 1
@@ -686,6 +736,17 @@ class RawReplClient:
                 return CodeRejected()
             if len(head) <= len(tok) and tok.startswith(head):
                 return NEED_DATA
+            # A refusal under another exchange number: the number itself arrived damaged
+            # (it is part of what the checksum covers), so nothing ran either.
+            digits = len(buf) - len(buf[1:].lstrip(b"0123456789")) - 1
+            if buf[:1] == b"\x1e" and digits > 0:
+                end = 1 + digits
+                if len(buf) == end:
+                    return NEED_DATA
+                if buf[end : end + 1] == b"!":
+                    del buf[: end + 1]
+                    self._phase = 3
+                    return CodeRejected()
             raise self._garbage("the start of the reply's frame")
         start = 0
         while True:

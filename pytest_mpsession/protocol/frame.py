@@ -11,7 +11,7 @@ bit 2: a helper call, which takes no reserve), and ``C`` the
 checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a byte lost, added or changed
 anywhere in the line either breaks its syntax (nothing runs) or makes the checksum disagree,
 and the wrapper then runs nothing and answers ``TOKEN!``. Before running anything the wrapper
-records ``N`` (``_mps_n``), so after a damaged reply the host can ask whether exchange ``N``
+records ``N`` (``_mps_s[0]``), so after a damaged reply the host can ask whether exchange ``N``
 ran (:data:`RAN_QUERY`) and send it again only when it did not.
 
 The reply is framed with the token ``\x1eN``: ``TOKEN(`` + the code's output (any bytes,
@@ -22,7 +22,7 @@ too. The board's checksum is ``binascii.crc32`` where it has one, otherwise a Fl
 sum in pure Python (MicroPython 1.9 on a micro:bit has no ``binascii``); both are cut to 30
 bits so they stay small ints on every board.
 
-The wrapper also keeps ``_mps_rz`` bytes reserved while the code runs and frees them when it
+The wrapper also keeps ``_mps_s[2]`` bytes reserved while the code runs and frees them when it
 ends, so the next exchange (a cleanup after a test filled the heap) has room to compile.
 """
 
@@ -36,17 +36,22 @@ import zlib
 from typing import Final
 
 __all__ = [
+    "BOOTSTRAPPED",
+    "HASHER",
     "OP_EVAL",
     "OP_HELPER",
     "OP_NORECORD",
+    "PROBE",
     "RAN_QUERY",
     "WRAPPER",
+    "bootstrap",
     "checksum",
     "parse_ran",
     "parse_records",
     "split_statements",
     "token",
     "wire",
+    "wire_streamed",
 ]
 
 OP_EVAL: Final = 1
@@ -55,15 +60,16 @@ OP_NORECORD: Final = 2
 OP_HELPER: Final = 4
 _MASK: Final = 0x3FFFFFFF
 
-#: Board code of the wrapper (MicroPython 1.9, one-space indentation, no f-strings).
-#: ``{reserve}`` is the size of the reserve kept free between exchanges. It ends by printing
-#: which checksum the board uses (``c`` crc32, ``a`` the pure-Python sum).
-WRAPPER: Final = r"""import sys as _mpsm
-try:
- from binascii import crc32 as _mpsc
- def _mpsh(s,v):
-  return _mpsc(s,v)&1073741823
- _mpsa='c'
+#: Board code of the checksum, sent first and as it is (MicroPython 1.9, one-space
+#: indentation, no f-strings); it prints ``\x1e`` + which checksum the board uses (``c``
+#: crc32, ``a`` the pure-Python sum) + the checksum of a test vector (:data:`PROBE`), so a
+#: damaged copy is seen at once, and then its free memory (how long a piece of code it can
+#: take: see ``Communicator.piece_size``).
+HASHER: Final = r"""try:
+ from binascii import crc32
+ def _mpsh(s,v,c=crc32):
+  return c(s,v)&1073741823
+ crc32='c'
 except ImportError:
  def _mpsh(s,v):
   a=v&65535
@@ -72,41 +78,55 @@ except ImportError:
    a=(a+c)%65521
    b=(b+a)%16381
   return b<<16|a
- _mpsa='a'
-try:
+ crc32='a'
+import gc
+gc.collect()
+print('\x1e'+crc32+str(_mpsh('mpsession',12345)),gc.mem_free())
+del crc32,gc
+"""
+#: The test vector of :data:`HASHER`: ``(text, seed)``.
+PROBE: Final = (b"mpsession", 12345)
+
+#: Board code of the wrapper, installed through :func:`bootstrap` lines once :data:`HASHER`
+#: is there (so every byte of it is checked). ``{reserve}`` is the size of the reserve kept
+#: free between exchanges. Few names go into ``__main__`` (a small board's globals dict
+#: grows in one piece): the state is one list, ``_mps_s`` = [last exchange number, records
+#: printed, reserve size, the reserve, the sys module].
+WRAPPER: Final = r"""try:
  _mps_ns
 except NameError:
  _mps_ns={}
-_mps_n=0
-_mps_k=0
-_mps_rz={reserve}
-_mps_rv=None
+_mps_s=[0,0,{reserve},None,__import__('sys')]
 def _mps_r(v):
- global _mps_k
  r=repr(v)
  print('\x1e',end='')
  print(r,end='')
  print('\x1f%d'%_mpsh(r,0))
- _mps_k+=1
+ _mps_s[1]+=1
+def _mpsg(k):
+ if not k:
+  return globals()
+ g=_mps_ns.get(k)
+ if g is None:
+  g={'__name__':'__main__'}
+  _mps_ns[k]=g
+ return g
 def _mpsx(n,c,s,k=0,o=0):
- global _mps_n,_mps_k,_mps_rv
  t='\x1e%d'%n
+ if type(s) is int:
+  print(t,'<',sep='',end='')
+  s=_mps_s[4].stdin.read(s)
  if _mpsh(s,n+8*k+o)!=c:
   print(t+'!',end='')
   return
+ _mpsw(t,n,s,_mpsg(k),o,_mps_s)
+def _mpsw(t,n,s,g,o,m):
  if not o&2:
-  _mps_n=n
- _mps_k=0
- if k:
-  g=_mps_ns.get(k)
-  if g is None:
-   g={'__name__':'__main__'}
-   _mps_ns[k]=g
- else:
-  g=globals()
+  m[0]=n
+ m[1]=0
  if not o&4:
   try:
-   _mps_rv=bytearray(_mps_rz)
+   m[3]=bytearray(m[2])
   except MemoryError:
    pass
  print(t+'(',end='')
@@ -118,24 +138,38 @@ def _mpsx(n,c,s,k=0,o=0):
    exec(s,g)
  except BaseException as x:
   e=x
- _mps_rv=s=g=None
+ m[3]=s=g=None
  if e:
   if isinstance(e,SystemExit):
    e='x'
   else:
-   print(t+'e',end='')
-   _mpsm.print_exception(e)
+   print(t,'e',sep='',end='')
+   m[4].print_exception(e)
    e='e'
  else:
   e='.'
- print(t+')'+e+str(_mps_k),end='')
+ print(t,')',e,m[1],sep='',end='')
 __mpsession_up=1
-print(_mpsa)
 """
+
+#: What a :func:`bootstrap` line prints once its code ran.
+BOOTSTRAPPED: Final = b"\x1e+"
+
+
+def bootstrap(code: str, algo: str) -> str:
+    """Raw-REPL code that runs ``code`` (in ``__main__``) only when it arrived intact (its
+    checksum, by :data:`HASHER`'s ``_mpsh``, matches) and then prints :data:`BOOTSTRAPPED`."""
+    check = checksum(code.encode("utf-8", "surrogateescape"), 0, algo)
+    # one expression: no name is left in __main__
+    return (
+        f"(lambda y:_mpsh(y,0)=={check} and exec(y,globals()) is None and "
+        f"print('\\x1e+'))({code!r})"
+    )
+
 
 #: Unchecked code whose answer says which exchange the wrapper last started (see module doc):
 #: the reply is ``\x1e?N:M`` with ``M = N * 7 % 9973`` as a check of its own.
-RAN_QUERY: Final = "print('\\x1e?%d:%d'%(_mps_n,_mps_n*7%9973))"
+RAN_QUERY: Final = "(lambda n:print('\\x1e?%d:%d'%(n,n*7%9973)))(_mps_s[0])"
 _RAN_REPLY = re.compile(rb"\x1e\?(\d+):(\d+)")
 
 
@@ -163,6 +197,15 @@ def wire(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     check = checksum(data, n + 8 * key + op, algo)
     literal = repr(code)
     return f"_mpsx({n},{check},{literal},{key},{op})".encode("utf-8", "surrogateescape")
+
+
+def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[bytes, bytes]:
+    """The raw-REPL line of a checked exchange whose code follows as it is, read by the
+    wrapper from its stdin (no literal: a small board holds the source once, as when
+    mpremote sends it), and those bytes."""
+    data = code.encode("utf-8", "surrogateescape")
+    check = checksum(data, n + 8 * key + op, algo)
+    return f"_mpsx({n},{check},{len(data)},{key},{op})".encode(), data
 
 
 def parse_ran(out: bytes) -> int | None:

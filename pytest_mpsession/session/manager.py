@@ -40,7 +40,6 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
-from pytest_mpsession.protocol.replies import parse_traceback
 from pytest_mpsession.session.board import PARTS, uninstall_code
 from pytest_mpsession.session.errors import ResourceCleanupError
 from pytest_mpsession.session.session import CleanupPolicy, DeviceSession
@@ -56,6 +55,8 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
+#: Below this much free memory, helper source goes to the board as it is (see _install).
+SMALL_BOARD = 48 * 1024
 EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
 
@@ -78,10 +79,14 @@ class CommunicatorLike(Protocol):
         """Run code on the board, return its stdout."""
         ...
 
-    def exec_raw_unchecked(
-        self, code: str | bytes, timeout: float | None = None
-    ) -> tuple[bytes, bytes]:
-        """Run code as it is, no wrapper: ``(stdout, stderr)``."""
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own once it arrived intact."""
+        ...
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        """The value of ``expr`` on the board."""
         ...
 
     def run(
@@ -163,6 +168,7 @@ class DeviceSessionManager:
         self._sessions_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._installed: dict[str, int] = {}  # helper part -> reset_count it was sent at
+        self._free: tuple[int, int] | None = None  # (reset_count, free memory then)
         self._busy_depth = 0  # nesting of board() in the thread holding the lock
         self._probes = probes
         self._caps = capabilities
@@ -434,44 +440,30 @@ class DeviceSessionManager:
             if session is not None:
                 session._ns_epoch = comm.reset_count
             self.exchange_count += 1
-            self._size_pieces(comm)
             return comm.run(code, key=key, op=op, timeout=timeout)
-
-    def _size_pieces(self, comm: CommunicatorLike) -> None:
-        # Code is cut into pieces a board can compile beside what it holds: about a sixth
-        # of its free memory (measured on the legacy profile: compiling takes 4-5 times the
-        # source's size), at least 512 bytes; boards with plenty take a program whole.
-        caps = self._caps
-        if caps is None or caps.memory_free is None or not hasattr(comm, "piece_size"):
-            return
-        comm.piece_size = max(512, min(caps.memory_free // 6, 1 << 20))
 
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
     ) -> None:
+        small = False
         for part in dict.fromkeys(parts):  # ordered, without repeats
             epoch = comm.reset_count
             if self._installed.get(part) == epoch:
                 continue
+            small = self._small_board(comm, timeout)
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    # Helper source goes as it is (a checked call would hold it twice,
-                    # which a 16 KB board cannot); a damaged piece fails to compile and is
-                    # sent again.
-                    for _attempt in range(3):
-                        _out, err = comm.exec_raw_unchecked(piece, timeout=timeout)
-                        if not err:
-                            break
-                        text = err.decode("utf-8", "replace")
-                        exc_type, message = parse_traceback(text)
-                        if exc_type not in ("SyntaxError", "NameError", "IndentationError"):
-                            break
-                    if err:
-                        raise DeviceError(message, exc_type=exc_type, traceback=text)
-            except DeviceError as exc:
-                if isinstance(exc, DeviceTimeout):
+                    # Checked (it runs only when intact); a small board, with no room to
+                    # hold the source twice, gets it as it is, as mpremote sends code.
+                    comm.install_code(piece, timeout=timeout, checked=not small)
+            except MpSessionError as exc:
+                if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
                     raise
+                if not isinstance(exc, DeviceError):
+                    exc = DeviceError(
+                        str(exc), exc_type="MemoryError" if "MemoryError" in str(exc) else ""
+                    )
                 hint = (
                     "; the board's free memory is too small for them"
                     if exc.exc_type == "MemoryError"
@@ -483,6 +475,20 @@ class DeviceSessionManager:
                 ) from exc
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
+
+    def _small_board(self, comm: CommunicatorLike, timeout: float | None) -> bool:
+        """Whether the board has under SMALL_BOARD bytes free (asked once per board life
+        when the capabilities do not say)."""
+        epoch = comm.reset_count
+        if self._free is None or self._free[0] != epoch:
+            caps = self._caps
+            if caps is not None and caps.memory_free is not None:
+                free = caps.memory_free
+            else:
+                value = comm.eval("__import__('gc').mem_free()", timeout)
+                free = value if isinstance(value, int) else 0
+            self._free = (epoch, free)
+        return self._free[1] < SMALL_BOARD
 
     def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
         """Remove helper ``parts`` from the board (one exchange) to give a small board their
