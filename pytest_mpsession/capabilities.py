@@ -869,57 +869,67 @@ def _build(
 # Firmware version specifiers (the requires_firmware marker)
 # ---------------------------------------------------------------------------------------------
 
-_CLAUSE_RE = re.compile(r"\s*(>=|<=|==|!=|~=|>|<)?\s*(\d+(?:\.\d+){0,2})(\.\*)?\s*\Z")
+_SPEC_HELP = "write e.g. '>=1.20', '>=1.20,<1.23' or '==1.22.*'"
 
 
 class FirmwareSpec:
     """A version requirement such as ``">=1.20"``, ``">=1.20,<1.23"`` or ``"==1.22.*"``.
 
-    Versions compare as three numbers (``1.20`` is ``1.20.0``); ``==X.Y.*`` and ``!=X.Y.*``
-    match by prefix; a bare version means ``==``; ``~=1.20`` means ``>=1.20, ==1.*``.
+    The grammar and the comparison are PEP 440's, through :mod:`packaging.specifiers`
+    (``1.20`` is ``1.20.0``; ``==X.Y.*`` and ``!=X.Y.*`` match by prefix; ``~=1.20`` means
+    ``>=1.20, ==1.*``), narrowed to what MicroPython versions are: up to three release
+    numbers, no pre-, post- or dev-release parts. A bare version means ``==``. The board's
+    version is its firmware string read by :func:`parse_version` (``v1.9.2-34-gd64154c73``
+    is ``1.9.2``, ``1.29.0-preview`` is ``1.29.0``).
     """
 
     def __init__(self, text: str) -> None:
+        from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+        from packaging.version import InvalidVersion, Version
+
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"empty firmware requirement {text!r}: write e.g. '>=1.20'")
         self.text = text
-        self._clauses: list[tuple[str, tuple[int, ...], bool]] = []
+        bad = f"cannot parse firmware requirement {text!r}: {_SPEC_HELP}"
+        clauses: list[str] = []
         for clause in text.split(","):
-            m = _CLAUSE_RE.match(clause)
-            if m is None:
+            clause = clause.strip()
+            if clause[:1].isdigit():
+                clause = "==" + clause  # a bare version
+            try:
+                spec = Specifier(clause)
+            except InvalidSpecifier:
+                if clause.endswith(".*") and not clause.startswith(("==", "!=")):
+                    raise ValueError(
+                        f"cannot parse firmware requirement {text!r}: '.*' only goes with == or !="
+                    ) from None
+                raise ValueError(bad) from None
+            if spec.operator == "===":
+                raise ValueError(bad)
+            try:
+                version = Version(spec.version.removesuffix(".*"))
+            except InvalidVersion:
+                raise ValueError(bad) from None
+            if (
+                len(version.release) > 3
+                or version.epoch
+                or version.is_prerelease
+                or version.is_postrelease
+                or version.local is not None
+            ):
                 raise ValueError(
-                    f"cannot parse firmware requirement {text!r}: write e.g. '>=1.20', "
-                    "'>=1.20,<1.23' or '==1.22.*'"
+                    f"cannot parse firmware requirement {text!r}: MicroPython versions are "
+                    f"up to three numbers (X.Y.Z); {_SPEC_HELP}"
                 )
-            op, ver, star = m.group(1) or "==", m.group(2), bool(m.group(3))
-            if star and op not in ("==", "!="):
-                raise ValueError(
-                    f"cannot parse firmware requirement {text!r}: '.*' only goes with == or !="
-                )
-            parts = tuple(int(p) for p in ver.split("."))
-            self._clauses.append((op, parts, star))
+            clauses.append(str(spec))
+        self._specifiers = SpecifierSet(",".join(clauses))
 
     def matches(self, version: tuple[int, int, int]) -> bool:
-        """True when ``version`` satisfies every clause."""
-        return all(self._match(op, parts, star, version) for op, parts, star in self._clauses)
+        """True when ``version`` (from :func:`parse_version`) satisfies every clause."""
+        from packaging.version import Version
 
-    @staticmethod
-    def _match(op: str, parts: tuple[int, ...], star: bool, version: tuple[int, int, int]) -> bool:
-        if star:
-            equal = version[: len(parts)] == parts
-            return equal if op == "==" else not equal
-        want = (*parts, 0, 0, 0)[:3]
-        if op == "~=":
-            prefix = parts[:-1] if len(parts) > 1 else parts
-            return version >= want and version[: len(prefix)] == prefix
-        return {
-            ">=": version >= want,
-            "<=": version <= want,
-            ">": version > want,
-            "<": version < want,
-            "==": version == want,
-            "!=": version != want,
-        }[op]
+        release = Version(".".join(str(part) for part in version))
+        return self._specifiers.contains(release, prereleases=True)
 
     def __str__(self) -> str:
         return self.text

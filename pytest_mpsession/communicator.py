@@ -6,28 +6,25 @@ ends when bytes arrive or the deadline passes) and turns the engine's events int
 values and errors. One :class:`threading.RLock` serializes whole exchanges, so callers on
 several threads never interleave their bytes.
 
-Recovery: a call that goes wrong (no answer, noise instead of the reply, the board's boot
-text instead of the reply, the link dropping) ends in an error that says what happened to
-the board, *after* the board was brought back to an idle raw-REPL prompt by
-:meth:`Communicator.recover`, which escalates: interrupt (Ctrl-C, resync), soft reset
-(Ctrl-D), the reset line (where the port has one), reopening the port (with a bounded
-backoff, as a USB board re-enumerates). Whether the board's RAM survived is not guessed
-from its chatter: a marker variable (``__mpsession_up``) set in the board's RAM says it. A lost
-RAM counts as a reset (``reset_count`` and the reset listeners). When nothing brings the
-board back, the communicator is *broken*: every later call fails at once with
-:class:`BoardBrokenError` (no more timeouts to wait out) until :meth:`Communicator.recover`
-succeeds.
+Every exchange of code is *checked* (:mod:`pytest_mpsession.protocol.frame`): a small
+wrapper installed in the board's RAM once per board life runs the code only when its
+checksum matches, and frames the reply so that neither noise nor the code's own output (any
+byte) can end or forge it. A damaged exchange that cannot have run is sent again; one that
+may have run raises a typed error saying so. Code longer than :attr:`Communicator.piece_size`
+goes in pieces cut between top-level statements, so a small board never holds it whole.
+
+Recovery after a fault is :mod:`pytest_mpsession.recovery`.
 """
 
 from __future__ import annotations
 
-import ast
-import math
+import itertools
+import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from pytest_mpsession.errors import (
@@ -39,17 +36,18 @@ from pytest_mpsession.errors import (
     BoardResetError,
     DeviceConnectionError,
     DeviceError,
-    DeviceTimeout,
+    MpSessionError,
+    OutputLimitError,
     ProtocolError,
+    RecoveryReport,
 )
 from pytest_mpsession.protocol.constants import (
-    CTRL_C,
-    CTRL_D,
     FRIENDLY_PROMPT,
     RAW_REPL_BANNER,
-    RAW_REPL_PROMPT,
 )
 from pytest_mpsession.protocol.engine import (
+    CodeRejected,
+    CodeRequested,
     Event,
     ExecFinished,
     ExecStarted,
@@ -64,6 +62,37 @@ from pytest_mpsession.protocol.engine import (
     Stdout,
     Synced,
 )
+from pytest_mpsession.protocol.frame import (
+    BOOTSTRAPPED,
+    HASHER,
+    OP_EVAL,
+    OP_NORECORD,
+    PROBE,
+    RAN_QUERY,
+    WRAPPER,
+    bootstrap,
+    checksum,
+    parse_ran,
+    parse_records,
+    split_statements,
+    token,
+    wire,
+    wire_streamed,
+)
+from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
+from pytest_mpsession.recovery import (
+    OPEN_STEP_SHARE,
+    RAM_CHECK,
+    RAM_MARK,
+    RECOVERY_TIMEOUT,
+    RUNNING,
+    TAIL,
+    Fault,
+    NoAnswer,
+    Rebooted,
+    Recovery,
+    looks_rebooted,
+)
 from pytest_mpsession.transport import Transport
 
 __all__ = [
@@ -75,6 +104,7 @@ __all__ = [
     "BoardResetError",
     "Communicator",
     "RecoveryReport",
+    "Reply",
     "parse_literal",
     "parse_traceback",
 ]
@@ -82,39 +112,34 @@ __all__ = [
 # Code up to this size goes out in plain raw mode even when the board has raw-paste: it fits
 # any board's UART buffer, and plain raw needs one round trip where raw-paste needs two.
 SMALL_CODE: Final = 256
-# How long a faulted board gets to come back, all escalation steps together (a USB board
-# re-enumerating after a reset takes a second or two of it).
-RECOVERY_TIMEOUT: Final = 5.0
-# The share of a recovery's time each step gets before the next one is tried; reopening the
-# port, the last step, gets whatever is left.
-_STEP_SHARE: Final = {"interrupt": 0.35, "soft reset": 0.15, "reset line": 0.2}
-# Opening never pulses the reset line (the API's promise) and waits longer for an interrupt:
-# a board may be busy printing.
-_OPEN_STEP_SHARE: Final = {"interrupt": 0.6, "soft reset": 0.2}
-# Reopening the port when it is not the last step (the link dropped: reopen first).
-_REOPEN_SHARE: Final = 0.5
-# Escalation rounds at most: a second one when a fault struck the first round itself; and
-# never more steps than this in one recovery.
-_RECOVERY_ROUNDS: Final = 2
-_MAX_STEPS: Final = 10
-# After noise where a reply should start: how long the reply of the code (which the board
-# most likely runs all the same) may take to end before the recovery interrupts it.
-REPLY_END_WAIT: Final = 0.25
 # Boot text arrived where the reply should be: this much silence after it confirms that the
 # board rebooted (code that prints such text goes on printing or ends its reply).
 REBOOT_QUIET: Final = 0.05
-# The board-side marker of "this RAM is the one we talked to": set once per board life.
-RAM_MARK: Final = "__mpsession_up"
-_RAM_ARM: Final = RAM_MARK + "=1"
-_RAM_CHECK: Final = f"print('{RAM_MARK}' in globals())"
-# Printed right before an eval's repr, so prints of the expression itself (or noise before
-# the reply) never mix into the value: the value is what follows the last marker.
-_VALUE_MARK: Final = "\x1e"
-# How much of the latest input is kept to recognise boot text and for error messages.
-_TAIL: Final = 512
-# What a rebooted board ends its chatter with: the raw-REPL banner (a soft reboot in the raw
-# REPL), or the friendly prompt after a banner (a hard reset: brown-out, watchdog).
-_BOOT_WORDS: Final = (b"MicroPython v", b'Type "help()"', b"soft reboot", b"rst:0x")
+# A checked exchange is sent at most this many times when the board found it damaged (or
+# the host could prove it did not run).
+MAX_SENDS: Final = 8
+# A board without the wrapper in its RAM answers its call with this (its RAM was lost).
+_WRAPPER_GONE: Final = re.compile(rb"name '_mps[hx]' is(?:n't| not) defined")
+# Board code of the package's own (the wrapper, the helpers) is sent at most this often.
+BOOTSTRAP_SENDS: Final = 40
+# After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
+# end) within this time, plus the time the bytes take on the line; otherwise the code (or
+# its end) was lost on the way and the exchange is checked and sent again.
+ACK_WAIT: Final = 0.5
+# What the host keeps of one exchange's output (the rest, from the middle, is counted).
+OUTPUT_LIMIT: Final = 1 << 20
+# Of that, the start kept (the rest of the limit is the end).
+_OUTPUT_HEAD: Final = 64 * 1024
+# Code at least this long goes as it is through the wrapper's stdin, not as a literal.
+STREAM_MIN: Final = 512
+# Code longer than this goes in pieces unless the session manager knows better.
+PIECE_SIZE: Final = 1 << 16
+# Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
+# ends), so the next exchange can compile even after code filled the heap.
+RESERVE: Final = 0
+# The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
+# more RAM than a small board has free).
+_INSTALL_PIECE: Final = 512
 # While entering the raw REPL, the interrupt + Ctrl-A is sent again this often (bytes sent
 # while a board boots are lost).
 ENTER_RETRY: Final = 1.0
@@ -122,155 +147,86 @@ ENTER_RETRY: Final = 1.0
 MACHINE_RESET_WAIT: Final = 1.0
 # A Ctrl-C is sent again this often until the running code stops.
 INTERRUPT_RETRY: Final = 0.5
-_RUNNING: Final = frozenset({State.STDOUT, State.STDERR, State.PROMPT})
 _HARD_RESET_MARK: Final = "_mpsession_hard_reset_mark"
 
-_TYPE_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::[ ]?(.*))?\Z", re.S)
-_INF: Final = float("inf")
 
+@dataclass
+class Reply:
+    """The outcome of one checked exchange (see :meth:`Communicator.run`).
 
-def parse_traceback(text: str) -> tuple[str, str]:
-    """``(exc_type, message)`` from a traceback as the board printed it.
-
-    The exception line is the one after the last ``File`` line (the last line for a one-line
-    message); MicroPython 1.9 has no ``type.__name__``, so the text is all there is.
-    """
-    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
-    start = 0
-    for i, line in enumerate(lines):
-        if line.startswith(("Traceback (most recent call last)", "  File ")):
-            start = i + 1
-    rest = lines[start:] or lines[-1:]
-    m = _TYPE_LINE.match(rest[0])
-    if not m:
-        return "", "\n".join(rest).strip()
-    message = "\n".join([m.group(2) or "", *rest[1:]]).strip()
-    return m.group(1), message
-
-
-def parse_literal(text: str) -> object:
-    """The Python value of a MicroPython ``repr``: literals only, never evaluated.
-
-    ints, floats (``inf``, ``-inf``, ``nan`` too), complex, str, bytes, ``bytearray(b'..')``,
-    lists, tuples, dicts, sets (``set()``), frozensets, None and booleans. ValueError for
-    anything else.
-    """
-    src = text.strip()
-    try:
-        tree = ast.parse(src, mode="eval")
-        return _literal(tree.body)
-    except (SyntaxError, RecursionError, MemoryError, TypeError) as exc:
-        raise ValueError(f"not a literal: {_short(src)} ({type(exc).__name__})") from None
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
-
-
-def _literal(node: ast.expr) -> object:
-    if isinstance(node, ast.Constant) and node.value is not Ellipsis:
-        return node.value
-    if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
-        return _INF if node.id == "inf" else math.nan
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _literal(node.operand)
-        if isinstance(value, int | float | complex) and not isinstance(value, bool):
-            return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
-        # a complex repr: (1+2j), (-0-1j)
-        left, right = _literal(node.left), _literal(node.right)
-        if isinstance(left, int | float) and isinstance(right, complex):
-            return left + right if isinstance(node.op, ast.Add) else left - right
-    if isinstance(node, ast.List):
-        return [_literal(e) for e in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_literal(e) for e in node.elts)
-    if isinstance(node, ast.Set):
-        return {_literal(e) for e in node.elts}
-    if isinstance(node, ast.Dict):
-        pairs = []
-        for key, value in zip(node.keys, node.values, strict=True):
-            if key is None:  # a ** expansion
-                raise TypeError("dict expansion")
-            pairs.append((_literal(key), _literal(value)))
-        return dict(pairs)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-        args = [_literal(a) for a in node.args]
-        if node.func.id == "bytearray" and not args:
-            return bytearray()
-        if node.func.id == "bytearray" and len(args) == 1 and isinstance(args[0], bytes):
-            return bytearray(args[0])
-        if node.func.id == "set" and not args:
-            return set()
-        if node.func.id == "frozenset" and not args:
-            return frozenset()
-        if node.func.id == "frozenset" and len(args) == 1 and isinstance(args[0], set | list):
-            return frozenset(args[0])
-    raise TypeError(ast.dump(node)[:60])
-
-
-# -- what happened to the board ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecoveryReport:
-    """What :meth:`Communicator.recover` did.
-
-    ``steps``: the escalation steps tried, in order (``"interrupt"``, ``"soft reset"``,
-    ``"reset line"``, ``"reopen"``); ``recovered``: the board is at an idle raw-REPL prompt
-    again (by the last step); ``ram_lost``: its RAM is not the one before the fault (it
-    reset); ``elapsed``: seconds taken; ``detail``: why the last step failed (when not
-    recovered).
+    ``output``: what the code printed (bytes as the board sent them, up to the output
+    limit); ``traceback``: its uncaught exception as the board printed it (empty when none);
+    ``status``: ``"."`` ended, ``"x"`` ended by ``SystemExit``, ``"e"`` raised;
+    ``records``: the result records (board ``repr`` texts, each checked); ``dropped``: bytes
+    of output left out (beyond the limit); ``exchanges``: exchanges it took (pieces, resends).
     """
 
-    steps: tuple[str, ...]
-    recovered: bool
-    ram_lost: bool
-    elapsed: float
-    detail: str = ""
-
-    @property
-    def how(self) -> str:
-        """The step that brought the board back, in words (``""`` when none did)."""
-        if not self.recovered or not self.steps:
-            return ""
-        return {
-            "interrupt": "resynchronised at its raw-REPL prompt",
-            "soft reset": "soft reset",
-            "reset line": "reset through its reset line",
-            "reopen": "reconnected by reopening its port",
-        }[self.steps[-1]]
+    output: bytes = b""
+    traceback: bytes = b""
+    status: str = "."
+    records: list[bytes] = field(default_factory=list)
+    dropped: int = 0
+    exchanges: int = 0
 
 
-class _NoAnswer(DeviceConnectionError):
-    """The board did not show the raw-REPL banner in time (the link itself works)."""
+class _Capture:
+    """An exchange's output, bounded: the start and the end are kept, the middle counted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 2)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        head_room = min(_OUTPUT_HEAD, self.limit // 2) - len(self.head)
+        if head_room > 0:
+            self.head += data[:head_room]
+            data = data[head_room:]
+        self.tail += data
+        over = len(self.head) + len(self.tail) - self.limit
+        if over > 0:
+            del self.tail[:over]
+            self.dropped += over
+
+    def value(self) -> bytes:
+        return bytes(self.head + self.tail)
+
+    def last(self, n: int = 60) -> bytes:
+        return bytes((self.head + self.tail)[-n:])
 
 
-class _Rebooted(Exception):
-    """Internal: boot text arrived while no code of ours runs (entering, syncing)."""
+class _TooBig(Exception):
+    """Internal: the board had no memory to take in a piece of code (nothing of it ran)."""
 
 
-class _Fault(Exception):
-    """Internal: an exchange went wrong; ``kind`` as in :attr:`BoardFault.fault`."""
+@dataclass
+class _Raw:
+    """One exchange as it came: output, error output, how it ended."""
 
-    def __init__(self, kind: str, detail: str, cause: BaseException | None = None) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.cause = cause
-
-
-def _looks_rebooted(tail: bytes) -> bool:
-    """Whether ``tail`` (the latest bytes from the board) ends with a rebooted board's
-    prompt: the raw-REPL banner after a soft reboot, or the friendly prompt after a banner."""
-    if tail.endswith(RAW_REPL_BANNER + RAW_REPL_PROMPT):
-        return b"soft reboot" in tail or b"MicroPython v" in tail
-    if tail.endswith(FRIENDLY_PROMPT):
-        return any(word in tail for word in _BOOT_WORDS)
-    return False
+    out: _Capture
+    err: bytes = b""
+    finished: ExecFinished | None = None
+    rejected: bool = False
 
 
-class Communicator:
+_FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
+
+
+def _compile_failed(err: bytes) -> bool:
+    """Whether a traceback is a MemoryError raised in the wrapper itself, where it compiles
+    the code (no frame of the code's own: none of it ran)."""
+    frames = _FRAME_LINE.findall(err)
+    return b"MemoryError" in err and bool(frames) and frames[-1] in (b"_mpsw", b"_mpsx")
+
+
+def _text(code: str | bytes) -> str:
+    return code if isinstance(code, str) else bytes(code).decode("utf-8", "surrogateescape")
+
+
+class Communicator(Recovery):
     """The raw-REPL conversation with one board: what every layer above talks through.
 
     ``raw_paste``: None (the default) uses raw-paste for code above 256 bytes when the board
@@ -311,6 +267,19 @@ class Communicator:
         self._armed = False  # the RAM marker is set in the board's current RAM
         self._watch = False  # no code of ours runs: boot text means the board rebooted
         self._tail = bytearray()  # the latest bytes received (boot text, error messages)
+        #: code longer than this goes in pieces cut between top-level statements (the
+        #: session manager sizes it to the board's free memory)
+        self.piece_size = PIECE_SIZE
+        self._auto_pieces = True  # piece_size follows the board's free memory
+        #: output kept per call (bytes); beyond it the middle is dropped and counted
+        self.output_limit = OUTPUT_LIMIT
+        #: bytes the board-side wrapper keeps free between exchanges (see protocol.frame)
+        self.reserve = RESERVE
+        self._stream_rejects = 0  # streamed code that arrived damaged
+        #: checked exchanges sent again because they arrived damaged and did not run
+        self.resent = 0
+        self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
+        self._numbers = itertools.count(random.randrange(1, 1 << 20))
 
     @classmethod
     def open(
@@ -335,7 +304,7 @@ class Communicator:
         try:
             with comm.lock:
                 transport.discard_input()
-                report = comm._bring_back(timeout, _OPEN_STEP_SHARE, verify=False)
+                report = comm._bring_back(timeout, OPEN_STEP_SHARE, verify=False)
                 if not report.recovered:
                     raise DeviceConnectionError(
                         f"no raw REPL answer from {port} within {timeout:g} s: "
@@ -354,12 +323,12 @@ class Communicator:
         """Feed bytes from the board to the engine, keeping the latest for diagnosis."""
         tail = self._tail
         tail += data
-        if len(tail) > _TAIL:
-            del tail[: len(tail) - _TAIL]
+        if len(tail) > TAIL:
+            del tail[: len(tail) - TAIL]
         self._engine.receive_data(data)
-        if self._watch and _looks_rebooted(bytes(tail)):
+        if self._watch and looks_rebooted(bytes(tail)):
             tail.clear()  # seen once
-            raise _Rebooted
+            raise Rebooted
 
     def _write(self, data: bytes) -> None:
         """Write, pacing plain raw code: after each chunk while more are to come, a pause
@@ -368,7 +337,8 @@ class Communicator:
         transport = self._transport
         transport.write(data)
         eng = self._engine
-        if self.plain_chunk_pause > 0 and eng.raw_chunks_pending:
+        paced = eng.raw_chunks_pending or (eng.stream_pending and self.raw_paste is not True)
+        if self.plain_chunk_pause > 0 and paced:
             pause_end = time.monotonic() + self.plain_chunk_pause
             while time.monotonic() < pause_end:
                 received = transport.read_some(pause_end)
@@ -409,21 +379,24 @@ class Communicator:
 
     def _enter(self, deadline: float, timeout: float) -> None:
         """Interrupt and enter the raw REPL (retrying), resynchronising if retried.
-        ``_NoAnswer`` at the deadline; a broken link raises DeviceConnectionError."""
+        ``NoAnswer`` at the deadline; a broken link raises DeviceConnectionError."""
         eng = self._engine
         tries = 0
         reboots = 0
         while True:
             tries += 1
             self._write(eng.enter_raw_repl())
-            retry_at = min(deadline, time.monotonic() + ENTER_RETRY)
+            # (a byte of the request lost on the way: asked again within a third of the
+            # time left, so a short recovery step still gets its retries)
+            left = deadline - time.monotonic()
+            retry_at = min(deadline, time.monotonic() + min(ENTER_RETRY, max(0.1, left / 3)))
             self._watch = reboots < 3
             entered = False
             try:
                 entered = self._wait_for(RawReplEntered, retry_at)
             except ProtocolError:  # pragma: no cover - entering accepts any chatter
                 pass
-            except _Rebooted:
+            except Rebooted:
                 # The board (re)booted to its prompt meanwhile, and may have missed the
                 # Ctrl-A: ask again now rather than at the next retry.
                 reboots += 1
@@ -432,7 +405,7 @@ class Communicator:
                 self._watch = False
             if not entered:
                 if time.monotonic() >= deadline:
-                    raise _NoAnswer(
+                    raise NoAnswer(
                         f"no raw REPL answer from {self.port} within {timeout:g} s: "
                         + self._chatter_hint(),
                         port=self.port,
@@ -442,10 +415,10 @@ class Communicator:
                 # An earlier enter may still be answered: skip everything up to a marker.
                 try:
                     self._sync(deadline, timeout)
-                except _Rebooted:
+                except Rebooted:
                     reboots += 1
                     if reboots >= 3:
-                        raise _NoAnswer(
+                        raise NoAnswer(
                             f"no raw REPL answer from {self.port} within {timeout:g} s: "
                             "the board keeps rebooting",
                             port=self.port,
@@ -455,7 +428,7 @@ class Communicator:
 
     def _sync(self, deadline: float, timeout: float) -> None:
         """Run the engine's marker program and skip everything before its output
-        (:class:`_Rebooted` when the board reboots instead)."""
+        (:class:`Rebooted` when the board reboots instead)."""
         self._write(self._engine.sync())
         self._watch = True
         try:
@@ -463,7 +436,7 @@ class Communicator:
         finally:
             self._watch = False
         if not synced:
-            raise _NoAnswer(
+            raise NoAnswer(
                 f"no raw REPL answer from {self.port} within {timeout:g} s: "
                 "the board entered the raw REPL but then stopped answering",
                 port=self.port,
@@ -520,16 +493,16 @@ class Communicator:
                 self._take(data)  # a stray print while idle: Stray events, dropped
                 while not isinstance(eng.next_event(), NeedData):
                     pass
-                if _looks_rebooted(bytes(self._tail)) or b"soft reboot" in data:
+                if looks_rebooted(bytes(self._tail)) or b"soft reboot" in data:
                     self._come_back_before_call("reset", f"it printed {data[-60:]!r}", timeout)
             return
-        if eng.state in _RUNNING:
+        if eng.state in RUNNING:
             # Code left running (exec_no_follow): stop it, keeping time for a full enter.
             if self._stop_running(time.monotonic() + (deadline - time.monotonic()) / 2):
                 return
         try:
             self._enter(deadline, timeout)
-        except _NoAnswer:
+        except NoAnswer:
             raise
         except DeviceConnectionError as exc:
             self._come_back_before_call("disconnect", str(exc), timeout)
@@ -538,7 +511,7 @@ class Communicator:
         """Recover between calls; raise (typed) only when the board does not come back."""
         report = self._recover_now(kind)
         if not report.recovered:
-            raise self._fault_error(_Fault(kind, detail), report, timeout)
+            raise self._fault_error(Fault(kind, detail), report, timeout)
 
     def _stop_running(self, deadline: float) -> bool:
         """Ctrl-C until the running code ends; False at the deadline.
@@ -566,19 +539,158 @@ class Communicator:
         return self.raw_paste is not False and len(code) > SMALL_CODE
 
     def _arm(self, deadline: float) -> None:
-        """Set the RAM marker in the board's current RAM (once per board life)."""
-        if self._armed:
-            return
-        self._run(_RAM_ARM.encode(), deadline)
-        self._armed = True
+        """Install the wrapper (and the RAM marker) in the board's current RAM, once per
+        board life."""
+        if not self._armed:
+            self._install(deadline)
 
     def _arm_quietly(self, deadline: float) -> None:
-        """Arm the RAM marker right away (so the first call is one round trip); a failure
-        is left for the next call to meet."""
+        """Arm right away (so the first call is one round trip); a failure is left for the
+        next call to meet."""
         try:
             self._arm(deadline)
-        except _Fault:
+        except (Fault, DeviceConnectionError, ProtocolError):
             self._engine.enter_raw_repl()  # out of step: the next call resyncs
+
+    def _install(self, deadline: float) -> None:
+        """Install the checked-exchange wrapper (see :mod:`pytest_mpsession.protocol.frame`):
+        the checksum as it is, proven by a test vector; then the wrapper in pieces, each run
+        only when its checksum matches (:func:`~pytest_mpsession.protocol.frame.bootstrap`);
+        then a proof exchange through every path of the wrapper. A damaged step is sent
+        again; a wrapper that cannot be installed is a Fault."""
+        self._armed = False
+        problem = ""
+        for _ in range(MAX_SENDS):
+            out, err = self._unchecked(HASHER, deadline)
+            mark = out.rfind(b"\x1e")
+            answer, _, free = (out[mark + 1 :] if mark >= 0 else b"").strip().partition(b" ")
+            algo = answer[:1].decode("ascii", "replace")
+            if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
+                if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
+                    self._algo = algo
+                    if self._auto_pieces:
+                        # pieces the board can compile beside what it holds: compiling
+                        # takes 4-5 times the source (measured on legacy and the micro:bit)
+                        self.piece_size = max(512, min(int(free) // 6, PIECE_SIZE))
+                    break
+            problem = f"the checksum answered {(out + err)[-60:]!r}"
+        else:
+            raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
+        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
+        for piece in split_statements(source, _INSTALL_PIECE, gc=True):
+            self._bootstrap(piece, deadline)
+        for _ in range(MAX_SENDS):
+            # The proof runs every path of the wrapper: a result record, an exception and
+            # the trailer.
+            proof = "_mps_r(7)\n1/0"
+            raw = self._run(wire(0, proof, 0, OP_NORECORD, self._algo), deadline, frame=token(0))
+            fin = raw.finished
+            if fin is not None and fin.status == "e" and b"ZeroDivisionError" in raw.err:
+                try:
+                    _output, records = parse_records(raw.out.value(), fin.records, self._algo)
+                except ValueError:
+                    records = []
+                if records == [b"7"]:
+                    self._armed = True
+                    return
+            problem = "the proof exchange failed" + (" (rejected)" if raw.rejected else "")
+        raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
+
+    def _bootstrap(self, code: str, deadline: float) -> None:
+        """Run board code of the package's own (in ``__main__``) only when it arrived intact:
+        sent again until the board confirms it ran (it is idempotent)."""
+        problem = ""
+        # a long piece on a link that loses bytes needs many tries (each is one round trip)
+        for _ in range(BOOTSTRAP_SENDS):
+            out, err = self._unchecked(bootstrap(code, self._algo), deadline)
+            if (not err and out.endswith(BOOTSTRAPPED)) or BOOTSTRAPPED + b"\r\n" in out[-8:]:
+                return
+            if not err and BOOTSTRAPPED + b"\n" in out[-8:]:
+                return
+            problem = repr((out + err)[-80:])
+            exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+            if exc_type == "MemoryError":
+                break
+            if _WRAPPER_GONE.search(err):
+                raise Fault("reset", "the board's RAM was lost (its wrapper is gone)")
+        raise Fault("noise", f"board code could not be installed intact ({problem})")
+
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own in ``__main__`` (helper definitions: they
+        must be idempotent), sent again until it ran.
+
+        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
+        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
+        sends code, for boards too small for that: a damaged piece then shows only when it
+        fails to compile. MpSessionError when the board cannot take it (its message is the
+        board's, e.g. a MemoryError)."""
+        with self.lock:
+            limit = self._limit(timeout)
+            deadline = self._begin(limit)
+            try:
+                self._arm(deadline)
+                if checked:
+                    self._bootstrap(code, deadline)
+                    return
+                for _ in range(BOOTSTRAP_SENDS):
+                    # helper definitions never raise: an error is damage (sent again), or
+                    # a board out of memory (given up)
+                    _out, err = self._unchecked(code, deadline)
+                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+                    if not err:
+                        return
+                    if exc_type == "MemoryError":
+                        break
+                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
+            except Fault as fault:
+                if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
+                    raise MpSessionError(f"{self.port}: {fault.detail}") from None
+                if "could not be installed" in fault.detail:
+                    fault.ran = False  # damaged each time: it never ran
+                report = self._recover_now(fault.kind)
+                raise self._fault_error(fault, report, limit) from None
+
+    def _unchecked(self, code: str, deadline: float) -> tuple[bytes, bytes]:
+        """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`.
+        Only for the package's own code whose answer checks itself: noise before the
+        reply is skipped, and an exchange the noise broke anyway is tried again."""
+        data = code.encode("utf-8", "surrogateescape")
+        for attempt in range(3):
+            try:
+                raw = self._run(data, deadline, skip_noise=True)
+                return raw.out.value(), raw.err
+            except Fault as fault:
+                if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
+                    raise
+                try:
+                    self._enter(deadline, max(0.0, deadline - time.monotonic()))
+                except NoAnswer as exc:
+                    raise Fault("timeout", str(exc)) from None
+                if self._armed and self._ram_lost(deadline):
+                    # the noise was the board rebooting: its RAM (the wrapper) is gone
+                    raise Fault("reset", "the board rebooted") from None
+        raise AssertionError("unreachable")
+
+    def _ram_lost(self, deadline: float) -> bool:
+        """Whether the RAM marker is gone (False when the answer is unclear)."""
+        try:
+            raw = self._run(RAM_CHECK.encode(), deadline, skip_noise=True)
+        except Fault:
+            return False
+        return raw.out.value().strip() == RAM_MARK.encode() + b" False"
+
+    def _line_rate(self) -> float:
+        """Bytes per second the link carries (the slower of the port's baud rate and an
+        emulated board's own ``baudrate=`` option)."""
+        baud = float(getattr(self._transport, "baudrate", 0) or 115200)
+        if "baudrate=" in self.port:
+            try:
+                baud = min(baud, float(self.port.split("baudrate=")[1].split("&")[0]))
+            except ValueError:
+                pass
+        return max(baud, 300.0) / 10
 
     def _run(
         self,
@@ -587,45 +699,98 @@ class Communicator:
         on_stdout: Callable[[bytes], None] | None = None,
         *,
         follow: bool = True,
-    ) -> tuple[bytes, bytes]:
-        """One exchange from an idle prompt, no recovery: ``(stdout, stderr)``, or
-        :class:`_Fault` saying what went wrong (the board is then in an unknown state)."""
+        frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
+    ) -> _Raw:
+        """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
+        wrong (the board is then in an unknown state). A framed exchange (``frame``) must
+        be acknowledged in time (see ACK_WAIT): otherwise Fault ``"lost"``."""
         eng = self._engine
-        out: list[bytes] = []
+        raw = _Raw(_Capture(self.output_limit))
         err: list[bytes] = []
         tail = b""  # the latest stdout/stderr, to tell boot text from output
         quiet_until = 0.0  # boot text seen: when the silence after it proves a reboot
+        started = not frame
+        per_byte = 1.0 / self._line_rate()
+        paced = 0.0 if self._use_paste(data) else self.plain_chunk_pause * (len(data) // 256)
+        ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
         self._tail.clear()
         try:
-            self._write(eng.exec(data, raw_paste=self._use_paste(data)))
+            self._write(
+                eng.exec(
+                    data,
+                    raw_paste=self._use_paste(data),
+                    frame=frame,
+                    skip_noise=skip_noise,
+                    stream=stream,
+                )
+            )
+            stream_by = 0.0
             while True:
-                ev = self._next_event(min(deadline, quiet_until) if quiet_until else deadline)
+                if eng.stream_unacked and not stream_by:
+                    stream_by = (
+                        time.monotonic()
+                        + ACK_WAIT
+                        + 2 * len(stream) * per_byte
+                        + self.plain_chunk_pause * (len(stream) // 256)
+                    )
+                elif not eng.stream_unacked:
+                    stream_by = 0.0
+                wait = deadline if started else min(deadline, ack_by)
+                if stream_by:
+                    wait = min(wait, stream_by)
+                ev = self._next_event(min(wait, quiet_until) if quiet_until else wait)
                 if ev is None:
                     if quiet_until and time.monotonic() < deadline:
-                        raise _Fault("reset", f"it printed {tail[-80:]!r} instead of the reply")
-                    raise _Fault("timeout", "no answer")
+                        raise Fault("reset", f"it printed {tail[-80:]!r} instead of the reply")
+                    if (not started or stream_by) and time.monotonic() < deadline:
+                        raise Fault("lost", "the board did not acknowledge the code")
+                    fault = Fault("timeout", "no answer")
+                    fault.printed = raw.out.total
+                    fault.tail = raw.out.last()
+                    raise fault
                 if isinstance(ev, Stdout | Stderr):
                     if isinstance(ev, Stdout):
-                        out.append(ev.data)
+                        raw.out.add(ev.data)
                         if on_stdout is not None:
                             on_stdout(ev.data)
                     else:
                         err.append(ev.data)
-                    tail = (tail + ev.data)[-_TAIL:]
-                    quiet_until = time.monotonic() + REBOOT_QUIET if _looks_rebooted(tail) else 0.0
+                    tail = (tail + ev.data)[-TAIL:]
+                    quiet_until = time.monotonic() + REBOOT_QUIET if looks_rebooted(tail) else 0.0
                 elif isinstance(ev, ExecFinished):
-                    return b"".join(out), b"".join(err)
+                    raw.err = b"".join(err)
+                    raw.finished = ev
+                    return raw
                 elif isinstance(ev, ExecStarted):
+                    started = True
                     if not follow:
-                        return b"", b""
+                        return raw
+                elif isinstance(ev, CodeRejected):
+                    raw.rejected = True
+                elif isinstance(ev, CodeRequested):
+                    pass  # the stream's own deadline starts (top of the loop)
                 elif isinstance(ev, RawPasteAccepted):
                     self.raw_paste = True
                 elif isinstance(ev, RawPasteRefused):
                     self.raw_paste = False
         except ProtocolError as exc:
-            raise _Fault("noise", str(exc), exc) from None
+            raise Fault("noise", str(exc), exc) from None
         except DeviceConnectionError as exc:
-            raise _Fault("disconnect", str(exc), exc) from None
+            raise Fault("disconnect", str(exc), exc) from None
+
+    def _begin(self, limit: float) -> float:
+        """Start a call: the board usable and at an idle prompt; returns the deadline."""
+        self._check_usable()
+        deadline = time.monotonic() + limit
+        try:
+            self._ensure_ready(deadline, limit)
+        except NoAnswer as exc:
+            fault = Fault("timeout", str(exc))
+            report = self._recover_now(fault.kind)
+            raise self._fault_error(fault, report, limit) from None
+        return deadline
 
     def _call(
         self,
@@ -635,23 +800,184 @@ class Communicator:
         *,
         follow: bool = True,
     ) -> tuple[bytes, bytes]:
-        """An exchange with everything around it: ready the board, arm the RAM marker, run,
-        and after a fault recover the board and raise the error that says what happened."""
+        """An unchecked exchange with everything around it: ready the board, run, and after
+        a fault recover the board and raise the error that says what happened."""
         with self.lock:
-            self._check_usable()
-            deadline = time.monotonic() + limit
-            try:
-                self._ensure_ready(deadline, limit)
-            except _NoAnswer as exc:
-                fault = _Fault("timeout", str(exc))
-                report = self._recover_now(fault.kind)
-                raise self._fault_error(fault, report, limit) from None
+            deadline = self._begin(limit)
             try:
                 self._arm(deadline)
-                return self._run(data, deadline, on_stdout, follow=follow)
-            except _Fault as fault:
+                raw = self._run(data, deadline, on_stdout, follow=follow)
+                return raw.out.value(), raw.err
+            except Fault as fault:
                 report = self._recover_now(fault.kind)
                 raise self._fault_error(fault, report, limit) from None
+
+    def _limit(self, timeout: float | None) -> float:
+        limit = self.timeout if timeout is None else timeout
+        if not isinstance(limit, int | float) or isinstance(limit, bool) or not limit > 0:
+            raise ValueError(
+                f"timeout must be a number of seconds above 0, got {limit!r} (None for the default)"
+            )
+        return float(limit)
+
+    def run(
+        self,
+        code: str,
+        *,
+        key: int = 0,
+        op: int = 0,
+        timeout: float | None = None,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> Reply:
+        """Run ``code`` checked (see :mod:`pytest_mpsession.protocol.frame`) in namespace
+        ``key`` (0: the board's ``__main__``; any other int: a namespace of its own, made on
+        first use, where ``__name__ == "__main__"``), executing it (``op`` 0) or evaluating
+        it (``OP_EVAL``: its value is the one result record).
+
+        Code longer than :attr:`piece_size` goes in pieces cut between top-level
+        statements, run one after the other until one raises or exits (a piece the board
+        has no memory to compile is cut smaller). A damaged exchange that did not run is
+        sent again; the errors of :meth:`exec_raw` otherwise. The board's own exception is
+        not raised: see :attr:`Reply.status`."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        limit = self._limit(timeout)
+        reply = Reply()
+        capture = _Capture(self.output_limit)
+        with self.lock:
+            deadline = self._begin(limit)
+            size = max(int(self.piece_size), 256)
+            todo = [code] if op & OP_EVAL or len(code) <= size else split_statements(code, size)
+            while todo:
+                piece = todo.pop(0)
+                try:
+                    one = self._checked(piece, key, op, deadline, limit, on_stdout)
+                except _TooBig:
+                    # and from now on, pieces this board can take
+                    self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
+                    smaller = split_statements(piece, max(len(piece) // 2, 256))
+                    if op & OP_EVAL or len(smaller) < 2:
+                        raise self._device_error(
+                            b"MemoryError: the board has no memory for this code (even "
+                            b"cut at its top-level statements)\n",
+                            capture.value(),
+                        ) from None
+                    todo[:0] = smaller
+                    continue
+                capture.add(one.output)
+                capture.dropped += one.dropped
+                reply.exchanges += one.exchanges
+                reply.records = one.records
+                reply.traceback = one.traceback
+                reply.status = one.status
+                if one.status != ".":
+                    break
+        reply.output = capture.value()
+        reply.dropped = capture.dropped
+        return reply
+
+    def _checked(
+        self,
+        code: str,
+        key: int,
+        op: int,
+        deadline: float,
+        limit: float,
+        on_stdout: Callable[[bytes], None] | None,
+    ) -> Reply:
+        """One piece, checked, sent again while it arrives damaged and provably did not run."""
+        sends = 0
+        while True:
+            sends += 1
+            if sends > 1:
+                self.resent += 1
+            n = -1  # nothing sent yet
+            stream = b""
+            try:
+                self._arm(deadline)
+                n = next(self._numbers) % (1 << 24) or 1
+                if self._streams(code, op):
+                    line, stream = wire_streamed(n, code, key, op, self._algo)
+                else:
+                    line, stream = wire(n, code, key, op, self._algo), b""
+                raw = self._run(line, deadline, on_stdout, frame=token(n), stream=stream)
+                if raw.rejected and stream:
+                    self._stream_rejects += 1
+            except Fault as fault:
+                if n > 0 and stream and fault.kind == "lost":
+                    self._stream_rejects += 1  # the stream was lost on the way
+                report = self._recover_now(fault.kind)
+                if n < 0 and report.recovered and sends < MAX_SENDS:
+                    continue  # it struck the wrapper's install: nothing of the call was sent
+                if report.recovered and not report.ram_lost and fault.kind in ("noise", "lost"):
+                    fault.ran = self._ran(n, deadline) if n > 0 else False
+                    if fault.ran is False and sends < MAX_SENDS:
+                        continue
+                raise self._fault_error(fault, report, limit) from None
+            fin = raw.finished
+            assert fin is not None
+            if raw.rejected and sends < MAX_SENDS:
+                continue
+            if fin.status is None and _WRAPPER_GONE.search(raw.err):
+                # the wrapper is gone: the board's RAM was lost (it rebooted unseen)
+                gone = Fault("reset", "the board's RAM was lost (its wrapper is gone)")
+                report = self._recover_now(gone.kind)
+                raise self._fault_error(gone, report, limit)
+            if fin.status is None:
+                # The wrapper never framed a reply: the line did not compile or run (a damaged
+                # line, or no memory to take it in), or the reply was cut short.
+                exc_type, _ = parse_traceback(raw.err.decode("utf-8", "replace"))
+                if exc_type == "MemoryError" and not raw.out.total:
+                    # no memory to take the line in (or to start the wrapper): nothing ran
+                    raise _TooBig
+                ran = False if raw.rejected else self._ran(n, deadline)
+                if ran is False and sends < MAX_SENDS:
+                    continue
+                damaged = Fault("noise", f"no framed reply (it printed {raw.err[-60:]!r})")
+                damaged.ran = ran
+                report = RecoveryReport(("interrupt",), True, False, 0.0)
+                raise self._fault_error(damaged, report, limit)
+            try:
+                output, records = parse_records(raw.out.value(), fin.records, self._algo)
+            except ValueError as exc:
+                damaged = Fault("noise", str(exc))
+                damaged.ran = True
+                report = RecoveryReport(("interrupt",), True, False, 0.0)
+                raise self._fault_error(damaged, report, limit) from None
+            if fin.status == "e" and not output and _compile_failed(raw.err):
+                raise _TooBig  # no memory to compile the code: none of it ran
+            return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
+
+    def _streams(self, code: str, op: int) -> bool:
+        """Whether ``code`` goes as it is through the wrapper's stdin (see
+        protocol/frame.py): long code without the bytes a link treats as commands, unless
+        streams kept arriving damaged on this board (its UART loses bytes)."""
+        # Only boards with raw-paste: older firmware (and the emulated legacy board, whose
+        # UART model drops what running code is sent) has no room to buffer a stream.
+        return (
+            len(code) >= STREAM_MIN
+            and self.raw_paste is True
+            and not op & OP_EVAL
+            and self._stream_rejects < 2
+            and not any(ch in code for ch in "\x01\x02\x03\x04")
+        )
+
+    def _ran(self, n: int, deadline: float) -> bool | None:
+        """Whether the wrapper started exchange ``n`` (None: no trustworthy answer)."""
+        end = max(deadline, time.monotonic() + max(0.5, self.recovery_timeout * 0.2))
+        for _ in range(6):
+            try:
+                out, _err = self._unchecked(RAN_QUERY, end)
+            except Fault:
+                try:
+                    self._enter(end, max(0.1, end - time.monotonic()))
+                except (DeviceConnectionError, ProtocolError):
+                    return None
+                continue
+            got = parse_ran(out)
+            if got is not None:
+                return got == n
+        return None
 
     def exec_raw(
         self,
@@ -667,11 +993,11 @@ class Communicator:
         that says so (:class:`BoardResetError`, :class:`BoardHungError`,
         :class:`BoardDisconnectedError`, :class:`BoardNoiseError`), raised once the board was
         brought back (at most ``recovery_timeout`` more seconds). :class:`BoardBrokenError` at
-        once while the board is broken.
+        once while the board is broken. ValueError for a timeout that is not above 0.
         """
-        data = code.encode() if isinstance(code, str) else bytes(code)
-        limit = self.timeout if timeout is None else timeout
-        return self._call(data, limit, on_stdout)
+        reply = self.run(_text(code), timeout=timeout, on_stdout=on_stdout)
+        self._check_dropped(reply)
+        return reply.output, reply.traceback
 
     def exec(
         self,
@@ -679,304 +1005,75 @@ class Communicator:
         timeout: float | None = None,
         on_stdout: Callable[[bytes], None] | None = None,
     ) -> str:
-        """Run ``code`` and return its stdout (UTF-8, ``\\r\\n`` read as ``\\n``).
+        """Run ``code`` and return exactly what it printed (UTF-8 with ``surrogateescape``:
+        ``out.encode("utf-8", "surrogateescape")`` is the board's bytes; line endings as the
+        board sent them). ``SystemExit`` ends the code: its output is returned.
 
-        DeviceError (with ``exc_type``, message and the board's traceback) when the code
-        raised; DeviceTimeout after ``timeout`` seconds, the board interrupted and usable;
-        the errors of :meth:`exec_raw` when something happened to the board.
-        """
-        out, err = self.exec_raw(code, timeout, on_stdout)
-        if err:
-            raise self._device_error(err)
-        return out.decode("utf-8", "replace").replace("\r\n", "\n")
+        DeviceError (with ``exc_type``, message, the board's traceback and ``output``, what
+        was printed before) when the code raised; DeviceTimeout after ``timeout`` seconds,
+        the board interrupted and usable; the errors of :meth:`exec_raw` when something
+        happened to the board; :class:`OutputLimitError` when it printed more than
+        :attr:`output_limit` (stream it with ``on_stdout``)."""
+        reply = self.run(_text(code), timeout=timeout, on_stdout=on_stdout)
+        out = reply.output.decode("utf-8", "surrogateescape")
+        if reply.status == "e":
+            raise self._device_error(reply.traceback, reply.output)
+        self._check_dropped(reply)
+        return out
 
-    def eval(self, expr: str, timeout: float | None = None) -> object:
-        """The value of ``expr`` on the board, as a Python literal (see :func:`parse_literal`:
-        what the board prints is parsed, never evaluated on the host)."""
-        text = self.exec(f"print('{_VALUE_MARK}'+repr({expr}))", timeout)
-        mark = text.rfind("\x1e")
-        value = text[mark + 1 :].strip()
+    def _check_dropped(self, reply: Reply) -> None:
+        if reply.dropped:
+            raise OutputLimitError(
+                f"{self.port}: the code printed {reply.dropped + len(reply.output):,} bytes, "
+                f"more than the {self.output_limit:,} kept: {reply.dropped:,} bytes from the "
+                "middle were dropped; pass on_stdout= to stream long output (or raise "
+                "output_limit)",
+                output=reply.output.decode("utf-8", "surrogateescape"),
+                dropped=reply.dropped,
+            )
+
+    def eval(self, expr: str, timeout: float | None = None, *, key: int = 0) -> object:
+        """The value of ``expr`` on the board (in namespace ``key``), as a Python literal (see
+        :func:`parse_literal`: what the board prints is parsed, never evaluated on the host).
+        ProtocolError saying to return a literal when the value has no literal form."""
+        reply = self.run(expr, key=key, op=OP_EVAL, timeout=timeout)
+        if reply.status != ".":
+            raise self._device_error(reply.traceback or b"SystemExit\n", reply.output)
+        value = reply.records[-1].decode("utf-8", "surrogateescape") if reply.records else ""
         try:
-            if mark < 0:
-                raise ValueError("no value marker")
             return parse_literal(value)
         except ValueError:
             raise ProtocolError(
-                f"eval({expr!r}) on {self.port}: the board's value {_short(value)} is not a "
+                f"eval({expr!r}) on {self.port}: the board's value {value[:80]!r} is not a "
                 "literal (numbers, str, bytes, bytearray, lists, tuples, dicts, sets, None, "
                 "bools); return one of those, or use exec() and print what you need"
             ) from None
 
-    def exec_no_follow(self, code: str | bytes, timeout: float | None = None) -> None:
-        """Start ``code`` and return as soon as the board runs it, without waiting for it to
-        end; the next call (or :meth:`interrupt`) stops it."""
+    def exec_raw_unchecked(
+        self, code: str | bytes, timeout: float | None = None
+    ) -> tuple[bytes, bytes]:
+        """Run ``code`` as it is, without the checked wrapper: ``(stdout, stderr)``. For
+        code of the package's own whose damage shows as a SyntaxError (helper source on a
+        board too small to hold it twice); never for user code."""
         data = code.encode() if isinstance(code, str) else bytes(code)
-        limit = self.timeout if timeout is None else timeout
-        self._call(data, limit, follow=False)
+        return self._call(data, self._limit(timeout))
 
-    def _device_error(self, err: bytes) -> DeviceError:
+    def exec_no_follow(self, code: str | bytes, timeout: float | None = None) -> None:
+        """Start ``code`` (unchecked) and return as soon as the board runs it, without
+        waiting for it to end; the next call (or :meth:`interrupt`) stops it."""
+        data = code.encode() if isinstance(code, str) else bytes(code)
+        self._call(data, self._limit(timeout), follow=False)
+
+    def _device_error(self, err: bytes, output: bytes = b"") -> DeviceError:
         text = err.decode("utf-8", "replace").replace("\r\n", "\n")
         exc_type, message = parse_traceback(text)
-        return DeviceError(message, exc_type=exc_type, traceback=text, port=self.port)
-
-    # -- recovery -------------------------------------------------------------------------
-
-    def recover(self, timeout: float | None = None) -> RecoveryReport:
-        """Bring the board back to an idle raw-REPL prompt, whatever happened to it.
-
-        Escalates, each step given a share of ``timeout`` (default ``recovery_timeout``):
-        interrupt (Ctrl-C, Ctrl-A, resync), soft reset (Ctrl-D), the reset line (where the
-        port has one), reopening the port (retried with a bounded backoff: a USB board
-        re-enumerating). A lost RAM is counted as a reset (``reset_count``, the reset
-        listeners). Clears :attr:`broken` on success; :class:`BoardBrokenError` (with the
-        report) when nothing worked.
-        """
-        limit = self.recovery_timeout if timeout is None else timeout
-        with self.lock:
-            self._check_open()
-            report = self._recover_now("manual", limit)
-            if not report.recovered:
-                err = BoardBrokenError(
-                    f"{self.port}: the board did not come back within {limit:g} s (tried "
-                    f"{', '.join(dict.fromkeys(report.steps))}; last: {report.detail}); "
-                    "power-cycle or replug it",
-                    port=self.port,
-                )
-                err.fault = "broken"
-                err.recovery = report
-                raise err
-            return report
-
-    def _recover_now(self, kind: str, budget: float | None = None) -> RecoveryReport:
-        """Recover after a fault of ``kind``; never raises for the board's sake. Updates
-        :attr:`broken`, :attr:`last_recovery`, ``reset_count`` and the listeners."""
-        limit = self.recovery_timeout if budget is None else budget
-        report = self._bring_back(
-            limit, _STEP_SHARE, verify=True, link_lost=kind == "disconnect", hint=kind
+        return DeviceError(
+            message,
+            exc_type=exc_type,
+            traceback=text,
+            port=self.port,
+            output=output.decode("utf-8", "surrogateescape"),
         )
-        self.last_recovery = report
-        if report.recovered:
-            self.broken = None
-            if report.ram_lost:
-                self.reset_count += 1
-                self._notify_reset()
-        else:
-            self.broken = report.detail or "it does not answer"
-        return report
-
-    def _bring_back(
-        self,
-        budget: float,
-        shares: dict[str, float],
-        *,
-        verify: bool,
-        link_lost: bool = False,
-        hint: str = "",
-    ) -> RecoveryReport:
-        """The escalation: each step in ``shares`` gets its share of ``budget``, reopening
-        the port the rest. A broken link skips to reopening, and so does a board that hangs
-        right after it answered (a fault that struck the recovery itself); when every step
-        failed, one more round in what time is left. ``verify``: once at a prompt, resync
-        and check the RAM marker."""
-        start = time.monotonic()
-        deadline = start + budget
-        steps: list[str] = []
-        detail = ""
-        full = [name for name in shares if name != "reset line" or self._has_reset_line()]
-        full.append("reopen")
-        cures_hang = [name for name in full if name in ("reset line", "reopen")]
-        queue = ["reopen", *full] if link_lost else list(full)
-        rounds_left = _RECOVERY_ROUNDS - 1
-        was_armed = self._armed
-        lost_seen = False
-        while time.monotonic() < deadline and len(steps) < _MAX_STEPS:
-            if not queue:
-                if not rounds_left:
-                    break
-                rounds_left -= 1
-                queue = list(full)
-            step = queue.pop(0)
-            now = time.monotonic()
-            share = budget * shares.get(step, _REOPEN_SHARE)
-            step_end = deadline if not queue else min(deadline, now + share)
-            steps.append(step)
-            verifying = False
-            try:
-                self._step(step, step_end, budget, hint)
-                lost = False
-                if verify:
-                    verifying = True
-                    # the board just answered: a tiny exchange needs little time
-                    end = min(deadline, time.monotonic() + max(0.2, budget * 0.15))
-                    missing = self._verify(end)
-                    # once seen missing, the RAM stays lost for this recovery, whatever a
-                    # later check (after the marker was set again) says
-                    lost_seen = lost_seen or (missing and was_armed)
-                    lost = lost_seen
-            except _NoAnswer:
-                detail = f"{step}: no raw REPL answer"
-                if verifying:
-                    queue = [name for name in cures_hang if name != step] or list(cures_hang)
-                continue
-            except _Rebooted:
-                detail = f"{step}: the board rebooted again"
-                lost_seen = True  # whatever a marker check says later, this RAM is new
-                continue
-            except (_Fault, ProtocolError) as exc:
-                detail = f"{step}: {self._short_reason(exc)}"
-                if isinstance(exc, _Fault) and exc.kind == "disconnect":
-                    queue = ["reopen"] if step != "reopen" else []
-                elif verifying and isinstance(exc, _Fault) and exc.kind == "timeout":
-                    # it answered, then hung: only a reset or a reopened port cures that
-                    queue = [name for name in cures_hang if name != step] or list(cures_hang)
-                continue
-            except DeviceConnectionError as exc:
-                detail = f"{step}: {self._short_reason(exc)}"
-                if step != "reopen":
-                    queue = ["reopen"]  # the link itself is gone: only reopening can help
-                continue
-            if not was_armed and (step != "interrupt" or hint == "reset"):
-                lost = True  # no marker to tell: say lost, the safe side
-            if "soft reset" in steps or "reset line" in steps:
-                # A reset was sent: it acted, or the board (busy, or slow to read its
-                # input) will act on it later. Its RAM counts as lost either way: sessions
-                # then set up their board state again rather than trusting it.
-                lost = True
-            if not verify:
-                lost = lost_seen
-            return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
-        return RecoveryReport(tuple(steps), False, False, time.monotonic() - start, detail)
-
-    def _has_reset_line(self) -> bool:
-        # A pseudo-terminal or a socket has no modem lines; asking costs nothing.
-        return self._transport.has_reset_line
-
-    def _short_reason(self, exc: BaseException) -> str:
-        """An error's text for a recovery report: one line, without the port's name."""
-        text = " ".join(str(exc).split())
-        for prefix in (f"cannot open {self.port}: ", f"{self.port}: "):
-            text = text.replace(prefix, "")
-        if len(text) > 120:
-            text = text[:117].rsplit(" ", 1)[0] + "..."
-        return text
-
-    def _step(self, step: str, step_end: float, budget: float, hint: str = "") -> bool:
-        """One escalation step; True when the board is at a raw-REPL prompt afterwards."""
-        eng = self._engine
-        transport = self._transport
-        if step == "interrupt":
-            # After boot text the board sits at a prompt: nothing runs to stop. Otherwise
-            # Ctrl-C gets half the step, entering the raw REPL the rest.
-            if eng.state in _RUNNING and hint != "reset":
-                half = time.monotonic() + (step_end - time.monotonic()) / 2
-                if self._stop_running(half):
-                    return True
-            if eng.state is State.ERROR:
-                self._let_reply_end(min(step_end, time.monotonic() + REPLY_END_WAIT))
-            self._enter(step_end, budget)
-            return True
-        if step == "soft reset":
-            # Ctrl-D on an empty line (friendly or raw REPL) reboots the board: Ctrl-C first
-            # empties the line (a CR would be code in the raw REPL, and Ctrl-D would run it).
-            transport.write(CTRL_C + CTRL_C + CTRL_D)
-            self._enter(step_end, budget)
-            return True
-        if step == "reset line":
-            if not transport.pulse_reset():
-                raise _NoAnswer(f"{self.port}: the reset line cannot be pulsed", port=self.port)
-            self._enter(step_end, budget)
-            return True
-        # reopen: the port may be gone for a while (re-enumeration)
-        transport.reopen(max(0.0, step_end - time.monotonic()))
-        transport.discard_input()
-        self._enter(step_end, budget)
-        return True
-
-    def _let_reply_end(self, deadline: float) -> None:
-        """After noise where a reply should start, the board is most likely running the
-        code all the same: let its reply end (``EOT EOT >``) before interrupting, so a
-        Ctrl-C never lands in code that runs fine (or in the next code, late)."""
-        end = CTRL_D + CTRL_D + RAW_REPL_PROMPT
-        while not self._tail.endswith(end) and not _looks_rebooted(bytes(self._tail)):
-            data = self._transport.read_some(deadline)
-            if not data:
-                return
-            self._tail += data
-            del self._tail[:-_TAIL]
-
-    def _verify(self, deadline: float) -> bool:
-        """Resync and check the RAM marker: True when it is missing (the board's RAM is not
-        the one it was set in, or it was never set). The check changes nothing on the board;
-        the marker is set again only after a check said it is missing, so a check whose
-        answer was lost never hides a lost RAM from the next one."""
-        self._sync(deadline, max(0.0, deadline - time.monotonic()))
-        out, err = self._run(_RAM_CHECK.encode(), deadline)
-        if err or out.strip() not in (b"True", b"False"):
-            raise _Fault("noise", f"the RAM check answered {out[-40:] + err[-40:]!r}")
-        missing = out.strip() == b"False"
-        if missing or not self._armed:
-            self._armed = False
-            self._run(_RAM_ARM.encode(), deadline)
-            self._armed = True
-        return missing
-
-    def _fault_error(self, fault: _Fault, report: RecoveryReport, limit: float) -> Exception:
-        """The error a faulted call raises, saying what happened and what was done."""
-        port = self.port
-        kind = fault.kind
-        escalated = any(step != "interrupt" for step in report.steps)
-        if kind == "timeout" and report.recovered and not escalated:
-            if not report.ram_lost:
-                return DeviceTimeout(
-                    f"{port}: no answer within {limit:g} s; the board was interrupted "
-                    "and is usable again",
-                    timeout=limit,
-                    port=port,
-                    exc_type="KeyboardInterrupt",
-                )
-        if report.ram_lost and (kind == "noise" or (kind == "timeout" and not escalated)):
-            # Its RAM is gone though nothing but an interrupt was needed: what looked like
-            # noise (or silence) was the board rebooting by itself.
-            kind = "reset"
-        if report.recovered:
-            after = f"the board was {report.how} and is usable again" + (
-                " (its RAM is gone)" if report.ram_lost else " (its RAM is intact)"
-            )
-        else:
-            after = (
-                f"the board did not come back: recovery failed (tried "
-                f"{', '.join(dict.fromkeys(report.steps))} for {report.elapsed:.1f} s; last: "
-                f"{report.detail}); it is broken until recover() succeeds (power-cycle or "
-                "replug it)"
-            )
-        detail = self._short_reason(Exception(fault.detail))
-        err: Exception
-        if kind == "timeout":
-            err = BoardHungError(
-                f"{port}: no answer within {limit:g} s, not even to Ctrl-C; {after}",
-                timeout=limit,
-                port=port,
-            )
-        elif kind == "reset":
-            err = BoardResetError(
-                f"{port}: the board reset during the call (brown-out, watchdog, crash or "
-                f"reset); {after}",
-                port=port,
-            )
-        elif kind == "disconnect":
-            err = BoardDisconnectedError(
-                f"{port}: the link to the board dropped during the call ({detail}); {after}",
-                port=port,
-            )
-        else:
-            err = BoardNoiseError(
-                f"{port}: the board sent noise instead of its reply ({detail}); the code may "
-                f"or may not have run; {after}"
-            )
-        assert isinstance(err, BoardFault)
-        err.fault = kind
-        err.recovery = report
-        return err
 
     # -- control --------------------------------------------------------------------------
 
@@ -1104,11 +1201,13 @@ class Communicator:
     def _came_back_reset(self, deadline: float, limit: float) -> bool | None:
         """Reconnect, reopening the port if it vanished: True if the board's RAM is new,
         False if the board answers with its RAM intact, None if it did not answer."""
+        check = f"print('{_HARD_RESET_MARK}' in globals())"
         while True:
             try:
                 self._enter(deadline, limit)
-                return self.eval(f"'{_HARD_RESET_MARK}' in globals()", timeout=limit) is False
-            except DeviceConnectionError:
+                out, _err = self._unchecked(check, deadline)
+                return out.strip().endswith(b"False")
+            except (DeviceConnectionError, Fault):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -1130,7 +1229,7 @@ class Communicator:
             if self._armed:
                 try:
                     lost = self._verify(deadline)
-                except _Fault as fault:
+                except Fault as fault:
                     raise DeviceConnectionError(
                         f"{self.port}: reconnected, but the board then failed: {fault.detail}",
                         port=self.port,

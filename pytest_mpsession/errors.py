@@ -7,10 +7,7 @@ calls (pyserial's ``SerialException`` and ``OSError`` are converted at the trans
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the report is the communicator's; an error only carries it
-    from pytest_mpsession.communicator import RecoveryReport
+from dataclasses import dataclass
 
 __all__ = [
     "BoardBrokenError",
@@ -24,7 +21,9 @@ __all__ = [
     "DeviceError",
     "DeviceTimeout",
     "MpSessionError",
+    "OutputLimitError",
     "ProtocolError",
+    "RecoveryReport",
 ]
 
 
@@ -36,7 +35,8 @@ class DeviceError(MpSessionError):
     """An exception raised by code running on the board.
 
     ``exc_type`` is the board's exception class name (``"ZeroDivisionError"``), ``message`` its
-    text, and ``traceback`` the traceback exactly as the board printed it.
+    text, ``traceback`` the traceback exactly as the board printed it, and ``output`` what
+    the code printed before it raised.
     """
 
     def __init__(
@@ -46,12 +46,14 @@ class DeviceError(MpSessionError):
         exc_type: str = "",
         traceback: str = "",
         port: str | None = None,
+        output: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.exc_type = exc_type
         self.traceback = traceback
         self.port = port
+        self.output = output
 
     def __str__(self) -> str:
         if self.exc_type:
@@ -84,7 +86,48 @@ class ProtocolError(MpSessionError):
     """The board sent bytes that make no sense for the raw-REPL protocol."""
 
 
+class OutputLimitError(ProtocolError):
+    """The code printed more than the host keeps (``Communicator.output_limit``): ``output``
+    holds the start and the end of it, ``dropped`` how many bytes were left out between.
+    Pass ``on_stdout`` to stream such output instead."""
+
+    def __init__(self, message: str, *, output: str, dropped: int) -> None:
+        super().__init__(message)
+        self.output = output
+        self.dropped = dropped
+
+
 # -- what happened to the board (see Communicator.recover) ------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What a recovery (``Communicator.recover``) did.
+
+    ``steps``: the escalation steps tried, in order (``"interrupt"``, ``"soft reset"``,
+    ``"reset line"``, ``"reopen"``); ``recovered``: the board is at an idle raw-REPL prompt
+    again (by the last step); ``ram_lost``: its RAM is not the one before the fault (it
+    reset); ``elapsed``: seconds taken; ``detail``: why the last step failed (when not
+    recovered).
+    """
+
+    steps: tuple[str, ...]
+    recovered: bool
+    ram_lost: bool
+    elapsed: float
+    detail: str = ""
+
+    @property
+    def how(self) -> str:
+        """The step that brought the board back, in words (``""`` when none did)."""
+        if not self.recovered or not self.steps:
+            return ""
+        return {
+            "interrupt": "resynchronised at its raw-REPL prompt",
+            "soft reset": "soft reset",
+            "reset line": "reset through its reset line",
+            "reopen": "reconnected by reopening its port",
+        }[self.steps[-1]]
 
 
 class BoardFault:

@@ -21,6 +21,7 @@ import os
 import select
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import serial
@@ -28,13 +29,27 @@ import serial
 from pytest_mpsession.boardlock import BoardLock
 from pytest_mpsession.errors import DeviceConnectionError
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "set_reset_driver"]
 
 # Reset pulse width: long enough for an ESP32's EN RC network to discharge.
 _RESET_PULSE_S = 0.1
 # Waits between attempts to reopen a port that vanished (a USB board re-enumerating).
 _REOPEN_BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5)
 _READ_SIZE = 65536
+
+#: boards that something other than their modem lines resets (a labgrid place's power
+#: switch): port -> a function that resets the board and says whether it did
+_RESET_DRIVERS: dict[str, Callable[[], bool]] = {}
+
+
+def set_reset_driver(port: str, driver: Callable[[], bool] | None) -> None:
+    """Make ``driver()`` the hard reset of the board at ``port`` (what
+    :meth:`Transport.pulse_reset` does there); ``None`` goes back to the modem lines."""
+    if driver is None:
+        _RESET_DRIVERS.pop(port, None)
+    else:
+        _RESET_DRIVERS[port] = driver
+
 
 _PosixSerial: type[Any] | None
 try:  # the posix Serial class, whose file descriptor we read directly (see read_some)
@@ -301,6 +316,8 @@ class Transport:
         (whose server may drive the lines) or an emulated ``mpmock://`` board (which models
         the two-transistor auto-reset circuit); not a pseudo-terminal, socket or loop."""
         port = self.port
+        if port in _RESET_DRIVERS:
+            return True
         if "://" in port:
             return port.split("://", 1)[0].lower() in ("rfc2217", "mpmock")
         return not os.path.realpath(port).startswith("/dev/pts/")
@@ -308,7 +325,11 @@ class Transport:
     def pulse_reset(self) -> bool:
         """Pulse the reset line of a typical dev board (RTS asserted with DTR released pulls
         EN low), then restore the levels the port opened with. False where the port has no
-        modem lines (a pseudo-terminal): the board was not reset."""
+        modem lines (a pseudo-terminal): the board was not reset. Where a reset driver is
+        registered for the port (:func:`set_reset_driver`), that driver resets the board."""
+        driver = _RESET_DRIVERS.get(self.port)
+        if driver is not None:
+            return bool(driver())
         ser: Any = self._ser
         try:
             ser.dtr = False

@@ -162,3 +162,32 @@ def raw_repl() -> Iterator[type[RawRepl]]:
     yield _Client
     for c in clients:
         c.close()
+
+
+def _labgrid_step_logger_nests() -> None:
+    """labgrid (the ``labgrid`` extra) brings a pytest plugin that starts a process-wide step
+    logger in every pytest config and stops it at the config's end; a second config alive
+    in the same process (a pytester run inside this run, ``parseconfigure`` twice) fails to
+    start it. Counted here, it starts with the first config and stops with the last."""
+    try:
+        from labgrid.logging import StepLogger
+    except ImportError:
+        return
+    start, stop = StepLogger.start.__func__, StepLogger.stop.__func__
+    depth = [0]
+
+    def start_nested(cls: type, length_limit: int | None = None) -> None:
+        depth[0] += 1
+        if depth[0] == 1:
+            start(cls, length_limit)
+
+    def stop_nested(cls: type) -> None:
+        depth[0] -= 1
+        if depth[0] == 0:
+            stop(cls)
+
+    StepLogger.start = classmethod(start_nested)
+    StepLogger.stop = classmethod(stop_nested)
+
+
+_labgrid_step_logger_nests()

@@ -3,11 +3,15 @@ errors, markers and their checks, hook registration, skips when no board is conf
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
 DEVICE_TESTS = """
+import re
+
 import pytest
 
 def test_host_only():
@@ -37,7 +41,7 @@ def one_line_error(result: pytest.RunResult) -> str:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+    for name in ("MP_PORT", "MP_MOCK", "MP_TIMEOUT", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
     # The inner runs need no hypothesis plugin (its summary costs a second per run).
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
@@ -84,6 +88,40 @@ def test_hookspecs_are_registered(pytester: pytest.Pytester) -> None:
     pytester.runpytest("-W", "error").assert_outcomes(passed=1)
 
 
+def test_plugin_modules_are_registered_from_the_one_list(pytester: pytest.Pytester) -> None:
+    # plugin/__init__.py lists the plugin's modules; each is a pytest plugin of its own.
+    from pytest_mpsession import plugin
+
+    pytester.makepyfile(
+        f"""
+        def test_registered(request):
+            pm = request.config.pluginmanager
+            for name in {plugin.pytest_plugins!r}:
+                assert pm.get_plugin(name) is not None, name
+        """
+    )
+    pytester.runpytest("-W", "error").assert_outcomes(passed=1)
+    assert "pytest_mpsession.plugin.fixtures" in plugin.pytest_plugins
+
+
+def test_fixtures_show_in_pytest_fixtures_with_their_docstrings(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--fixtures")
+    result.stdout.fnmatch_lines(
+        [
+            "*fixtures defined from pytest_mpsession.plugin.fixtures*",
+            "device_session_manager [[]session scope[]] -- *fixtures.py:*",
+            "    The connected :class:`DeviceSessionManager` of this worker's board.",
+            "device_capabilities [[]session scope[]] -- *",
+            "    The board's :class:`DeviceCapabilities`*",
+            "device_session -- *",
+            "    A fresh :class:`DeviceSession` for the test*",
+        ]
+    )
+
+
 # -- no board configured ---------------------------------------------------------------------------
 
 
@@ -97,7 +135,26 @@ def test_no_board_skips_device_tests_and_runs_the_rest(pytester: pytest.Pytester
             "or --mp-mock to test on the emulator"
         ]
     )
-    result.stdout.fnmatch_lines(["mpsession: no board*"])
+    # No header line (the plugin is in every project of the environment), but a line in the
+    # summary when device tests were skipped for want of a board.
+    header = result.outlines[: result.outlines.index("collected 4 items")]
+    assert not [line for line in header if "mpsession:" in line], header
+    result.stdout.fnmatch_lines(
+        ["mpsession: no board: 3 device tests skipped (use --mp-port PORT or --mp-mock)"]
+    )
+    result = pytester.runpytest("-n", "2", "-p", "xdist")  # the controller counts them too
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["mpsession: no board: 3 device tests skipped*"])
+
+
+def test_no_board_and_no_device_test_no_mpsession_line(pytester: pytest.Pytester) -> None:
+    # Like pytest-timeout, which says nothing unless a timeout is set.
+    pytester.makepyfile("def test_host():\n    assert True\n")
+    result = pytester.runpytest("-W", "error")
+    result.assert_outcomes(passed=1)
+    assert "mpsession:" not in result.stdout.str() + result.stderr.str()
+    verbose = pytester.runpytest("-W", "error", "-v", "-rA")
+    assert "mpsession:" not in verbose.stdout.str() + verbose.stderr.str()
 
 
 # -- bad values: one line, exit 4, naming the value and where it came from -------------------------
@@ -119,6 +176,14 @@ def test_no_board_skips_device_tests_and_runs_the_rest(pytester: pytest.Pytester
                                                     "sx127x' is not 'name: probe'*"),
         ([], "mp_features =\n    1lora: import sx127x", "*mp_features in tox.ini: feature name "
                                                      "'1lora' is not valid*"),
+        ([], "mp_features =\n    lora: import sx127x +", "mp_features in tox.ini: the probe for "
+         "feature 'lora' is not valid Python (invalid syntax at column 15): 'import sx127x +'"),
+        ([], "mp_features =\n    big: assert gc.mem_free( > 1", "mp_features in tox.ini: the probe "
+         "for feature 'big' is not valid Python (*): 'assert gc.mem_free( > 1'"),
+        ([], "mp_features =\n    float: import myfloat", "mp_features in tox.ini: 'float' is a "
+         "built-in feature, probed by the plugin; give your probe a name of its own"),
+        ([], "mp_features =\n    lora: import a\n    lora: import b", "mp_features in tox.ini: "
+         "feature 'lora' is given twice; keep one probe"),
         (["--mp-port=/dev/x", "--mp-mock"], "", "*--mp-port and --mp-mock exclude each other*"),
         (["--mp-port="], "", "*--mp-port gives an empty port*"),
         (["--mp-mock=nosuchboard"], "",
@@ -138,6 +203,22 @@ def test_bad_values_are_usage_errors(
     assert fnmatch(line, "ERROR: mpsession: " + expected.lstrip("*")) or fnmatch(
         line, "ERROR: *" + expected
     ), line
+
+
+def test_a_hook_probe_that_does_not_compile_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('radio', 'import radio; radio.on(')\n"
+    )
+    pytester.makepyfile("def test_x(device_session): pass")
+    result = pytester.runpytest("--mp-mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = one_line_error(result)
+    assert line.startswith(
+        "ERROR: mpsession: pytest_mpsession_probe_features: the probe for feature 'radio' is "
+        "not valid Python ("
+    ), line
+    assert line.endswith("fix it in the conftest.py or plugin that adds it"), line
 
 
 def test_env_values_are_checked_and_named(
@@ -312,7 +393,7 @@ def test_xdist_more_workers_than_boards_is_a_usage_error(pytester: pytest.Pytest
 def test_settings_resolution_unit(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_mpsession.plugin import resolve_settings
+    from pytest_mpsession.plugin.options import resolve_settings
 
     pytester.makeini(
         "[pytest]\nmp_port = /dev/a /dev/b\nmp_baudrate = 9600\nmp_timeout = 2.5\nmp_reset = soft\n"
@@ -334,6 +415,55 @@ def test_settings_resolution_unit(
     settings = resolve_settings(pytester.parseconfigure())
     assert settings.ports == ("hwgrep://2e8a:0005", "socket://h:1")
     assert settings.port_source == "MP_PORT"
+
+
+@pytest.mark.parametrize("off", ["0", "false", "", "off"])
+def test_mp_mock_off_in_the_environment_switches_off_the_ini_mp_mock(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, off: str
+) -> None:
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    pytester.makepyfile(DEVICE_TESTS)
+    monkeypatch.setenv("MP_MOCK", off)
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(["*no MicroPython board configured*"])
+
+
+def test_mp_mock_off_keeps_an_ini_port_and_the_command_line_wins(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    monkeypatch.setenv("MP_MOCK", "0")
+    pytester.makeini("[pytest]\nmp_mock = esp32\n")
+    assert resolve_settings(pytester.parseconfigure()).ports == ()
+    assert resolve_settings(pytester.parseconfigure("--mp-mock=rp2")).ports == ("mpmock://rp2",)
+    pytester.makeini("[pytest]\nmp_port = /dev/ttyX\n")
+    settings = resolve_settings(pytester.parseconfigure())
+    assert settings.ports == ("/dev/ttyX",) and settings.mock is None
+
+
+def test_mp_timeout_environment_variable(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_mpsession.plugin.options import resolve_settings
+
+    pytester.makeini("[pytest]\nmp_timeout = 7\n")
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "2.5")  # the environment over the ini file
+    assert resolve_settings(pytester.parseconfigure()).timeout == 2.5
+    # the command line over the environment
+    assert resolve_settings(pytester.parseconfigure("--mp-timeout=30")).timeout == 30.0
+    monkeypatch.setenv("MP_TIMEOUT", " ")  # set but blank: as if unset
+    assert resolve_settings(pytester.parseconfigure()).timeout == 7.0
+    monkeypatch.setenv("MP_TIMEOUT", "soon")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert one_line_error(result) == (
+        "ERROR: mpsession: MP_TIMEOUT 'soon' is not a timeout: give a positive number of "
+        "seconds such as 10"
+    )
 
 
 def test_mp_mock_before_a_test_path_loads_that_paths_conftest(pytester: pytest.Pytester) -> None:
@@ -365,7 +495,7 @@ def test_usb_serial_number_from_pyserial(monkeypatch: pytest.MonkeyPatch) -> Non
     from serial.tools import list_ports
     from serial.tools.list_ports_common import ListPortInfo
 
-    from pytest_mpsession import plugin
+    from pytest_mpsession.plugin import boards
 
     info = ListPortInfo("/dev/ttyACM7", skip_link_detection=True)
     info.serial_number = "E66138935F2D6F28"
@@ -373,15 +503,16 @@ def test_usb_serial_number_from_pyserial(monkeypatch: pytest.MonkeyPatch) -> Non
     info.hwid = "USB VID:PID=2E8A:0005 SER=E66138935F2D6F28"
     monkeypatch.setattr(list_ports, "comports", lambda *a, **k: [info])
     monkeypatch.setattr(list_ports, "grep", lambda pattern, **k: iter([info]))
-    assert plugin.usb_serial_number("/dev/ttyACM7") == "E66138935F2D6F28"
-    assert plugin.usb_serial_number("hwgrep://2E8A:0005") == "E66138935F2D6F28"
-    assert plugin.usb_serial_number("/dev/ttyACM9") is None
-    assert plugin.usb_serial_number("socket://localhost:2217") is None
+    assert boards.usb_serial_number("/dev/ttyACM7") == "E66138935F2D6F28"
+    assert boards.usb_serial_number("hwgrep://2E8A:0005") == "E66138935F2D6F28"
+    assert boards.usb_serial_number("/dev/ttyACM9") is None
+    assert boards.usb_serial_number("socket://localhost:2217") is None
 
 
 def test_header_line_names_the_usb_serial_number() -> None:
     from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes
-    from pytest_mpsession.plugin import Board, Settings
+    from pytest_mpsession.plugin.boards import Board
+    from pytest_mpsession.plugin.options import Settings
 
     board = Board(port="/dev/ttyACM0", settings=Settings(), probes=FeatureProbes())
     assert board.describe() == "board at /dev/ttyACM0 (not connected)"
@@ -403,13 +534,81 @@ def test_an_inherited_xdist_worker_variable_does_not_make_a_worker(
 ) -> None:
     # A pytest run started by a test under xdist inherits PYTEST_XDIST_WORKER=gw1; it is not a
     # worker, and its single board is its own.
-    from pytest_mpsession.plugin import Settings, _port_for_worker, _worker_id
+    from pytest_mpsession.plugin.boards import port_for_worker, worker_id
+    from pytest_mpsession.plugin.options import Settings
 
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     config = pytester.parseconfigure()
-    assert _worker_id(config) is None
+    assert worker_id(config) is None
     settings = Settings(ports=("/dev/ttyACM0",), port_source="--mp-port")
-    assert _port_for_worker(settings, None, None) == "/dev/ttyACM0"
-    assert _port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
+    assert port_for_worker(settings, None, None) == "/dev/ttyACM0"
+    assert port_for_worker(Settings(ports=("a", "b")), "gw1", 2) == "b"
     with pytest.raises(pytest.UsageError, match="3 pytest-xdist workers but 2 board"):
-        _port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
+        port_for_worker(Settings(ports=("a", "b")), "gw0", 3)
+
+
+# -- requires_firmware: PEP 440 specifiers (packaging) on MicroPython versions ------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "firmware", "ok"),
+    [
+        (">=1.20", "v1.20.0-34-gd64154c73", True),  # a git build is its release
+        (">=1.29", "1.29.0-preview", True),  # MicroPython's preview is the version it names
+        ("<1.29", "1.29.0-preview", False),
+        ("1.9.2", "v1.9.2", True),  # a bare version is ==
+        ("==1.9", "1.9.0", True),  # 1.9 is 1.9.0
+        ("!=1.22.*,>=1.20", "1.22.3", False),
+        ("!=1.22.*,>=1.20", "1.23.0", True),
+        ("~=1.20", "1.24.1", True),
+        ("~=1.20.1", "1.21.0", False),
+        (">1.22", "1.22.0", False),
+        ("<=1.22", "1.22", True),
+    ],
+)
+def test_requires_firmware_specifiers_on_micropython_versions(
+    spec: str, firmware: str, ok: bool
+) -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from pytest_mpsession.capabilities import FirmwareSpec, parse_version
+
+    version = parse_version(firmware)
+    assert FirmwareSpec(spec).matches(version) is ok
+    # the comparison is packaging's, on the release the firmware string names
+    pep440 = spec if not spec[0].isdigit() else "==" + spec
+    assert SpecifierSet(pep440).contains(Version(".".join(map(str, version)))) is ok
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (">=1.23.0rc1", "MicroPython versions are up to three numbers"),
+        (">=1.2.3.4", "MicroPython versions are up to three numbers"),
+        ("==1.22.post1", "MicroPython versions are up to three numbers"),
+        ("==1.22+local", "cannot parse firmware requirement"),
+        ("===1.22", "cannot parse firmware requirement"),
+        ("~=1", "cannot parse firmware requirement"),
+        (">=1.*", "'.*' only goes with == or !="),
+        (">=1.20;<2", "cannot parse firmware requirement"),
+    ],
+)
+def test_requires_firmware_rejects_what_is_not_a_micropython_version(
+    spec: str, message: str
+) -> None:
+    from pytest_mpsession.capabilities import FirmwareSpec
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FirmwareSpec(spec)
+
+
+def test_a_bad_requires_firmware_is_a_collection_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.requires_firmware('>=1.23.0rc1')\ndef test_x():\n    pass\n"
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "requires_firmware('>=1.23.0rc1'): cannot parse firmware requirement" in (
+        one_line_error(result)
+    )

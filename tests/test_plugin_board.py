@@ -4,6 +4,7 @@ JUnit properties, board tracebacks, hooks, reset policies, pytest-timeout and py
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ def generic_port() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
+    for name in ("MP_PORT", "MP_MOCK", "MP_TIMEOUT", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
     # The inner runs need no hypothesis plugin (its summary costs a second per run).
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
@@ -80,7 +81,12 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     pytester.makepyfile(BASIC)
     result = pytester.runpytest(f"--mp-port={generic_port}", "-rs", "-W", "error", "-v")
     result.assert_outcomes(passed=7, skipped=3)
-    header = [line for line in result.outlines if line.startswith("mpsession: ")]
+    progress = f"mpsession: {generic_port}: connecting ... "
+    header = [
+        line
+        for line in result.outlines
+        if line.startswith("mpsession: ") and not line.startswith(progress)
+    ]
     assert re.fullmatch(
         rf"mpsession: micropython 1\.\d+\.\d+ on generic at {re.escape(generic_port)}, "
         r"features: (\w+, )+\w+",
@@ -88,8 +94,28 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     ), header
     assert "float" in header[0] and "raw_paste" in header[0]
     assert header[1].startswith("mpsession: round trip ")  # with -v: the measurements
-    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
-    assert len([line for line in quiet.outlines if line.startswith("mpsession: ")]) == 1
+    plain = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    lines = [line for line in plain.outlines if line.startswith("mpsession: ")]
+    # the progress line (the board's connection and probe, timed), then the header line
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        re.escape(progress) + r"raw REPL in \d+\.\d\d s, probing \.\.\. done in \d+\.\d\d s",
+        lines[0],
+    ), lines
+    assert lines[1].startswith("mpsession: micropython ")
+    # the connection is part of the run: pytest's duration counts it (each figure is rounded
+    # to 10 ms, hence the 20 ms of slack)
+    steps = [float(x) for x in re.findall(r"in (\d+\.\d\d) s", lines[0])]
+    match = re.search(r" in (\d+\.\d\d)s", plain.outlines[-1])
+    assert match is not None, plain.outlines[-1]
+    assert float(match.group(1)) + 0.02 >= sum(steps), (plain.outlines[-1], lines[0])
+    # the progress line is part of the header phase, after pytest's first lines
+    assert plain.outlines.index(lines[0]) > plain.outlines.index(
+        next(line for line in plain.outlines if "test session starts" in line)
+    )
+    quiet = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider", "-q")
+    quiet.assert_outcomes(passed=7, skipped=3)
+    assert not [line for line in quiet.outlines if "mpsession" in line], quiet.outlines
     out = result.stdout.str()
     version = re.search(r"micropython (1\.\d+\.\d+) on generic", header[0])
     assert version is not None
@@ -98,7 +124,7 @@ def test_fixtures_markers_and_header(pytester: pytest.Pytester, generic_port: st
     assert f"requires_platform: board is 'generic', not 'esp32', 'rp2' {board}" in out
     assert f"requires_firmware: board has {version.group(1)}, not '>=9.0' {board}" in out
     # Skips are reported at the test, not inside the plugin.
-    assert "plugin.py" not in out
+    assert "pytest_mpsession/plugin" not in out and "markers.py" not in out
 
 
 def test_capabilities_are_cached_by_unique_id_and_firmware(
@@ -134,10 +160,47 @@ def test_junit_suite_properties(pytester: pytest.Pytester, generic_port: str) ->
     result = pytester.runpytest(f"--mp-port={generic_port}", "--junitxml=out.xml")
     result.assert_outcomes(passed=1)
     root = ET.parse(pytester.path / "out.xml").getroot()
-    props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert props["mpsession_platform"] == "generic"
-    assert props["mpsession_port"] == generic_port
-    assert re.fullmatch(r"1\.\d+\.\d+", props["mpsession_firmware"] or "")
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    assert [name for name, _value in props] == [
+        "mpsession_firmware",
+        "mpsession_platform",
+        "mpsession_port",
+    ]
+    values = dict(props)
+    assert values["mpsession_platform"] == "generic"
+    assert values["mpsession_port"] == generic_port
+    assert re.fullmatch(r"1\.\d+\.\d+", values["mpsession_firmware"] or "")
+
+
+def test_junit_suite_properties_under_xdist_are_clean_per_worker(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('i', range(4))\n"
+        "def test_x(device_session, i):\n    device_session.exec('pass')\n"
+    )
+    with PtyBoard("esp32") as other:
+        result = pytester.runpytest_subprocess(
+            "-n", "2", f"--mp-port={generic_port}", f"--mp-port={other.path}",
+            "--junitxml=out.xml", "-p", "no:cacheprovider",
+        )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    firmware = props[1][1] or ""
+    assert re.fullmatch(r"1\.\d+\.\d+", firmware), props
+    # one group per worker, the worker in its own property, every value clean
+    assert props == [
+        ("mpsession_worker", "gw0"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "generic"),
+        ("mpsession_port", generic_port),
+        ("mpsession_worker", "gw1"),
+        ("mpsession_firmware", firmware),
+        ("mpsession_platform", "esp32"),
+        ("mpsession_port", other.path),
+    ]
 
 
 def test_device_error_shows_the_board_traceback_at_the_users_lines(
@@ -177,6 +240,102 @@ def test_device_error_shows_the_board_traceback_at_the_users_lines(
     # None of the plugin's or the session core's frames.
     assert "pytest_mpsession/" not in out
     assert "<stdin>" not in out
+
+
+def test_one_line_code_with_escapes_keeps_its_own_line_numbers(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    # Code in a one-line string with \n escapes has lines of its own that are not the test
+    # file's: the traceback names the line of the call and the code's own line (not the
+    # file's next lines, here a comment and a line past the end of the file).
+    pytester.makepyfile(
+        test_tb="""
+        def test_index(device_session):
+            device_session.exec("def g():\\n    return [][3]\\ng()")
+            # a comment on line 3
+        """
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- board traceback -*",
+            "Traceback (most recent call last):",
+            '  File "test_tb.py", line 2 (line 3 of the code given there), in <module>',
+            "    g()",
+            '  File "test_tb.py", line 2 (line 2 of the code given there), in g',
+            "    return [][3]",
+            "IndexError: list index out of range",
+        ]
+    )
+    assert "comment" not in result.stdout.str()
+    assert "line 3, in" not in result.stdout.str() and "line 4" not in result.stdout.str()
+
+
+def test_triple_quoted_and_one_line_code_map_onto_the_files_lines(
+    pytester: pytest.Pytester, generic_port: str
+) -> None:
+    pytester.makepyfile(
+        test_tb='''
+        import textwrap
+
+        def test_dedented(device_session):
+            device_session.exec(textwrap.dedent("""
+                def h(x):
+                    return {}[x]
+                h("key")
+            """))
+
+        def test_one_line(device_session):
+            device_session.exec("[][1]\\n")
+        '''
+    )
+    result = pytester.runpytest(f"--mp-port={generic_port}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            '  File "test_tb.py", line 7, in <module>',
+            '    h("key")',
+            '  File "test_tb.py", line 6, in h',
+            "    return {}[x]",
+            "KeyError: key",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            '  File "test_tb.py", line 11, in <module>',
+            "    [][1]",
+            "IndexError: list index out of range",
+        ]
+    )
+
+
+def test_board_traceback_mapping_unit(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_mpsession.plugin.reports import board_traceback
+
+    test_file = tmp_path / "test_x.py"
+    test_file.write_text(
+        "def test(s):\n"
+        '    s.exec("a = 1\\n"\n'  # implicit concatenation, one piece a line: the file's lines
+        '           "b = [][0]\\n")\n'
+        '    s.exec("x = 1\\tb = 2")\n'  # one line with an escape: its own line numbers
+    )
+    err = SimpleNamespace(
+        traceback='Traceback (most recent call last):\r\n  File "<string>", line 2, in <module>\r\n'
+        "IndexError: list index out of range\r\n"
+    )
+
+    def tb_at(line: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(path=test_file, lineno=line - 1)]
+
+    text = board_traceback(err, tb_at(2))
+    assert 'File "' + os.path.relpath(test_file) + '", line 3, in <module>\n    b = [][0]' in text
+    text = board_traceback(err, tb_at(4))
+    assert "line 4 (line 2 of the code given there), in <module>" in text
+    # no literal at that line: the board's text as it is
+    assert board_traceback(err, tb_at(1)) == err.traceback.replace("\r\n", "\n").rstrip()
 
 
 def test_all_hooks_are_called(pytester: pytest.Pytester, generic_port: str) -> None:
@@ -352,6 +511,8 @@ def test_not_a_micropython_board_is_a_usage_error(
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert len(errors) == 1 and "mpsession: cannot use the board at" in errors[0]
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    # while it waited, the header said which board it was waiting for
+    result.stdout.fnmatch_lines(["mpsession: /dev/pts/*: connecting ... failed"])
 
 
 # -- pytest-xdist: a pool of boards ---------------------------------------------------------------
@@ -361,15 +522,18 @@ def test_not_a_micropython_board_is_a_usage_error(
 
 
 @pytest.mark.timeout(120)
-def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
-    pytester: pytest.Pytester,
+def test_xdist_pool_with_a_silent_board_is_a_one_line_usage_error(
+    pytester: pytest.Pytester, generic_port: str
 ) -> None:
     pytest.importorskip("xdist")
     import os
     import pty
 
-    # Two serial ports nobody answers on: they open, but there is no raw REPL behind them.
-    pairs = [pty.openpty() for _ in range(2)]
+    # A serial port nobody answers on (it opens, but there is no raw REPL behind it) beside
+    # a working board: the controller checks both before the workers start, so the run
+    # stops at once with exit 4 instead of erroring every test of that worker.
+    master, slave = pty.openpty()
+    silent = os.ttyname(slave)
     try:
         pytester.makepyfile(
             """
@@ -381,17 +545,41 @@ def test_xdist_worker_whose_board_does_not_answer_fails_its_tests_in_one_line(
             """
         )
         result = pytester.runpytest_subprocess(
-            "-n", "2", "--mp-timeout=1",
-            *[f"--mp-port={os.ttyname(slave)}" for _master, slave in pairs],
+            "-n", "2", "--mp-timeout=1", f"--mp-port={generic_port}",
+            f"--mp-port={os.ttyname(slave)}",
         )  # fmt: skip
     finally:
-        for master, slave in pairs:
-            os.close(master)
-            os.close(slave)
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*mpsession: cannot use the board at /dev/pts/*"])
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    result.stdout.no_fnmatch_line("*crashed*")
+        os.close(master)
+        os.close(slave)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert errors == [
+        f"ERROR: mpsession: cannot use the board at {silent}: no raw REPL answer "
+        f"from {silent} within 1 s: it sent nothing (is it powered and running "
+        "MicroPython, and is the baudrate right?)"
+    ], result.errlines
+    result.stdout.fnmatch_lines(
+        [
+            f"mpsession: {generic_port}: checking ... raw REPL in *s",
+            f"mpsession: {silent}: checking ... failed",
+        ]
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "created:" not in out and "Traceback" not in out and "INTERNALERROR" not in out
+    # with -q: no progress lines, the same one-line error
+    pytester.makepyfile(test_other="def test_y(device_session): pass")
+    master, slave = pty.openpty()
+    try:
+        quiet = pytester.runpytest_subprocess(
+            "-q", "-n", "2", "--mp-timeout=1", f"--mp-port={generic_port}",
+            f"--mp-port={os.ttyname(slave)}",
+        )  # fmt: skip
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert quiet.ret == pytest.ExitCode.USAGE_ERROR
+    assert "checking" not in quiet.stdout.str()
+    assert len([line for line in quiet.errlines if line.startswith("ERROR:")]) == 1
 
 
 def test_probes_from_a_conftest_found_during_collection(
@@ -438,3 +626,86 @@ def test_port_in_two_words_on_the_command_line_just_works(
     result = pytester.runpytest_subprocess("--mp-port", generic_port, "--strict-markers")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+def test_symlinked_port_in_two_words_keeps_the_projects_ini(
+    pytester: pytest.Pytester, generic_port: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # `pytest --mp-port /dev/serial/by-id/usb-...`: pytest takes the link's folder (not the
+    # device's) for its rootdir; the plugin must see that and keep the project's ini, whose
+    # mp_features defines a feature the test needs.
+    by_id = tmp_path_factory.mktemp("by-id")
+    link = by_id / "usb-MicroPython_Board_in_FS_mode_e6614c311b7e6f35-if00"
+    link.symlink_to(generic_port)
+    pytester.makeini("[pytest]\nmp_features =\n    blinky: import sys\n")
+    pytester.makepyfile(
+        test_blink="""
+        import pytest
+
+        @pytest.mark.requires_feature("blinky")
+        def test_blink(device_session):
+            assert device_session.eval("1 + 1") == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("--mp-port", str(link), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+    # In-process (pytest.main: no command line to run again), a plain usage error instead.
+    inproc = pytester.runpytest("--mp-port", str(link), "-p", "no:cacheprovider")
+    assert inproc.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in inproc.errlines if line.startswith("ERROR:")]
+    taken = os.path.commonpath([pytester.path, by_id])  # pytest's rootdir: above both
+    assert errors == [
+        f"ERROR: mpsession: pytest read the port {link} as a test path and made {taken} its "
+        f"rootdir; write --mp-port={link} as one word (or set MP_PORT)"
+    ], inproc.errlines
+    # With a test path beside it pytest finds the project's ini anyway: nothing to say.
+    beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
+    beside.assert_outcomes(passed=1)
+    # Nor when the configuration file is named (-c): pytest guessed nothing from the port.
+    named = pytester.runpytest("--mp-port", str(link), "-c", "tox.ini", "-p", "no:cacheprovider")
+    named.assert_outcomes(passed=1)
+
+
+def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(
+    pytester: pytest.Pytester,
+) -> None:
+    # The line is on the terminal while the plugin waits (not only after), and Ctrl-C during
+    # the wait ends the run as pytest's own interruption, the line closed.
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile("def test_x(device_session): pass")
+    master, slave = pty.openpty()
+    port = os.ttyname(slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--mp-port={port}", "--mp-timeout=60",
+         "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b": connecting ... " not in seen:
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            assert ready, seen
+            assert proc.stdout is not None
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, seen
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # Ctrl-C ended the 60 s wait
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    text = (seen + out).decode()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, text + err.decode()
+    assert f"mpsession: {port}: connecting ... failed\n" in text
+    assert "INTERNALERROR" not in text + err.decode()

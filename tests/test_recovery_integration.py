@@ -200,9 +200,9 @@ def test_host_only():
 @pytest.mark.parametrize(
     ("kind", "seed", "failing", "message"),
     [
-        ("reset", 2, 6, "the board reset during the call"),
-        ("hang", 4, 5, "no answer within 2 s, not even to Ctrl-C"),
-        ("disconnect", 3, 8, "the link to the board dropped during the call"),
+        ("reset", 7, 2, "the board reset during the call"),
+        ("hang", 5, 0, "not even to Ctrl-C"),
+        ("disconnect", 1, 4, "the link to the board dropped during the call"),
     ],
 )
 def test_a_seeded_fault_fails_only_its_test(

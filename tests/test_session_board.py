@@ -66,7 +66,14 @@ class Spy:
             self.sent.append(code if isinstance(code, str) else code.decode())
             return real(code, timeout=timeout, on_stdout=on_stdout)
 
+        real_run = comm.run  # type: ignore[attr-defined]
+
+        def run(code: str, **kwargs: Any) -> Any:
+            self.sent.append(code)
+            return real_run(code, **kwargs)
+
         monkeypatch.setattr(comm, "exec", exec_)
+        monkeypatch.setattr(comm, "run", run)
 
 
 def board_names(manager: DeviceSessionManager) -> list[int]:

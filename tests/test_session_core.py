@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from pytest_mpsession.errors import DeviceError, MpSessionError
+from pytest_mpsession.communicator import Reply
+from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
+from pytest_mpsession.protocol.frame import HASHER, WRAPPER, split_statements
 from pytest_mpsession.session import (
     TRANSITIONS,
     CleanupPolicy,
@@ -48,6 +50,32 @@ class FakeCommunicator:
         assert isinstance(code, str)
         self.sent.append(code)
         return self.reply(code)
+
+    def install_code(self, code: str, timeout: float | None = None, checked: bool = True) -> None:
+        self.exec(code, timeout)
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        return 1 << 20  # free memory: a big board
+
+    def run(
+        self,
+        code: str,
+        *,
+        key: int = 0,
+        op: int = 0,
+        timeout: float | None = None,
+        on_stdout: Any = None,
+    ) -> Reply:
+        """The checked call, answered from the same script: ``\x1e`` + repr pieces are
+        the result records."""
+        try:
+            text = self.exec(code, timeout)
+        except DeviceError as exc:
+            if isinstance(exc, DeviceTimeout):
+                raise
+            return Reply(b"", (exc.traceback or str(exc)).encode(), "e")
+        first, *records = text.split(RESULT_MARKER)
+        return Reply(first.encode(), b"", ".", [r.rstrip("\n").encode() for r in records])
 
     def interrupt(self, timeout: float | None = None) -> None:
         pass
@@ -266,12 +294,12 @@ def test_helpers_sent_once_per_board_life(
     s.exec("a = 1")
     s.exec("b = 2")
     n = len(PARTS["core"])
-    assert "def _mps_x" in "".join(fake.sent[:n])
-    assert [c[:7] for c in fake.sent[n:]] == ["_mps_x(", "_mps_x("]
+    assert "def _mps_d" in "".join(fake.sent[:n])
+    # the code itself goes to the communicator's checked call
+    assert fake.sent[n:] == ["a = 1", "b = 2"]
     fake.soft_reset()
     s.exec("c = 3")
-    assert fake.sent[n + 2 :] == [*PARTS["core"], fake.sent[-1]]
-    assert fake.sent[-1].startswith("_mps_x(")
+    assert fake.sent[n + 2 :] == [*PARTS["core"], "c = 3"]
 
 
 def test_device_error_traceback_is_cleaned(
@@ -286,7 +314,7 @@ def test_device_error_traceback_is_cleaned(
     )
 
     def fail(code: str) -> str:
-        if not code.startswith("_mps_x("):
+        if not code.startswith("a = 1"):
             return ""  # the helpers
         raise DeviceError("divide by zero", exc_type="ZeroDivisionError", traceback=tb)
 
@@ -576,7 +604,7 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
         *(f"_mps_fa({other[i : i + 128]!r},{int(i < 384)})" for i in range(128, 512, 128)),
         "_mps_fr('a.bin',200)",
         "_mps_fl('.',1)",
-        "_mps_x(1,'x = [1, 2]')",
+        "exec('x = [1, 2]',_mpsg(1))",
         "_mps_h(1,'x')",
         "_mps_h(2,'x')",
         "_mps_d(1,0)",
@@ -585,7 +613,14 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
     steps.append("try:\n _mps_fm('d')\nexcept NotImplementedError as e:\n _mps_r(str(e))")
     # Each part and each step is read and run on its own, as the raw REPL receives it in an
     # exchange of its own: the source of one at a time is in RAM.
-    exchanges = [*(piece for pieces in PARTS.values() for piece in pieces), *steps]
+    wrapper = split_statements(WRAPPER.replace("{reserve}", "0"), 512, gc=True)
+    exchanges = [
+        HASHER,
+        *wrapper,
+        # every part a 1.9 board uses (it has no threads: that part is never sent to it)
+        *(piece for name, pieces in PARTS.items() if name != "thread" for piece in pieces),
+        *steps,
+    ]
     (tmp_path / "x").mkdir()
     for i, text in enumerate(exchanges):
         (tmp_path / "x" / f"{i}.py").write_text(text + "\n")
@@ -599,10 +634,12 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
         check=False,
     )
     assert run.returncode == 0, run.stdout.decode() + run.stderr.decode()
-    values = [ast.literal_eval(v.strip()) for v in run.stdout.decode().split(RESULT_MARKER)[1:]]
+    # each result record: \x1e repr \x1f checksum
+    records = run.stdout.decode().split(RESULT_MARKER)[2:]  # [0] before, [1] the checksum's
+    values = [ast.literal_eval(v.split("\x1f")[0]) for v in records]
     # _mps_fa prints nothing; the listing is one piece per entry (a.bin, main.py, x)
     cwd, wrote, skipped, rewrote, c1, c2, c3, *listing = values[:-5]
-    has_x, other_has_x, (stuck, errors, mem1), (_, _, mem2), mkdir_error = values[-5:]
+    has_x, other_has_x, (stuck, errors, mem1, *_), (_, _, mem2, *_), mkdir_error = values[-5:]
     assert cwd == "" and (wrote, skipped, rewrote) == (1, 0, 1)
     assert c1 + c2 + c3 == other
     assert ("a.bin", ("f", 512)) in listing and len(listing) == 3

@@ -299,6 +299,9 @@ class Engine:
     terminal running pytest never reaches it (SIGINT at a prompt would end it).
     """
 
+    #: the unix port does not read a Ctrl-C byte while code runs: the relay signals instead
+    byte_interrupt = False
+
     def __init__(
         self,
         prefix: list[str],
@@ -476,6 +479,11 @@ class Engine:
         except OSError:
             return False
         return True
+
+    def input_backlog(self) -> int:
+        """Bytes written to the engine and not yet read: none to speak of (the unix port
+        reads its terminal at once)."""
+        return 0
 
     def poll(self) -> int | None:
         """The exit status if the process has ended, else None."""

@@ -20,6 +20,7 @@ the kernel kills them (``PR_SET_PDEATHSIG``) if it ever dies.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import hashlib
 import os
@@ -43,6 +44,7 @@ from pytest_mpsession.emulator.engine import (
 from pytest_mpsession.emulator.flash import FlashImage
 from pytest_mpsession.emulator.options import Options
 from pytest_mpsession.emulator.profiles import Profile
+from pytest_mpsession.emulator.qemu import QemuEngine, QemuMachine
 from pytest_mpsession.protocol.constants import (
     CTRL_A,
     CTRL_B,
@@ -55,6 +57,9 @@ from pytest_mpsession.protocol.constants import (
 )
 
 __all__ = ["Link"]
+
+# the engine of a board: the unix port, or real firmware in QEMU (profile.qemu_machine)
+_Engine = Engine | QemuEngine
 
 BOARD_DIR = Path(__file__).parent / "board"
 
@@ -93,6 +98,8 @@ _BANNER_HOLD_MAX = 4096
 _BANNER_WAIT = 0.5
 # engine output kept back when the host does not read (the board then blocks, as over USB)
 _OUT_BACKLOG = 64 * 1024
+# a throttled line whose board has not taken the previous bytes looks again this much later
+_BACKLOG_POLL = 0.001
 
 
 def _hint() -> str:
@@ -118,10 +125,12 @@ class Link:
         *,
         on_drop: Callable[[], None] | None = None,
     ) -> None:
+        if profile.baudrate and not options.baudrate:
+            options = dataclasses.replace(options, baudrate=profile.baudrate)
         self.profile = profile
         self.options = options
         self.on_drop = on_drop
-        self._prefix = find_engine()
+        self._prefix = [] if profile.qemu_machine else find_engine()
         # no throttling, latency, byte counting or line-end rewriting: output passes as is
         self._plain = not (
             profile.crlf
@@ -133,6 +142,14 @@ class Link:
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
         self._flash = os.path.abspath(options.flash or os.path.join(self._dir, "flash.img"))
         self._image: FlashImage | None = None
+        self._qemu: QemuMachine | None = None
+        if profile.qemu_machine:
+            try:
+                self._qemu = QemuMachine(profile, options.flash, self._dir)
+            except BaseException:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                raise
+            self._flash = self._qemu.flash or ""
         if options.seed is not None:
             # (drawn and dropped: seeded fault sequences stay what they were)
             bytes(self._rng.getrandbits(8) for _ in range(8))
@@ -142,7 +159,7 @@ class Link:
         self._uid = hashlib.sha256(ident).digest()[:8]
         self._boot_script = self._write_boot_script()
         self._cause = _CAUSE_POWER
-        if profile.flash_size and profile.disguise:
+        if profile.flash_size and profile.disguise and self._qemu is None:
             try:
                 self._image = FlashImage(
                     self._flash, profile.flash_size, profile.block_size, profile=profile.name
@@ -160,7 +177,7 @@ class Link:
             tree.append(self._cwd)
         ro, x = exec_paths(self._prefix)
         self._policy = sandbox.policy(
-            read_write=[self._flash] if profile.flash_size and profile.disguise else [],
+            read_write=[self._flash] if self._image is not None else [],
             read_only=[str(BOARD_DIR), self._boot_script, *ro],
             execute=x,
             tree=tree,
@@ -177,17 +194,21 @@ class Link:
         self._error: BaseException | None = None
         self._closed = False
         self._host_fd = -1
-        self._engine: Engine | None = None
+        self._engine: _Engine | None = None
         self._ctl_r = -1
         self._ctl_data = b""
-        self._spare: tuple[Engine, int] | None = None
+        self._spare: tuple[_Engine, int] | None = None
         self._spare_buf = bytearray()
         self._spare_text: bytes | None = None
-        self._spare_failed = False
+        self._spare_failed = self._qemu is not None  # a new machine boots in ~0.1 s
         # bytes on their way, with the time they are due at the other end
         self._inq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._outq: collections.deque[tuple[float, bytes]] = collections.deque()
         self._in_free_at = 0.0  # line-rate bookkeeping, host -> board
+        # how late the relay delivered the last host slice: the rest of the queue is due that
+        # much later (a line never bursts above its rate to catch up; a real firmware's small
+        # receive buffer would overflow)
+        self._in_late = 0.0
         self._out_free_at = 0.0  # board -> host
         self._to_engine = bytearray()
         self._held_rx = bytearray()  # host bytes that arrived while the board was booting
@@ -340,6 +361,8 @@ class Link:
                 pass
         if self._image is not None:
             self._image.close()
+        if self._qemu is not None:
+            self._qemu.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _command(self, name: str, arg: object) -> None:
@@ -374,7 +397,9 @@ class Link:
                     raise EmulatorError("the MicroPython engine did not reach its prompt")
                 if self._pending_intr:
                     self._retry_interrupt(now)
-                due = [q[0][0] for q in (self._inq, self._outq) if q]
+                due = [q[0][0] for q in (self._outq,) if q]
+                if self._inq:
+                    due.append(self._inq[0][0] + self._in_late)
                 if self._booting:
                     due.append(self._boot_deadline)
                 if self._pending_intr:
@@ -493,7 +518,11 @@ class Link:
             return self.profile.heap
         return self.profile.heap + _SETUP_HEAP
 
-    def _new_engine(self) -> tuple[Engine, int]:
+    def _new_engine(self) -> tuple[_Engine, int]:
+        if self._qemu is not None:
+            qemu = self._qemu.start()
+            self.stats["engine_starts"] += 1
+            return qemu, qemu.ctl_r
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
         args = ["-X", f"heapsize={self._engine_heap()}", "-i", self._boot_script, str(ctl_w), "0"]
@@ -580,6 +609,8 @@ class Link:
         # the board asked for a reset (machine.reset(), soft_reset(), deepsleep()): it waits
         # in a sleep loop until the relay ends it, as a real reset never returns
         code = self._ctl_data[-1:]
+        if code in (b"S", b"H", b"D"):
+            self._drain_engine()
         if code == b"S":
             self._kill_engine()
             self._boot("soft")
@@ -587,13 +618,25 @@ class Link:
             self._cause = _CAUSE_DEEPSLEEP if code == b"D" else _CAUSE_HARD
             self._hard_reset(drop=self.profile.usb, cause=self._cause)
 
-    def _read_engine(self, eng: Engine) -> None:
+    def _drain_engine(self) -> None:
+        """What the board printed before it asked for a reset reaches the host first."""
+        eng = self._engine
+        if eng is None or eng.fd < 0:
+            return
+        try:
+            data = os.read(eng.fd, 65536)
+        except OSError:
+            return
+        if data:
+            self._from_engine(data)
+
+    def _read_engine(self, eng: _Engine) -> None:
         try:
             data = os.read(eng.fd, 65536)
         except BlockingIOError:
             return
         except OSError as exc:
-            if exc.errno != errno.EIO:
+            if exc.errno not in (errno.EIO, errno.ECONNRESET):  # a PTY's or a socket's end
                 raise
             data = b""
         if data:
@@ -940,15 +983,15 @@ class Link:
 
     def _engine_idle(self) -> bool:
         eng = self._engine
-        return eng is not None and not eng.running_code()
+        return eng is not None and not eng.byte_interrupt and not eng.running_code()
 
     def _at_friendly_prompt(self) -> bool:
         """The relay took the host's bytes for a raw-REPL exchange, but the engine's REPL
         read them otherwise (a Ctrl-A it did not take, bytes typed into its line editor) and
         is back at its friendly prompt, idle: follow the engine, not the guess."""
         eng = self._engine
-        if eng is None or eng.running_code():
-            return False  # code that printed ">>> " and runs on
+        if eng is None or eng.byte_interrupt or eng.running_code():
+            return False  # code that printed ">>> " and runs on (or real firmware: its REPL)
         self.stats["resyncs"] += 1
         self._running = False
         self._eots = 0
@@ -1027,8 +1070,16 @@ class Link:
         return sum(len(d) for _, d in self._outq)
 
     def _deliver(self, now: float) -> None:
-        while self._inq and self._inq[0][0] <= now:
-            _, data = self._inq.popleft()
+        while self._inq and self._inq[0][0] + self._in_late <= now:
+            eng = self._engine
+            if eng is not None and eng.input_backlog():
+                # the board has not taken the last bytes yet (its machine was not scheduled):
+                # the line waits for it, so the board sees them at the line rate of its time
+                self._in_late = now - self._inq[0][0] + _BACKLOG_POLL
+                break
+            due, data = self._inq.popleft()
+            if self.options.baudrate:
+                self._in_late = now - due
             self._board_rx(data)
         if self._outq and self._outq[0][0] <= now:
             if self._host_fd < 0:
@@ -1108,6 +1159,9 @@ class Link:
             return
         per_byte = 10.0 / opts.baudrate
         step = max(1, int(opts.baudrate / 10 / 1000))
+        if not self._inq:
+            self._in_free_at += self._in_late
+            self._in_late = 0.0
         start = max(now, self._in_free_at)
         for i in range(0, len(data), step):
             piece = data[i : i + step]
@@ -1149,7 +1203,7 @@ class Link:
             return
         if self.profile.rx_buffer:
             data = self._rx_buffer(data)
-        if self._running and self._run_held:
+        if self._running and self._run_held:  # (never for real firmware: see below)
             self._hold_while_running(data)
             return
         out = bytearray()
@@ -1158,6 +1212,10 @@ class Link:
         while i < n:
             if self._booting or self._probing:
                 self._held_rx += data[i:]
+                break
+            if self._running and self._engine is not None and self._engine.byte_interrupt:
+                # real firmware: its own REPL reads every byte (Ctrl-C included) as a board
+                out += data[i:]
                 break
             if self._running:
                 m = _RAW_SPECIAL.search(data, i)
@@ -1326,7 +1384,7 @@ class Link:
     def _interrupt(self) -> bool:
         """Ctrl-C from the host: SIGINT if code runs; True if the byte was used up."""
         eng = self._engine
-        if eng is None:
+        if eng is None or eng.byte_interrupt:
             return False
         state = eng.interrupt()
         if state == "sent":

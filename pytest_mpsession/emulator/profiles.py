@@ -2,7 +2,10 @@
 
 Built-in profiles: ``generic`` (the ``--mp-mock`` default, a current board), ``esp32``,
 ``rp2``, ``stm32``, ``unix`` (the bare interpreter, nothing disguised) and ``legacy`` (a
-MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``).
+MicroPython 1.9-era board: 16 KB of RAM, no raw-paste, no threads, no ``os.ilistdir``), and
+``microbit``: not the unix port but the BBC micro:bit's real MicroPython 1.9.2 firmware in
+``qemu-system-arm -M microbit`` (:mod:`.qemu`).  A profile with ``qemu_machine`` and
+``firmware`` runs that firmware image on that QEMU machine (never disguised).
 
 User profiles live in a TOML file, one table per profile, each based on a built-in one::
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_mpsession.emulator.engine import EmulatorError
+from pytest_mpsession.emulator.qemu import MICROBIT_FIRMWARE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,11 +91,17 @@ class Profile:
     usb: bool = True
     #: the interpreter's C stack limit in bytes (how deep code can recurse); 0: the engine's
     stack_limit: int = 0
-    #: main.py runs after every reset, also a soft reset in the raw REPL (old firmware; a
-    #: current board runs it only when it comes up in the friendly REPL)
+    #: main.py runs after every reset, also a soft reset in the raw REPL (a board runs it
+    #: only when it comes up in the friendly REPL, the 1.9.2 micro:bit too)
     main_after_raw_reset: bool = False
     #: the compiler has the native emitters (@micropython.native, viper, inline assembler)
     emitters: bool = True
+    #: the line rate the link runs at unless the URL sets ``baudrate`` (0: no throttling)
+    baudrate: int = 0
+    #: real firmware on an emulated chip (see :mod:`.qemu`): the ``qemu-system-arm -M``
+    #: machine and the firmware image it runs; "" runs the unix port
+    qemu_machine: str = ""
+    firmware: str = ""
 
     def banner_line(self) -> bytes:
         """The first line of the friendly REPL's banner, as the board prints it."""
@@ -192,10 +202,8 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
         soft_reboot="soft reboot",
         heap=16 * 1024,
-        # the board has about 9.8 KB free at start; the engine is 64-bit (its objects and its
-        # compiler take more of the same RAM), and at 9.8 KB the capability probe and the
-        # session's helpers do not fit yet (issue 14.1): 12 KB until they do
-        free=12 * 1024,
+        # about 9.8 KB free at the first prompt, as the board
+        free=10035,
         # a flat filesystem of about 14 KB for files
         flash_size=15 * 1024,
         block_size=512,
@@ -209,7 +217,33 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         usb=True,
         stack_limit=_LEGACY_STACK,
         emitters=False,
-        main_after_raw_reset=True,
+    ),
+    # Debian's MicroPython 1.9.2 for the BBC micro:bit in qemu-system-arm -M microbit: the
+    # real firmware, so nothing is disguised; the fields below describe what it reports
+    "microbit": Profile(
+        name="microbit",
+        disguise=False,
+        platform="microbit",
+        version=(1, 9, 2),
+        sysname="microbit",
+        nodename="microbit",
+        machine="micro:bit with nRF51822",
+        build_date="2017-09-01",
+        banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
+        soft_reboot="soft reboot",
+        heap=16 * 1024,
+        free=9264,
+        # the nRF51822's whole flash (the image kept by flash=PATH); files get what the
+        # firmware leaves of it
+        flash_size=256 * 1024,
+        block_size=1024,
+        raw_paste=False,
+        freq=16_000_000,
+        # the micro:bit's USB belongs to its interface chip, which stays up over a reset
+        usb=False,
+        baudrate=115200,
+        qemu_machine="microbit",
+        firmware=MICROBIT_FIRMWARE,
     ),
 }
 
@@ -261,6 +295,16 @@ def _load_file(path: str) -> dict[str, Profile]:
                 valid = ", ".join(sorted(k for k in _FIELDS if k != "name"))
                 raise EmulatorError(f"{path}: [{name}] unknown key {key!r}; valid keys: {valid}")
             changes[key] = _coerce(name, key, value, path)
+        if changes.get("qemu_machine") or known[base_name].qemu_machine:
+            # real firmware: nothing of the unix port's board disguise applies, and QEMU's
+            # UART has no pacing of its own: the link gives it a line rate
+            changes["disguise"] = False
+            if not changes.get("baudrate", known[base_name].baudrate):
+                changes["baudrate"] = 115200
+            fw = changes.get("firmware")
+            if fw and not os.path.isabs(fw):
+                # a relative firmware path is the profiles file's neighbour
+                changes["firmware"] = os.path.join(os.path.dirname(os.path.abspath(path)), fw)
         prof = dataclasses.replace(known[base_name], **changes)
         known[name] = found[name] = prof
     return found

@@ -162,6 +162,9 @@ class Serial(SerialBase):
             if self._board_end is not None:
                 self._board_end.close()
                 self._board_end = None
+            if self._sock is not None and not self.is_open:
+                self._sock.close()  # a board that failed to start: the host end too
+                self._sock = None
 
     def __del__(self) -> None:
         try:

@@ -48,6 +48,8 @@ __all__ = [
     "NEED_DATA",
     "PLAIN_RAW_CHUNK",
     "TRANSITIONS",
+    "CodeRejected",
+    "CodeRequested",
     "Event",
     "ExecFinished",
     "ExecStarted",
@@ -82,6 +84,11 @@ _SYNC_END: Final = CTRL_D + CTRL_D + RAW_REPL_PROMPT
 # Bytes plain raw mode treats as commands (Ctrl-A reset, Ctrl-B leave, Ctrl-C clear line,
 # Ctrl-D end) and raw-paste as end / interrupt: code can never contain them.
 _UNSENDABLE: Final = (CTRL_A, CTRL_B, CTRL_C, CTRL_D)
+# Framed exchanges: at most this much noise is skipped before a reply (line noise comes in
+# short bursts; a board's boot text is longer and must be seen as what it is).
+_NOISE_LIMIT: Final = 48
+# A framed reply's trailer after its token: ")", a status byte, a record count.
+_TRAILER_MAX: Final = 12
 
 
 class State(enum.Enum):
@@ -220,9 +227,28 @@ class Stderr:
 
 @dataclass(frozen=True)
 class ExecFinished:
-    """The code ended and the board is back at '>'. ``interrupted``: a Ctrl-C was sent."""
+    """The code ended and the board is back at '>'. ``interrupted``: a Ctrl-C was sent.
+
+    For a framed exchange (see :meth:`RawReplClient.exec`): ``status`` is the board's
+    trailer status (``"."`` ended, ``"x"`` SystemExit, ``"e"`` an exception, whose traceback
+    came as :class:`Stderr`), None when no trailer came (the wrapper never ran, or the
+    reply was cut); ``records`` is how many result records the trailer announced.
+    """
 
     interrupted: bool = False
+    status: str | None = None
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class CodeRequested:
+    """A framed exchange's wrapper asks for the streamed code: it goes out now."""
+
+
+@dataclass(frozen=True)
+class CodeRejected:
+    """A framed exchange's wrapper found the code damaged (its checksum did not match) and
+    ran none of it; ExecFinished follows."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +277,8 @@ Event = (
     | Stdout
     | Stderr
     | ExecFinished
+    | CodeRejected
+    | CodeRequested
     | SoftResetStarted
     | LeftRawRepl
     | Stray
@@ -306,6 +334,19 @@ class RawReplClient:
         self._sync_marker = b""
         self._fresh = False  # bytes received since the last NEED_DATA
         self.chatter = bytearray()  # the last bytes skipped while looking for a banner
+        # Framed exchanges: the token that starts every record of the board-side wrapper,
+        # where the reply is in its frame (0 start expected, 1 output, 2 traceback, 3 done),
+        # and what the trailer said.
+        self._frame = b""
+        self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
+        self._phase = 0
+        self._status: str | None = None
+        self._records = 0
+        self._noise = 0
+        #: noise bytes skipped before a framed reply (counted, never parsed as reply)
+        self.noise_skipped = 0
 
     # -- the table ----------------------------------------------------------------------
 
@@ -352,10 +393,31 @@ class RawReplClient:
         self._buf.clear()
         return self.data_to_send()
 
-    def exec(self, code: bytes, *, raw_paste: bool = True) -> bytes:
+    def exec(
+        self,
+        code: bytes,
+        *,
+        raw_paste: bool = True,
+        frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
+    ) -> bytes:
         """Send ``code`` to run: with raw-paste (falls back to plain raw mode by itself when
         the board refuses), or in plain raw mode. Events: ExecStarted, Stdout..., Stderr...,
-        ExecFinished."""
+        ExecFinished.
+
+        ``frame``: the code is a call of the board-side wrapper that frames its reply with
+        this token (``\x1e`` and the exchange number): ``TOKEN(`` before the code's output,
+        ``TOKENe`` before a traceback, ``TOKEN)`` + status + record count right before the
+        end of stdout, or ``TOKEN!`` alone when it refused damaged code
+        (:class:`CodeRejected`). The output between may hold any byte (``\x04`` too):
+        only the token ends it. Noise before the reply's start is skipped (counted in
+        :attr:`noise_skipped`): the token, which noise cannot forge, must follow.
+        ``skip_noise``: skip noise before "OK" (or raw-paste's end) for an unframed
+        exchange too, for code whose output checks itself. ``stream``: bytes the wrapper
+        reads from its stdin once it says ``TOKEN<`` (the code itself, sent as it is rather
+        than as a literal): they go out then, in ``raw_chunk`` pieces the driver paces
+        (:attr:`stream_pending`); :attr:`stream_unacked` until the wrapper answers."""
         for byte in _UNSENDABLE:
             if byte in code:
                 raise ValueError(
@@ -364,6 +426,10 @@ class RawReplClient:
                 )
         self._move(Trigger.EXEC_PASTE if raw_paste else Trigger.EXEC_RAW)
         self._reset_exchange()
+        self._frame = bytes(frame)
+        self._skip = skip_noise or bool(frame)
+        self._code_stream = bytes(stream)
+        self._stream_sent = -1  # -1: not asked for yet
         self._payload = bytes(code)
         if raw_paste:
             self._out += RAW_PASTE_REQUEST
@@ -400,6 +466,14 @@ class RawReplClient:
         self._window = 0
         self._interrupted = False
         self.chatter.clear()
+        self._frame = b""
+        self._skip = False
+        self._code_stream = b""
+        self._stream_sent = -1
+        self._phase = 0
+        self._status = None
+        self._records = 0
+        self._noise = 0
 
     # -- output ---------------------------------------------------------------------------
 
@@ -407,6 +481,16 @@ class RawReplClient:
     def raw_chunks_pending(self) -> bool:
         """True while plain raw code is still to be sent (the driver paces these writes)."""
         return self.state is State.RAW_WAIT_OK and self._sent < len(self._payload) + 1
+
+    @property
+    def stream_pending(self) -> bool:
+        """True while streamed code is still to be sent (the driver paces these writes)."""
+        return 0 <= self._stream_sent < len(self._code_stream)
+
+    @property
+    def stream_unacked(self) -> bool:
+        """True from the wrapper's request for streamed code until its answer to it."""
+        return self._stream_sent >= 0 and self._phase == 0
 
     @property
     def recent_input(self) -> bytes:
@@ -432,6 +516,10 @@ class RawReplClient:
             if self._sent == len(self._payload):
                 out += CTRL_D
                 self._move(Trigger.ALL_SENT)
+        elif self.stream_pending and self.state is State.STDOUT:
+            end = min(self._stream_sent + self.raw_chunk, len(self._code_stream))
+            out += self._code_stream[self._stream_sent : end]
+            self._stream_sent = end
         elif self.state is State.RAW_WAIT_OK and self._sent <= len(self._payload):
             # The payload plus its terminating Ctrl-D, one paced chunk at a time.
             end = min(self._sent + self.raw_chunk, len(self._payload) + 1)
@@ -579,9 +667,38 @@ class RawReplClient:
             del self._buf[:1]
             self._move(Trigger.EOT)
             return ExecStarted()
+        if self._skip and self._skip_noise(1):
+            return None
         raise self._garbage("the raw-paste end acknowledgement (\\x04)")
 
+    def _skip_noise(self, n: int) -> bool:
+        """Framed exchanges: drop ``n`` bytes of noise before the reply (False once more
+        than _NOISE_LIMIT were dropped: that is no line noise, e.g. a board's boot text)."""
+        if self._noise + n > _NOISE_LIMIT:
+            return False
+        self._noise += n
+        self.noise_skipped += n
+        self._keep_chatter(self._buf[:n])
+        del self._buf[:n]
+        return True
+
     def _on_raw_wait_ok(self) -> Event | NeedData | None:
+        if self._frame:
+            # "OK" must be followed by the frame's start (or at once by the end of an
+            # output the wrapper never printed to): noise before it cannot forge that.
+            follow = self._frame[:1]
+            want = len(EXEC_OK) + 1
+            if self._buf[:want] in (EXEC_OK + follow, EXEC_OK + CTRL_D):
+                pass
+            elif len(self._buf) < want and (EXEC_OK + follow).startswith(self._buf):
+                return NEED_DATA
+            elif len(self._buf) < want and (EXEC_OK + CTRL_D).startswith(self._buf):
+                return NEED_DATA
+            elif self._skip_noise(1):
+                return None
+        elif self._skip and not EXEC_OK.startswith(bytes(self._buf[:2])):
+            if self._skip_noise(1):
+                return None
         n = min(len(self._buf), len(EXEC_OK))
         if self._buf[:n] != EXEC_OK[:n]:
             raise self._garbage("'OK'")
@@ -592,7 +709,84 @@ class RawReplClient:
         return ExecStarted()
 
     def _on_stdout(self) -> Event | NeedData | None:
+        if self._frame and self._phase < 3:
+            return self._framed()
         return self._stream(Stdout)
+
+    def _framed(self) -> Event | NeedData | None:
+        """The stdout of a framed exchange (see :meth:`exec`)."""
+        tok = self._frame
+        buf = self._buf
+        if self._phase == 0:
+            if buf[:1] == CTRL_D:
+                self._phase = 3  # the wrapper printed nothing: an error before it ran
+                return self._stream(Stdout)
+            head = bytes(buf[: len(tok) + 1])
+            if head == tok + b"<" and self._code_stream and self._stream_sent < 0:
+                del buf[: len(head)]
+                self._stream_sent = 0  # the code goes out now (data_to_send)
+                return CodeRequested()
+            if head == tok + b"(":
+                del buf[: len(head)]
+                self._phase = 1
+                return None
+            if head == tok + b"!":
+                del buf[: len(head)]
+                self._phase = 3
+                return CodeRejected()
+            if len(head) <= len(tok) and tok.startswith(head):
+                return NEED_DATA
+            # A refusal under another exchange number: the number itself arrived damaged
+            # (it is part of what the checksum covers), so nothing ran either.
+            digits = len(buf) - len(buf[1:].lstrip(b"0123456789")) - 1
+            if buf[:1] == b"\x1e" and digits > 0:
+                end = 1 + digits
+                if len(buf) == end:
+                    return NEED_DATA
+                if buf[end : end + 1] == b"!":
+                    del buf[: end + 1]
+                    self._phase = 3
+                    return CodeRejected()
+            raise self._garbage("the start of the reply's frame")
+        start = 0
+        while True:
+            i = buf.find(tok, start)
+            if i < 0:
+                # all but what could be the start of a token is output
+                keep = _partial_suffix(buf, tok)
+                return self._frame_data(len(buf) - keep)
+            if i > 0:
+                return self._frame_data(i)
+            rest = bytes(buf[len(tok) : len(tok) + 1])
+            if not rest:
+                return NEED_DATA
+            if rest == b"e" and self._phase == 1:
+                del buf[: len(tok) + 1]
+                self._phase = 2
+                return None
+            if rest == b")":
+                end = buf.find(CTRL_D, len(tok))
+                if end < 0:
+                    if len(buf) > len(tok) + _TRAILER_MAX:
+                        raise self._garbage("the reply's trailer")
+                    return NEED_DATA
+                trailer = bytes(buf[len(tok) + 1 : end])
+                if len(trailer) < 2 or trailer[:1] not in b".xe" or not trailer[1:].isdigit():
+                    raise self._garbage("the reply's trailer")
+                self._status = trailer[:1].decode()
+                self._records = int(trailer[1:])
+                del buf[: end + 1]
+                self._phase = 3
+                self._move(Trigger.EOT)
+                return None
+            start = i + 1  # the token's bytes inside the output: output
+
+    def _frame_data(self, n: int) -> Event | NeedData | None:
+        if n <= 0:
+            return NEED_DATA
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return Stderr(data) if self._phase == 2 else Stdout(data)
 
     def _on_stderr(self) -> Event | NeedData | None:
         return self._stream(Stderr)
@@ -618,6 +812,10 @@ class RawReplClient:
         self._move(Trigger.PROMPT)
         interrupted = self._interrupted
         self._interrupted = False
+        if self._frame:
+            status, records = self._status, self._records
+            self._frame = b""
+            return ExecFinished(interrupted, status, records)
         return ExecFinished(interrupted)
 
     def _on_soft_wait_ok(self) -> Event | NeedData | None:
@@ -662,6 +860,14 @@ class RawReplClient:
 
     def _on_error(self) -> Event | NeedData | None:
         raise ProtocolError("the raw REPL is out of step; resynchronise with enter_raw_repl()")
+
+
+def _partial_suffix(buf: bytearray, tok: bytes) -> int:
+    """The length of the longest end of ``buf`` that is a start of ``tok``."""
+    for n in range(min(len(tok) - 1, len(buf)), 0, -1):
+        if buf.endswith(tok[:n]):
+            return n
+    return 0
 
 
 _HOST_TRIGGERS: Final = frozenset(

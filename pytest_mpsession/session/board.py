@@ -33,34 +33,42 @@ __all__ = ["PARTS", "RESULT_MARKER"]
 #: Printed by ``_mps_r`` right before a result's repr.
 RESULT_MARKER = "\x1e"
 
-# The core: namespaces, exec/eval/call inside one, and the one-round-trip cleanup.
-# _mps_d(k, w): ask k's threads to stop, wait for them at most w ms (the board has no timed
-# lock acquire, so it polls every 5 ms: on the board, not the host), drop the namespace and
-# collect garbage; prints (ids of threads still running, {id: error of failed threads},
-# gc.mem_free()).
+# The core. Namespaces, the checked exchange and ``_mps_r`` are the communicator's wrapper
+# (protocol/frame.py); the session core adds its namespace maker, calls, threads and the
+# cleanup, and takes the board's baseline once per board life, before any user code:
+# _mps_b = [sys.path, opt_level, sys.modules names, the builtins below, mem_free, gc,
+# builtins, micropython, sys, a function returning (__import__, print, open, exec, eval,
+# repr, getattr, isinstance) as code looks them up: a replaced one lives in the board's
+# override table, which getattr(builtins, name) does not show]. (A 1.9.2 micro:bit has
+# neither sys.path nor sys.modules.)
+# _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
+# asks k's threads to stop and waits at most w ms, then brings the board back to its
+# baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
+# scheduled callbacks run, and prints (ids of threads still running, {id: error of failed
+# threads}, mem_free, baseline mem_free, [what could not be restored]).
 CORE = r"""try:
- _mps_ns
+ _mps_th
 except NameError:
- _mps_ns={}
  _mps_th={}
  _mps_sf=set()
-def _mps_r(v):
- print('\x1e'+repr(v))
-def _mps_g(k):
- n=_mps_ns.get(k)
- if n is None:
-  n={}
-  _mps_ns[k]=n
- return n
-def _mps_x(k,c):
- exec(c,_mps_g(k))
-def _mps_e(k,c):
- _mps_r(eval(c,_mps_g(k)))
+ def _mps_b():
+  import gc,builtins,sys
+  try:
+   import micropython as m
+   m.opt_level()
+  except Exception:
+   m=None
+  gc.collect()
+  e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
+  return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
+   e(),gc.mem_free(),gc,builtins,m,sys,e]
+ _mps_b=_mps_b()
 def _mps_c(k,f,a,w):
- _mps_r(_mps_g(k)[f](*a,**w))
+ _mps_r(_mpsg(k)[f](*a,**w))
 def _mps_d(k,w):
- import gc
+ _mps_ns.pop(k,None)
  r=_mps_th.pop(k,None)
+ _mps_b[5].collect()
  s=[]
  e={}
  if r:
@@ -78,9 +86,39 @@ def _mps_d(k,w):
   if not s:
    _mps_sf.discard(k)
  r=None
- _mps_ns.pop(k,None)
- gc.collect()
- _mps_r((s,e,gc.mem_free()))
+ _mps_r((s,e)+_mps_z(_mps_b))
+def _mps_z(b):
+ x=[]
+ y=b[8]
+ try:
+  p=y.path
+  while p:
+   p.pop()
+  p.extend(b[0])
+ except Exception:
+  pass
+ if b[7]:
+  b[7].opt_level(b[1])
+ for m in list(getattr(y,'modules',())):
+  if m not in b[2]:
+   y.modules.pop(m)
+ c=b[9]()
+ for i in range(len(c)):
+  if c[i] is not b[3][i]:
+   n=('__import__','print','open','exec','eval','repr','getattr','isinstance')[i]
+   try:
+    setattr(b[6],n,b[3][i])
+   except Exception:
+    pass
+   if b[9]()[i] is not b[3][i]:
+    x.append(n)
+ try:
+  for i in range(64):
+   pass
+ except Exception:
+  pass
+ b[5].collect()
+ return (b[5].mem_free(),b[4],x)
 """
 
 # Looking into a namespace (DeviceContext).
@@ -100,7 +138,7 @@ THREAD = r"""def _mps_t(k,i,f,a):
  if r is None:
   r={}
   _mps_th[k]=r
- n=_mps_g(k)
+ n=_mpsg(k)
  if 'mps_should_stop' not in n:
   n['mps_should_stop']=lambda:k in _mps_sf
  g=n[f]

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
+from pytest_mpsession.protocol.replies import parse_literal
 from pytest_mpsession.session.deploy import MethodDeploymentInfo, Prepared, prepare
 from pytest_mpsession.session.literals import to_board_literal
 from pytest_mpsession.session.tracebacks import HostSource
@@ -41,7 +42,7 @@ __all__ = [
 log = logging.getLogger("pytest_mpsession.session")
 
 #: Names the session core itself puts in a namespace; hidden from ``global_variables``.
-_INTERNAL_NAMES = frozenset({"mps_should_stop"})
+_INTERNAL_NAMES = frozenset({"mps_should_stop", "__name__"})
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,9 @@ class RemoteObject:
         return f"RemoteObject({self.repr_text})"
 
 
-def _parse(text: str) -> object:
-    # Lazy import: the communicator module is the layer below and owns literal parsing.
-    from pytest_mpsession.communicator import parse_literal
-
+def _parse(text: str | bytes) -> object:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
     return parse_literal(text)
 
 
@@ -237,7 +237,7 @@ class ExecutorContext:
             have = self._deployments.get(prepared.signature)
         if have is not None and have.info.hash == prepared.hash and have.epoch == epoch:
             return ""
-        return f"_mps_x({self._session._key},{prepared.source!r})\n"
+        return f"exec({prepared.source!r},_mpsg({self._session._key}))\n"
 
     def _record(self, prepared: Prepared, epoch: int) -> None:
         info = MethodDeploymentInfo(
@@ -448,10 +448,21 @@ class FileSystemContext:
         return not self.keep_helpers
 
     @contextmanager
-    def _op(self, timeout: float | None) -> Iterator[None]:
+    def _op(self, timeout: float | None, path: str | None = None) -> Iterator[None]:
         with self._session.manager.board(timeout):
             try:
                 yield
+            except DeviceError as exc:
+                if path is None or isinstance(exc, DeviceTimeout):
+                    raise
+                # the board's error names no file (1.9: "OSError: 2"): say which one
+                raise DeviceError(
+                    f"{path!r}: {exc}",
+                    exc_type=exc.exc_type,
+                    traceback=exc.traceback,
+                    port=exc.port,
+                    output=exc.output,
+                ) from None
             finally:
                 if self.transient_helpers and not self._session.closed:
                     self._session.manager.uninstall(("fs_write", "fs_read"), timeout)
@@ -481,7 +492,7 @@ class FileSystemContext:
     def listdir(self, path: str = ".", timeout: float | None = None) -> list[str]:
         """The names in ``path`` on the board. Cached entries of ``path`` that are no longer
         there are dropped."""
-        with self._op(timeout):
+        with self._op(timeout, path):
             names = self._session._call_helper_pieces(f"_mps_fl({path!r},0)", timeout, _READ)
         self._prune(path, {str(n) for n in names})
         return [str(n) for n in names]
@@ -491,7 +502,7 @@ class FileSystemContext:
     ) -> dict[str, FileInfo]:
         """Read ``path``'s entries with their size and type from the board (one round trip)
         into the cache; returns name -> :class:`FileInfo`."""
-        with self._op(timeout):
+        with self._op(timeout, path):
             entries = self._session._call_helper_pieces(f"_mps_fl({path!r},1)", timeout, _READ)
         found: dict[str, FileInfo] = {}
         for entry in entries:
@@ -535,7 +546,7 @@ class FileSystemContext:
         """The bytes of file ``path`` on the board. The board prints it in pieces of
         ``read_chunk_size`` bytes; a board too short of memory for that gets the read again
         with pieces half as long (down to 16 bytes), which is then kept for this session."""
-        with self._op(timeout):
+        with self._op(timeout, path):
             while True:
                 size = self._read_size()
                 try:
@@ -593,7 +604,7 @@ class FileSystemContext:
         digest = hashlib.sha256(data).digest()
         adler = zlib.adler32(data)
         head = f"_mps_fw({path!r},{len(data)},{digest!r},{(adler & 0xFFFF, adler >> 16)!r},"
-        with self._op(timeout):
+        with self._op(timeout, path):
             offset = 0
             while True:  # the first chunk, with the same-content check
                 end = offset + self.write_chunk_size()
@@ -631,7 +642,7 @@ class FileSystemContext:
 
     def remove(self, path: str, timeout: float | None = None) -> None:
         """Remove file ``path`` from the board."""
-        with self._op(timeout):
+        with self._op(timeout, path):
             self._session._exchange_raw(f"_mps_fd({path!r})", timeout, _WRITE)
         with self._lock:
             self.__drop(_key(path))
@@ -639,7 +650,7 @@ class FileSystemContext:
     def mkdir(self, path: str, timeout: float | None = None) -> None:
         """Make directory ``path`` on the board (DeviceError ``NotImplementedError`` on a
         flat filesystem without ``os.mkdir``)."""
-        with self._op(timeout):
+        with self._op(timeout, path):
             self._session._exchange_raw(f"_mps_fm({path!r})", timeout, _WRITE)
         with self._lock:
             self._cache[_key(path)] = FileInfo(0, "dir")

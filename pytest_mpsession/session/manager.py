@@ -47,6 +47,7 @@ from pytest_mpsession.session.states import SessionState, check_transition
 
 if TYPE_CHECKING:
     from pytest_mpsession.capabilities import DeviceCapabilities, FeatureProbes
+    from pytest_mpsession.communicator import Reply
 
 __all__ = ["CommunicatorLike", "DeviceSessionManager"]
 
@@ -54,7 +55,9 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
-EVENTS = ("state_changed", "capabilities_changed")
+#: Below this much free memory, helper source goes to the board as it is (see _install).
+SMALL_BOARD = 48 * 1024
+EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
 
 class CommunicatorLike(Protocol):
@@ -74,6 +77,28 @@ class CommunicatorLike(Protocol):
         on_stdout: Callable[[bytes], None] | None = None,
     ) -> str:
         """Run code on the board, return its stdout."""
+        ...
+
+    def install_code(
+        self, code: str, timeout: float | None = None, *, checked: bool = True
+    ) -> None:
+        """Run board code of the package's own once it arrived intact."""
+        ...
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        """The value of ``expr`` on the board."""
+        ...
+
+    def run(
+        self,
+        code: str,
+        *,
+        key: int = 0,
+        op: int = 0,
+        timeout: float | None = None,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> Reply:
+        """Run code checked in namespace ``key``; the board's exception is in the reply."""
         ...
 
     def interrupt(self, timeout: float | None = None) -> None:
@@ -143,6 +168,7 @@ class DeviceSessionManager:
         self._sessions_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._installed: dict[str, int] = {}  # helper part -> reset_count it was sent at
+        self._free: tuple[int, int] | None = None  # (reset_count, free memory then)
         self._busy_depth = 0  # nesting of board() in the thread holding the lock
         self._probes = probes
         self._caps = capabilities
@@ -242,9 +268,10 @@ class DeviceSessionManager:
 
     def add_listener(self, event: str, callback: Callable[..., object]) -> None:
         """Call ``callback`` on ``event``: ``"state_changed"`` with ``(old, new)``,
-        ``"capabilities_changed"`` with ``(capabilities)``. Callbacks run in the thread that
-        made the change, possibly while the board is held: keep them short, never call the
-        board from them. An exception in one is logged and ignored."""
+        ``"capabilities_changed"`` with ``(capabilities)``, ``"cleanup_escalated"`` with
+        ``(session, reason)`` when a clean cleanup had to soft reset the board. Callbacks
+        run in the thread that made the change, possibly while the board is held: keep
+        them short, never call the board from them. An exception in one is logged and ignored."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}: use one of {', '.join(EVENTS)}")
         if not callable(callback):
@@ -401,31 +428,42 @@ class DeviceSessionManager:
         timeout: float | None,
         parts: tuple[str, ...] = ("core",),
         *,
+        key: int = 0,
+        op: int = 0,
         session: DeviceSession | None = None,
-    ) -> str:
-        """One board exchange running ``code``, after installing the helper ``parts`` the
+    ) -> Reply:
+        """One checked board call running ``code`` in namespace ``key`` (0: the board's
+        ``__main__``, where the helpers live), after installing the helper ``parts`` the
         board lacks since its last reset (see ``board.py``)."""
         with self.board(timeout) as comm:
             self._install(comm, ("core", *parts), timeout)
             if session is not None:
                 session._ns_epoch = comm.reset_count
             self.exchange_count += 1
-            return comm.exec(code, timeout=timeout)
+            return comm.run(code, key=key, op=op, timeout=timeout)
 
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
     ) -> None:
+        small = False
         for part in dict.fromkeys(parts):  # ordered, without repeats
             epoch = comm.reset_count
             if self._installed.get(part) == epoch:
                 continue
+            small = self._small_board(comm, timeout)
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    comm.exec(piece, timeout=timeout)
-            except DeviceError as exc:
-                if isinstance(exc, DeviceTimeout):
+                    # Checked (it runs only when intact); a small board, with no room to
+                    # hold the source twice, gets it as it is, as mpremote sends code.
+                    comm.install_code(piece, timeout=timeout, checked=not small)
+            except MpSessionError as exc:
+                if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
                     raise
+                if not isinstance(exc, DeviceError):
+                    exc = DeviceError(
+                        str(exc), exc_type="MemoryError" if "MemoryError" in str(exc) else ""
+                    )
                 hint = (
                     "; the board's free memory is too small for them"
                     if exc.exc_type == "MemoryError"
@@ -437,6 +475,20 @@ class DeviceSessionManager:
                 ) from exc
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
+
+    def _small_board(self, comm: CommunicatorLike, timeout: float | None) -> bool:
+        """Whether the board has under SMALL_BOARD bytes free (asked once per board life
+        when the capabilities do not say)."""
+        epoch = comm.reset_count
+        if self._free is None or self._free[0] != epoch:
+            caps = self._caps
+            if caps is not None and caps.memory_free is not None:
+                free = caps.memory_free
+            else:
+                value = comm.eval("__import__('gc').mem_free()", timeout)
+                free = value if isinstance(value, int) else 0
+            self._free = (epoch, free)
+        return self._free[1] < SMALL_BOARD
 
     def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
         """Remove helper ``parts`` from the board (one exchange) to give a small board their

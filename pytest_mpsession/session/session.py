@@ -30,9 +30,11 @@ from pytest_mpsession.errors import (
     DeviceError,
     DeviceTimeout,
     MpSessionError,
+    OutputLimitError,
     ProtocolError,
 )
-from pytest_mpsession.session.board import RESULT_MARKER
+from pytest_mpsession.protocol.frame import OP_EVAL, OP_HELPER
+from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
 from pytest_mpsession.session.contexts import (
     DeviceContext,
     ExecutorContext,
@@ -48,6 +50,7 @@ from pytest_mpsession.session.resources import (
 from pytest_mpsession.session.tracebacks import clean_traceback
 
 if TYPE_CHECKING:
+    from pytest_mpsession.communicator import Reply
     from pytest_mpsession.session.manager import DeviceSessionManager
 
 __all__ = ["CleanupPolicy", "DeviceSession"]
@@ -88,6 +91,8 @@ class CleanupPolicy(str, Enum):
 
 
 _ALL = object()  # clear_state() without a key: clear everything
+#: a clean cleanup that leaves less than this share of the baseline free memory escalates
+MEMORY_FLOOR = 0.5
 
 
 class DeviceSession:
@@ -118,6 +123,8 @@ class DeviceSession:
         self.cleanup_policy = CleanupPolicy.parse(cleanup_policy)
         #: free memory the board reported after this session's last "clean" cleanup
         self.board_mem_free: int | None = None
+        #: why the "clean" cleanup had to escalate to a soft reset (None: it did not)
+        self.cleanup_escalation: str | None = None
         self._lock = threading.RLock()
         self._state: dict[Hashable, object] = {}
         self._resources: list[SessionResource] = []
@@ -154,68 +161,107 @@ class DeviceSession:
                 "manager.create_session()"
             )
 
-    def _exchange_raw(
-        self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
-    ) -> str:
-        """One exchange for this session; board errors come back with their traceback
-        cleaned (plugin frames dropped, deployed functions mapped to the host)."""
+    def _reply(
+        self,
+        code: str,
+        timeout: float | None = None,
+        parts: tuple[str, ...] = ("core",),
+        *,
+        key: int = 0,
+        op: int = 0,
+    ) -> Reply:
+        """One checked call for this session; the board's exception is raised as a
+        DeviceError with its traceback cleaned (plugin frames dropped, deployed functions
+        mapped to the host) and ``output``, what was printed before it."""
         self._check_open()
         if timeout is None:
             timeout = self.timeout
-        try:
-            return self.manager._exchange(code, timeout, parts, session=self)
-        except DeviceTimeout:
-            raise
-        except DeviceError as exc:
-            raise self._rewrite(exc) from None
+        reply = self.manager._exchange(code, timeout, parts, key=key, op=op, session=self)
+        if reply.status == "e":
+            raise self._error(reply)
+        return reply
 
-    def _rewrite(self, exc: DeviceError) -> DeviceError:
-        log.debug("board traceback of session %s:\n%s", self.session_id, exc.traceback)
+    def _error(self, reply: Reply) -> DeviceError:
+        text = reply.traceback.decode("utf-8", "replace").replace("\r\n", "\n")
+        log.debug("board traceback of session %s:\n%s", self.session_id, text)
+        exc_type, message = parse_traceback(text)
         return DeviceError(
-            exc.message,
-            exc_type=exc.exc_type,
-            traceback=clean_traceback(exc.traceback, self.executor.host_sources()),
-            port=exc.port,
+            message,
+            exc_type=exc_type,
+            traceback=clean_traceback(text, self.executor.host_sources()),
+            port=self.manager.port,
+            output=reply.output.decode("utf-8", "surrogateescape"),
         )
+
+    def _exchange_raw(
+        self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
+    ) -> str:
+        """Run helper code in the board's ``__main__``; returns what it printed."""
+        return self._reply(code, timeout, parts).output.decode("utf-8", "surrogateescape")
 
     def _call_helper(
         self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
     ) -> object:
         """Run ``code`` (which ends by printing a result with ``_mps_r``) and return the
         value. What the code printed before the result is logged at debug level."""
-        out = self._exchange_raw(code, timeout, parts)
-        printed, marker, value = out.rpartition(RESULT_MARKER)
-        if not marker:
-            raise MpSessionError(f"the board sent no result for {code[:60]!r}: {out[:200]!r}")
-        if printed:
-            log.debug("session %s output: %s", self.session_id, printed)
-        return _parse(value.rstrip("\r\n"))
+        reply = self._reply(code, timeout, parts)
+        if not reply.records:
+            raise MpSessionError(
+                f"the board sent no result for {code[:60]!r}: {reply.output[:200]!r}"
+            )
+        if reply.output:
+            log.debug("session %s output: %r", self.session_id, reply.output)
+        return _parse(reply.records[-1].decode("utf-8", "surrogateescape"))
 
     def _call_helper_pieces(
         self, code: str, timeout: float | None = None, parts: tuple[str, ...] = ("core",)
     ) -> list[object]:
-        """Like :meth:`_call_helper` for code that prints one marked value per piece."""
-        out = self._exchange_raw(code, timeout, parts)
-        pieces = out.split(RESULT_MARKER)
-        if pieces[0]:
-            log.debug("session %s output: %s", self.session_id, pieces[0])
-        return [_parse(piece.rstrip("\r\n")) for piece in pieces[1:]]
+        """Like :meth:`_call_helper` for code that prints one result record per piece."""
+        reply = self._reply(code, timeout, parts)
+        if reply.output:
+            log.debug("session %s output: %r", self.session_id, reply.output)
+        return [_parse(r.decode("utf-8", "surrogateescape")) for r in reply.records]
 
     def exec(self, code: str, timeout: float | None = None) -> str:
-        """Run ``code`` in the session's namespace on the board; returns what it printed.
+        """Run ``code`` in the session's namespace on the board; returns exactly what it
+        printed (see "What exec returns" in the API: UTF-8 with ``surrogateescape``, line
+        endings as sent). ``SystemExit`` ends the code without a reset.
 
-        Raises :class:`~pytest_mpsession.DeviceError` when the code raises; its
-        ``traceback`` has the line numbers of ``code`` as written."""
+        Raises :class:`~pytest_mpsession.DeviceError` when the code raises (its
+        ``traceback`` has the line numbers of ``code`` as written, ``output`` what was
+        printed before); ``ValueError`` for a timeout that is not above 0."""
         if not isinstance(code, str):
             raise TypeError(f"exec needs the code as a str, not {type(code).__name__}")
-        return self._exchange_raw(f"_mps_x({self._key},{code!r})", timeout)
+        reply = self._reply(code, timeout, key=self._key)
+        output = reply.output.decode("utf-8", "surrogateescape")
+        if reply.dropped:
+            raise OutputLimitError(
+                f"session {self.session_id}: the code printed more than the "
+                f"{self.manager.communicator.output_limit:,} bytes kept "  # type: ignore[attr-defined]
+                f"({reply.dropped:,} dropped from the middle)",
+                output=output,
+                dropped=reply.dropped,
+            )
+        return output
 
     def eval(self, expr: str, timeout: float | None = None) -> object:
         """The value of expression ``expr`` in the session's namespace on the board, as a
-        Python value (literals, lists, dicts, bytes, ...)."""
+        Python value (literals, lists, dicts, bytes, ...). ProtocolError when the value has
+        no literal form (return a literal, or use exec and print what you need)."""
         if not isinstance(expr, str):
             raise TypeError(f"eval needs the expression as a str, not {type(expr).__name__}")
-        return self._call_helper(f"_mps_e({self._key},{expr!r})", timeout)
+        reply = self._reply(expr, timeout, key=self._key, op=OP_EVAL)
+        if reply.status != "." or not reply.records:
+            raise DeviceError("SystemExit", exc_type="SystemExit", port=self.manager.port)
+        text = reply.records[-1].decode("utf-8", "surrogateescape")
+        try:
+            return parse_literal(text)
+        except ValueError:
+            raise ProtocolError(
+                f"eval({expr!r}): the board's value {text[:80]!r} is not a literal (numbers, "
+                "str, bytes, bytearray, lists, tuples, dicts, sets, None, bools); return one "
+                "of those, or use exec() and print what you need"
+            ) from None
 
     def call(
         self,
@@ -343,13 +389,16 @@ class DeviceSession:
         manager = self.manager
         if policy is CleanupPolicy.NONE:
             return
-        if policy is CleanupPolicy.CLEAN:
-            if self._ns_epoch is None or self._ns_epoch != manager.reset_count:
-                return  # never reached the board, or a reset already emptied it
-            ms = int(manager.thread_stop_timeout * 1000)
-            code = f"_mps_d({self._key},{ms})"
+        if policy is not CleanupPolicy.CLEAN:
+            manager.reset_board(policy, timeout)
+            return
+        if self._ns_epoch is None or self._ns_epoch != manager.reset_count:
+            return  # never reached the board, or a reset already emptied it
+        ms = int(manager.thread_stop_timeout * 1000)
+        code = f"_mps_d({self._key},{ms})"
+        try:
             try:
-                out = manager._exchange(code, timeout, ("core",), session=None)
+                reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)
             except (DeviceConnectionError, ProtocolError, DeviceTimeout) as exc:
                 if not (isinstance(exc, BoardFault) and exc.recovered):
                     raise
@@ -358,22 +407,62 @@ class DeviceSession:
                 if self._ns_epoch != manager.reset_count:
                     self._ns_epoch = None
                     return
-                out = manager._exchange(code, timeout, ("core",), session=None)
-            value = _parse(out.rpartition(RESULT_MARKER)[2].rstrip("\r\n"))
-            assert isinstance(value, tuple)
-            stuck, failed, mem_free = value
-            self.board_mem_free = int(mem_free)
-            self._ns_epoch = None
-            stuck_ids = self.executor._after_cleanup(list(stuck), dict(failed))
-            if stuck_ids:
-                raise BackgroundThreadError(
-                    f"session {self.session_id}: background thread(s) {stuck_ids} did not stop "
-                    f"within {manager.thread_stop_timeout} s (they must return when "
-                    "mps_should_stop() is true); they keep running until the board is reset",
-                    thread_ids=stuck_ids,
-                )
+                reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)
+        except DeviceError as exc:
+            if isinstance(exc, DeviceTimeout):
+                raise
+            self._escalate(f"the cleanup could not run on the board ({exc})", timeout)
             return
-        manager.reset_board(policy, timeout)
+        if reply.status != "." or not reply.records:
+            text = reply.traceback.decode("utf-8", "replace").strip().splitlines()
+            self._escalate(
+                f"the cleanup could not run on the board ({text[-1] if text else 'no result'})",
+                timeout,
+            )
+            return
+        value = _parse(reply.records[-1].decode("utf-8", "surrogateescape"))
+        assert isinstance(value, tuple)
+        stuck, failed, mem_free, *rest = value
+        base_free = rest[0] if rest else 0
+        unrestored = rest[1] if len(rest) > 1 else []
+        self.board_mem_free = int(mem_free)
+        self._ns_epoch = None
+        stuck_ids = self.executor._after_cleanup(list(stuck), dict(failed))
+        reasons = []
+        if unrestored:
+            reasons.append(f"built-in names replaced and not restorable: {', '.join(unrestored)}")
+        if int(base_free) > 0 and int(mem_free) < int(base_free) * MEMORY_FLOOR:
+            reasons.append(
+                f"free memory {int(mem_free):,} bytes, far below its baseline of {int(base_free):,}"
+            )
+        if stuck_ids:
+            reasons.append(f"background thread(s) {stuck_ids} did not stop")
+        if reasons:
+            self._escalate("; ".join(reasons), timeout)
+        if stuck_ids:
+            raise BackgroundThreadError(
+                f"session {self.session_id}: background thread(s) {stuck_ids} did not stop "
+                f"within {manager.thread_stop_timeout} s (they must return when "
+                "mps_should_stop() is true); they keep running until the board is reset"
+                + (" (it was soft reset)" if self.cleanup_escalation else ""),
+                thread_ids=stuck_ids,
+            )
+
+    def _escalate(self, reason: str, timeout: float | None) -> None:
+        """The clean cleanup could not bring the board back to its baseline: soft reset it
+        (unless another session still has state on it), and say so: the reason is kept in
+        :attr:`cleanup_escalation` and announced to the manager's ``"cleanup_escalated"``
+        listeners (the plugin reports it as a warning, not as a failure of the test)."""
+        manager = self.manager
+        others = [s for s in manager.sessions if s is not self and s._ns_epoch is not None]
+        if others:
+            self.cleanup_escalation = f"{reason}; not reset: other sessions hold board state"
+        else:
+            manager.reset_board(CleanupPolicy.SOFT, timeout)
+            self.cleanup_escalation = f"{reason}; the board was soft reset"
+        self._ns_epoch = None
+        log.warning("session %s: %s", self.session_id, self.cleanup_escalation)
+        manager._emit("cleanup_escalated", self, self.cleanup_escalation)
 
     def _board_reset(self) -> None:
         """Called by the manager after a reset emptied the board's RAM."""

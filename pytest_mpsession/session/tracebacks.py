@@ -53,7 +53,9 @@ def clean_traceback(text: str, deployed: Mapping[str, HostSource]) -> str:
             continue
         frames += 1
         file, func = match.group("file"), match.group("func") or ""
-        if file == "<stdin>":
+        if file == "<stdin>" or func.startswith("_mps"):
+            # the raw REPL's own line, or the package's board helpers (the wrapper is
+            # installed through exec, so its frames say "<string>" too)
             last = None
             continue
         kept += 1

@@ -42,7 +42,9 @@ ONE_LINE = "x = 1"
 # count printed at the end (so a lost line shows in the output).
 PROGRAM_27K = "n = 0\n" + ("n += 1\n# " + "y" * 59 + "\n") * 400 + "print(n)\n"
 PROGRAM_27K_OUTPUT = "400"
-CLIENTS = ["mpsession", "mpremote", "mpremote-serial-device"]
+# ``mpsession-unchecked`` is the exchange as it was before checked exchanges (issue 12):
+# the code sent as it is, the reply read as it comes; its ratio is the checks' cost.
+CLIENTS = ["mpsession", "mpsession-unchecked", "mpremote", "mpremote-serial-device"]
 Exec = Callable[[str], object]
 
 
@@ -57,6 +59,9 @@ def open_client(kind: str, port: str, tmp_path: Path) -> tuple[Exec, Callable[[]
     if kind == "mpsession":
         comm = Communicator.open(port)
         return comm.exec, comm.close
+    if kind == "mpsession-unchecked":
+        raw = Communicator.open(port)
+        return (lambda code: raw.exec_raw_unchecked(code)[0]), raw.close
     if kind == "mpremote-serial-device":
         link = tmp_path / f"ttyBOARD{len(list(tmp_path.glob('ttyBOARD*')))}"
         link.symlink_to(port)  # not /dev/pts/*: mpremote's real-device read loop

@@ -132,7 +132,7 @@ def test_xdist_pool_one_board_per_worker(benchmark: BenchmarkFixture, tmp_path: 
     ), two.stdout
     assert re.search(r"mpsession: gw0: micropython .* on generic at ", two.stdout), two.stdout
     root = ET.parse(tmp_path / "pool.xml").getroot()
-    ports = sorted(
-        p.get("value") or "" for p in root.iter("property") if p.get("name") == "mpsession_port"
-    )
-    assert ports == sorted([f"gw0: {a.path}", f"gw1: {b.path}"])
+    props = [(p.get("name"), p.get("value")) for p in root.iter("property")]
+    workers = [value for name, value in props if name == "mpsession_worker"]
+    ports = [value for name, value in props if name == "mpsession_port"]
+    assert (workers, ports) == (["gw0", "gw1"], [a.path, b.path])

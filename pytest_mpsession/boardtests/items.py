@@ -1,0 +1,375 @@
+"""pytest nodes of board test files: a file, its unit-test classes, and the test items.
+
+The items run through the plugin's own board machinery, as a test that uses
+``device_session`` does: the same board (``board_or_skip``: skipped without a board, failed
+with the board's error under xdist), a :class:`DeviceSession` of their own per test (the
+``session_start``/``session_finish`` hooks, and the cleanup per ``--mp-reset`` or the file's
+``mp_reset``), the recovery before the next test after a board fault, and the skip of every
+device test once the board is broken (they declare ``device_session`` in ``fixturenames`` so
+the plugin's ``pytest_runtest_setup`` and collection treat them as device tests).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mpsession.boardtests import mprules
+from pytest_mpsession.boardtests.source import BoardFileInfo, UnitTest, read_board_file
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+    from pytest_mpsession.boardtests.runner import BoardRunner
+    from pytest_mpsession.session.manager import DeviceSessionManager
+    from pytest_mpsession.session.session import DeviceSession
+
+__all__ = ["BoardTestClass", "BoardTestFailure", "BoardTestFile", "BoardTestItem"]
+
+_MARKERS = ("requires_feature", "requires_platform", "requires_firmware", "mp_reset")
+
+
+class BoardTestFailure(Exception):
+    """A board test's failure, shown as its message alone (no host traceback)."""
+
+
+class BoardTestFile(pytest.File):
+    """A board test file: read on the host, never imported."""
+
+    info: BoardFileInfo
+    #: the runner of the board this file's unit tests ran on (its module is dropped there)
+    _runner: BoardRunner | None = None
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        """One item for an output test or a file that cannot run; one per unit test."""
+        self.info = info = read_board_file(self.path)
+        for name in _MARKERS:
+            values = info.requirements.get(name)
+            if values:
+                self.add_marker(getattr(pytest.mark, name)(*values))
+        if info.error is not None or info.kind == "output":
+            yield BoardTestItem.from_parent(self, name=self.path.name, test=None)
+            return
+        classes: dict[str, BoardTestClass] = {}
+        for test in info.tests:
+            if test.cls is None:
+                yield BoardTestItem.from_parent(self, name=test.name, test=test)
+            elif test.cls not in classes:
+                classes[test.cls] = BoardTestClass.from_parent(self, name=test.cls)
+                yield classes[test.cls]
+
+    def teardown(self) -> None:
+        """After the file's last test here: its module is dropped from the board."""
+        runner = self._runner
+        if runner is not None:
+            self._runner = None
+            runner.file_done(str(self.path), _timeout(self.config))
+
+
+class BoardTestClass(pytest.Collector):
+    """A ``unittest.TestCase`` subclass of a board test file."""
+
+    _runner: BoardRunner | None = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        """One item per test method (inherited ones of the file's own classes included)."""
+        parent = self.parent
+        assert isinstance(parent, BoardTestFile)
+        for test in parent.info.tests:
+            if test.cls == self.name:
+                yield BoardTestItem.from_parent(self, name=test.name, test=test)
+
+    def teardown(self) -> None:
+        """After the class's last test here: its ``tearDownClass`` on the board."""
+        runner = self._runner
+        if runner is None:
+            return
+        self._runner = None
+        file = self.parent
+        assert isinstance(file, BoardTestFile)
+        if "tearDownClass" not in file.info.class_hooks.get(self.name, ()):
+            return
+        _out, err = runner.class_done(str(file.path), self.name, _timeout(self.config))
+        if err:
+            from pytest_mpsession.boardtests.runner import clean_board_traceback
+
+            raise BoardTestFailure(
+                f"{self.name}.tearDownClass failed on the board:\n"
+                + clean_board_traceback(
+                    err.decode("utf-8", "replace"), file.path, _display(file), verbatim=True
+                )
+            )
+
+
+def _timeout(config: pytest.Config) -> float:
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    return float(state.settings.timeout) if state is not None else 10.0
+
+
+def _display(node: Any) -> str:
+    path = getattr(node, "path", None)
+    if path is None:
+        return "?"
+    try:
+        return str(Path(path).relative_to(node.config.invocation_params.dir))
+    except ValueError:
+        return str(path)
+
+
+class BoardTestItem(pytest.Item):
+    """One board test: an output test (``test`` None) or one unit test."""
+
+    def __init__(self, *, test: UnitTest | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.test = test
+        #: makes the plugin treat this item as a device test (skips, recovery, broken board)
+        self.fixturenames = ["device_session"]
+        self.session_: DeviceSession | None = None
+        self.manager_: DeviceSessionManager | None = None
+        self._exchange_done = False
+
+    @property
+    def file(self) -> BoardTestFile:
+        """The file this test is in."""
+        node = self.parent
+        while node is not None and not isinstance(node, BoardTestFile):
+            node = node.parent
+        assert node is not None
+        return node
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Where the test is (its line for a unit test)."""
+        if self.test is None:
+            # no domain: pytest would show an output test's "int1.py" as "int1::py"
+            return self.path, 0, ""
+        return self.path, self.test.lineno - 1, self.nodeid.split("::", 1)[-1]
+
+    # -- the plugin's board machinery ------------------------------------------------------
+
+    def setup(self) -> None:
+        """The board (or a skip / the board's error) and a session of this test's own."""
+        from pytest_mpsession.plugin.fixtures import board_or_skip
+
+        info = self.file.info
+        if info.error is not None:
+            return  # reported by runtest() as this file's failure; no board needed
+        board = board_or_skip(self.config)
+        manager = board.manager
+        assert manager is not None
+        self.manager_ = manager
+        self.session_ = manager.create_session(timeout=board.settings.timeout)
+        self.config.hook.pytest_mpsession_session_start(session=self.session_)
+
+    def teardown(self) -> None:
+        """The session's cleanup per the reset policy, as ``device_session`` does it."""
+        from pytest_mpsession.plugin.recovery import finish_session
+        from pytest_mpsession.plugin.state import CALL_REPORT, get_state
+
+        session, self.session_ = self.session_, None
+        manager = self.manager_
+        state = get_state(self.config)
+        if session is None or manager is None or state is None:
+            return
+        settings = state.settings
+        mark = self.get_closest_marker("mp_reset")
+        policy = str(mark.args[0]) if mark is not None and mark.args else settings.reset
+        report = self.stash.get(CALL_REPORT, None)
+        interrupted = not self._exchange_done and (report is None or not report.passed)
+        finish_session(
+            self.config, manager, session, policy,
+            interrupted=interrupted, timeout=settings.timeout,
+        )  # fmt: skip
+
+    def _runner(self) -> BoardRunner:
+        from pytest_mpsession.boardtests.runner import runner_for
+
+        assert self.manager_ is not None
+        return runner_for(self.manager_)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def runtest(self) -> None:
+        """Run the test on the board and judge it."""
+        info = self.file.info
+        if info.error is not None:
+            raise BoardTestFailure(info.error)
+        if self.test is None:
+            self._run_output(info)
+        else:
+            self._run_unit(info, self.test)
+
+    def _run_output(self, info: BoardFileInfo) -> None:
+        from pytest_mpsession.boardtests.expected import (
+            ExpectedError,
+            cpython_output,
+            expected_file,
+            read_expected,
+        )
+        from pytest_mpsession.boardtests.runner import clean_board_traceback
+
+        root = mprules.micropython_tests_root(self.path)
+        rel = self.path.relative_to(root).as_posix() if root is not None else None
+        runner = self._runner()
+        if not runner.large_board:
+            self.file._runner = runner  # a small board is reset after the file
+        timeout = _timeout(self.config)
+        if root is not None and rel is not None:
+            target = _target_info(runner, root, timeout)
+            reason = mprules.feature_skip(rel, target)
+            if reason is not None:
+                self._exchange_done = True
+                _skip(reason)
+        # the expected output first: a bad .exp fails the test without using the board
+        exp = expected_file(self.path, root is not None)
+        try:
+            if exp is not None:
+                expected = read_expected(exp)
+            else:
+                cache = getattr(self.config, "cache", None)
+                expected, _cached = cpython_output(self.path, info.source, cache)
+        except ExpectedError as exc:
+            raise BoardTestFailure(str(exc)) from None
+        run = runner.run_output(info.source, timeout)
+        self._exchange_done = True
+        printed = mprules.normalize_output(run.stdout + run.stderr)
+        if run.too_large:
+            _skip("too large: the file does not compile in the board's RAM")
+        if printed in (b"SKIP\n", b"SKIP-TOO-LARGE\n") and not run.crashed:
+            _skip("it printed SKIP" if printed == b"SKIP\n" else "too large (SKIP-TOO-LARGE)")
+        verdict = mprules.unittest_verdict(printed)
+        if verdict is not None and not run.crashed:
+            if verdict:
+                return
+            raise BoardTestFailure(
+                "the unittest run on the board failed:\n" + printed.decode("utf-8", "replace")
+            )
+        want = mprules.normalize_expected(expected)
+        got = printed
+        if rel is not None and rel in mprules.REGEX_OUTPUT and exp is not None:
+            got = mprules.match_regex_output(printed, want)
+        if got == want and not run.crashed:
+            return
+        if run.crashed:
+            text = run.stderr.decode("utf-8", "replace").strip()
+            last = text.splitlines()[-1:]
+            cleaned = clean_board_traceback(text, self.path, _display(self))
+            frames = [ln for ln in cleaned.splitlines() if ln.lstrip().startswith("File ")]
+            if last and last[0].startswith("SyntaxError") and not any(", in " in f for f in frames):
+                # the file itself does not compile (not an exec() inside it)
+                cpython = (
+                    f"; CPython says {info.host_syntax_error}" if info.host_syntax_error else ""
+                )
+                raise BoardTestFailure(
+                    f"{_display(self)}: {last[0]} (the board cannot compile the file{cpython})"
+                )
+        shown_out = mprules.normalize_output(run.stdout)
+        if run.crashed:
+            tb = clean_board_traceback(
+                run.stderr.decode("utf-8", "surrogateescape"), self.path, _display(self)
+            )
+            shown = shown_out.decode("utf-8", "surrogateescape") + tb + "\n"
+        else:
+            shown = shown_out.decode("utf-8", "surrogateescape")
+        source = exp.name if exp is not None else f"CPython {sys.version.split()[0]}"
+        diff = "".join(
+            difflib.unified_diff(
+                want.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+                shown.splitlines(keepends=True),
+                fromfile=f"expected ({source})",
+                tofile="printed by the board",
+            )
+        )
+        what = "raised an exception" if run.crashed else "printed other output than expected"
+        flaky = mprules.FLAKY.get(rel or "")
+        if flaky is not None:
+            pytest.xfail(f"known flaky in run-tests.py: {flaky[0]}")
+        raise BoardTestFailure(f"{_display(self)} {what}:\n{diff}")
+
+    def _run_unit(self, info: BoardFileInfo, test: UnitTest) -> None:
+        from pytest_mpsession.boardtests.runner import clean_board_traceback
+
+        runner = self._runner()
+        file = self.file
+        file._runner = runner
+        if test.cls is not None and isinstance(self.parent, BoardTestClass):
+            self.parent._runner = runner
+        module = self.path.stem
+        result = runner.run_unit(
+            str(self.path), info.source, module, test.cls, test.name, _timeout(self.config),
+            literal=info.exits_at_top,
+            set_up_class="setUpClass" in info.class_hooks.get(test.cls or "", ()),
+        )  # fmt: skip
+        self._exchange_done = True
+        if result.output:
+            self.add_report_section("call", "board output", result.output)
+        if result.outcome == "passed":
+            return
+        if result.outcome == "skipped":
+            _skip(result.reason or "skipped on the board")
+        if result.traceback:
+            tb = clean_board_traceback(
+                result.traceback, self.path, _display(self), verbatim=True,
+                load=result.exc_line.startswith("the test module failed to load"),
+            )  # fmt: skip
+            raise BoardTestFailure(f"{result.exc_line}\n\nboard traceback:\n{tb}")
+        raise BoardTestFailure(result.exc_line)
+
+    def repr_failure(
+        self, excinfo: ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
+        """A board test's failure is its message (diff or board traceback), not host frames."""
+        from pytest_mpsession.errors import MpSessionError
+
+        err = excinfo.value
+        if isinstance(err, BoardTestFailure):
+            return str(err)
+        if isinstance(err, pytest.fail.Exception):  # pytest-timeout's, pytest.fail()
+            return str(err.msg)
+        if isinstance(err, MpSessionError):  # what happened to the board, in its one line
+            return f"{type(err).__name__}: {err}"
+        return super().repr_failure(excinfo, style=style)
+
+
+def _skip(reason: str) -> None:
+    """Skip, reported at the test's own file and line (not this module's)."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
+def _target_info(runner: BoardRunner, root: Path, timeout: float) -> mprules.TargetInfo:
+    """What run-tests.py's feature checks find on this board (once per runner and tree)."""
+    cache: dict[Path, mprules.TargetInfo] = runner.__dict__.setdefault("_target_info", {})
+    known = cache.get(root)
+    if known is not None:
+        return known
+    checks = root / "feature_check"
+    info = mprules.TargetInfo()
+
+    def run(name: str) -> bytes:
+        path = checks / name
+        if not path.is_file():
+            return b""
+        result = runner.run_output(path.read_bytes(), timeout)
+        return mprules.normalize_output(result.stdout + result.stderr)
+
+    fields = run("target_info.py").split()
+    if len(fields) == 8:
+        info.platform = fields[0].decode()
+        info.thread = None if fields[4] == b"None" else fields[4].decode()
+        info.float_prec = int(fields[5])
+        info.unicode = fields[6] == b"True"
+        info.error_reporting = fields[7].decode()
+    for name, want in mprules.FEATURE_CHECKS.items():
+        if (checks / name).is_file():
+            info.checks[name] = run(name) == want
+    info.no_revops = run("reverse_ops.py") == b"TypeError\n"
+    info.same_byteorder = run("byteorder.py").strip() == sys.byteorder.encode()
+    info.inlineasm = bool(run("inlineasm.py").strip().split(b",")[0])
+    cache[root] = info
+    return info

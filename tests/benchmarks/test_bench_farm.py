@@ -1,0 +1,232 @@
+"""Board farms: a routed pool against one board, labgrid places against direct ports, and
+what a pool costs at start-up.
+
+Targets (the farms issue):
+
+- 40 tests of 200 ms on two boards with ``-n 2`` (the routing scheduler, boards of two
+  profiles): at most 0.65 of the wall time of the same tests on one board;
+- the same two-board run through labgrid places: within 10% of it on the same boards
+  reached directly (as PTYs, and through ser2net started by hand, which is what labgrid's
+  exporter runs);
+- the cost of ``-n N`` with a pool, beyond xdist's own start-up: under 0.5 s per worker.
+
+Wall times are whole ``pytest`` processes (start-up included); the suite time is the
+tests' own log, first start to last end. Nothing here asserts a time (a timed assertion on
+a loaded CI machine is a flaky test): ``extra_info`` has the figures and ratios, and the
+README has a run's. What is deterministic is asserted: every test passed, where expected::
+
+    python -m pytest tests/benchmarks/test_bench_farm.py -p no:xdist -s
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+pytestmark = pytest.mark.timeout(900)
+
+SUITE = """
+import os, time
+import pytest
+
+@pytest.mark.parametrize("n", range(40))
+def test_work(device_session, n):
+    start = time.monotonic()
+    device_session.exec("import time\\ntime.sleep_ms(200)")
+    with open(os.environ["MPS_LOG"], "a") as f:
+        f.write("%f %f %s\\n" % (start, time.monotonic(), device_session.manager.port))
+"""
+TRIVIAL = """
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_quick({fixture}n):
+    pass
+"""
+#: the environment variables of the outer run an inner run must not see
+OUTER_ENV = ("MP_PORT", "MP_MOCK", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST")
+
+
+@dataclass
+class Run:
+    """One inner pytest process: wall time, suite time (from the tests' log), ports used."""
+
+    wall_s: float
+    suite_s: float
+    ports: set[str]
+    passed: bool
+    output: str
+
+
+def run(workdir: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> Run:
+    log = workdir / f"{name}.log"
+    log.unlink(missing_ok=True)
+    full = {k: v for k, v in os.environ.items() if k not in OUTER_ENV}
+    full.update(MPS_LOG=str(log), PYTEST_ADDOPTS="-p no:hypothesispytest -p no:labgrid")
+    full.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *args],
+        cwd=workdir, env=full, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    wall = time.monotonic() - start
+    rows = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    suite = max(float(r[1]) for r in rows) - min(float(r[0]) for r in rows) if rows else 0.0
+    return Run(wall, suite, {r[2] for r in rows}, proc.returncode == 0, proc.stdout + proc.stderr)
+
+
+def project(workdir: Path, source: str) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    (workdir / "test_suite.py").write_text(source)
+    return workdir
+
+
+@pytest.mark.benchmark(group="farm: 40 tests x 200 ms, two boards vs one")
+def test_routed_pool_against_one_board(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    work = project(tmp_path, SUITE)
+    one = run(work, "one", ["--mp-port=mpmock://generic"])
+    two = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        run,
+        args=(work, "two", ["--mp-port=mpmock://generic", "--mp-port=mpmock://esp32", "-n", "2"]),
+        rounds=1,
+        iterations=1,
+    )
+    assert one.passed and "40 passed" in one.output, one.output
+    assert two.passed and "40 passed" in two.output, two.output
+    assert "mpsession: generic@mpmock://generic:" in two.output
+    benchmark.extra_info.update(
+        one_board_wall_s=one.wall_s,
+        two_boards_wall_s=two.wall_s,
+        wall_ratio=two.wall_s / one.wall_s,
+        one_board_suite_s=one.suite_s,
+        two_boards_suite_s=two.suite_s,
+        suite_ratio=two.suite_s / one.suite_s,
+    )
+    print(f"\nfarm: one board {one.wall_s:.2f} s, two boards -n 2 {two.wall_s:.2f} s "
+          f"(ratio {two.wall_s / one.wall_s:.2f}; suite {one.suite_s:.2f} s vs "
+          f"{two.suite_s:.2f} s)")  # fmt: skip
+
+
+@pytest.mark.benchmark(group="farm: pool start-up")
+def test_pool_start_up_cost_per_worker(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    """``-n 2`` with a pool of two boards against ``-n 2`` with no board (host tests),
+    alternated for five rounds: the median difference, per worker."""
+    pytest.importorskip("xdist")
+    pool = project(tmp_path / "pool", TRIVIAL.format(fixture="device_session, "))
+    bare = project(tmp_path / "bare", TRIVIAL.format(fixture=""))
+    pool_args = ["--mp-port=mpmock://generic", "--mp-port=mpmock://rp2", "-n", "2"]
+    with_pool: list[float] = []
+    without: list[float] = []
+
+    def rounds() -> None:
+        for _ in range(5):
+            a = run(bare, "bare", ["-n", "2"])
+            b = run(pool, "pool", pool_args)
+            assert a.passed and b.passed, a.output + b.output
+            without.append(a.wall_s)
+            with_pool.append(b.wall_s)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    per_worker = statistics.median(b - a for a, b in zip(without, with_pool, strict=True)) / 2
+    benchmark.extra_info.update(
+        xdist_alone_s=statistics.median(without),
+        with_pool_s=statistics.median(with_pool),
+        pool_cost_per_worker_s=per_worker,
+    )
+    alone, pooled = statistics.median(without), statistics.median(with_pool)
+    print(f"\nfarm: -n 2 alone {alone:.2f} s, with a pool of two boards {pooled:.2f} s: "
+          f"{per_worker:.2f} s per worker")  # fmt: skip
+
+
+def ser2net_rfc2217(device: str, exe: str) -> tuple[subprocess.Popen[bytes], str]:
+    """ser2net serving ``device`` over RFC 2217 on loopback, configured as labgrid's exporter
+    configures it; (process, ``rfc2217://...?ign_set_control`` URL)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "-d", "-n",
+         "-Y", f"connection: &con01#  accepter: telnet(rfc2217,mode=server),tcp,127.0.0.1,{port}",
+         "-Y", f"  connector: serialdev(nouucplock=true),{device},115200n81,local",
+         "-Y", "  options:", "-Y", "    max-connections: 10"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    # ser2net is up once it accepts a connection (blocking connects with a deadline)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("ser2net did not start") from None
+            time.sleep(0.05)  # ok: waiting for another program's listening socket
+    return proc, f"rfc2217://127.0.0.1:{port}?ign_set_control"
+
+
+@pytest.mark.benchmark(group="farm: labgrid places vs direct ports")
+def test_labgrid_places_against_direct_ports(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    """The two-board ``-n 2`` run on the lab's boards three ways: as PTYs, through ser2net
+    started by hand (RFC 2217, what a lab without labgrid uses), and as labgrid places (whose
+    exporter runs the same ser2net)."""
+    pytest.importorskip("xdist")
+    pytest.importorskip("labgrid", reason="pip install 'pytest-mpsession[labgrid]'")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from labgrid_lab import SER2NET, Lab
+
+    if SER2NET is None:
+        pytest.skip("ser2net is not installed")
+    work = project(tmp_path / "suite", SUITE)
+    (tmp_path / "lab").mkdir()
+    lab = Lab(tmp_path / "lab")
+    try:
+        devices = [lab.boards[0].path, os.path.realpath(tmp_path / "lab" / "esp32-link")]
+        pty = run(work, "pty", [f"--mp-port={p}" for p in devices] + ["-n", "2"])
+        servers = [ser2net_rfc2217(d, SER2NET) for d in devices]
+        try:
+            rfc = run(work, "rfc", [f"--mp-port={url}" for _, url in servers] + ["-n", "2"])
+        finally:
+            for proc, _ in servers:
+                proc.terminate()
+                proc.wait(10)
+        places = benchmark.pedantic(  # type: ignore[no-untyped-call]
+            run,
+            args=(work, "lab", ["--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n2"]),
+            kwargs={"env": {"LG_COORDINATOR": lab.address}},
+            rounds=1,
+            iterations=1,
+        )
+        assert lab.wait_free() == {"unix": (None, None), "esp32": (None, None)}
+    finally:
+        lab.close()
+    for r in (pty, rfc, places):
+        assert r.passed and "40 passed" in r.output, r.output
+    assert all(p.startswith("rfc2217://127.0.0.1:") for p in places.ports), places.ports
+    benchmark.extra_info.update(
+        pty_wall_s=pty.wall_s,
+        ser2net_wall_s=rfc.wall_s,
+        labgrid_wall_s=places.wall_s,
+        pty_suite_s=pty.suite_s,
+        ser2net_suite_s=rfc.suite_s,
+        labgrid_suite_s=places.suite_s,
+        labgrid_vs_ser2net_wall=places.wall_s / rfc.wall_s,
+        labgrid_vs_ser2net_suite=places.suite_s / rfc.suite_s,
+    )
+    print(f"\nfarm: PTYs {pty.wall_s:.2f} s (tests {pty.suite_s:.2f} s), ser2net by hand "
+          f"{rfc.wall_s:.2f} s (tests {rfc.suite_s:.2f} s), labgrid places {places.wall_s:.2f} s "
+          f"(tests {places.suite_s:.2f} s): labgrid / ser2net wall "
+          f"{places.wall_s / rfc.wall_s:.2f}, "
+          f"tests {places.suite_s / rfc.suite_s:.2f}")  # fmt: skip
