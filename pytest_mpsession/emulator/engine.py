@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tty
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["EmulatorError", "Engine", "exec_paths", "find_engine"]
+__all__ = ["BoardEngine", "EmulatorError", "Engine", "exec_paths", "find_engine"]
 
 from pytest_mpsession.emulator._elf import FunctionMap, symbol_address
 from pytest_mpsession.emulator.sandbox import CHILD
@@ -289,6 +290,38 @@ def find_engine() -> list[str]:
     if exe is not None:
         return [sys.executable, "-S", "-c", _LAUNCH_EXEC, "{ppid}", "{policy}", exe]
     raise EmulatorError(_HOWTO)
+
+
+class BoardEngine(Protocol):
+    """What the link drives: one running interpreter behind the board's serial line.
+
+    :class:`Engine` (the unix port on a PTY) and ``qemu.QemuEngine`` (real firmware in an
+    emulated chip) are the two; the link starts them through its ``_new_engine`` hook.
+    """
+
+    fd: int  # the host end of the board's line: read its output, write its input
+    pid: int
+    #: the engine's own REPL takes a Ctrl-C byte as an interrupt (real firmware); else the
+    #: link interrupts through :meth:`interrupt`
+    byte_interrupt: bool
+
+    def running_code(self) -> bool:
+        """Whether code runs (a Ctrl-C would interrupt it)."""
+
+    def interrupt(self) -> str:
+        """Interrupt running code: ``"sent"``, ``"idle"`` or ``"retry"``."""
+
+    def set_stack_limit(self, limit: int) -> bool:
+        """Limit how deep code can recurse (bytes of C stack); False if not possible."""
+
+    def input_backlog(self) -> int:
+        """Bytes written to the engine and not yet taken by it."""
+
+    def poll(self) -> int | None:
+        """The exit status once ended, else None."""
+
+    def kill(self) -> None:
+        """End it and release its line."""
 
 
 class Engine:

@@ -36,15 +36,18 @@ from pathlib import Path
 from pytest_mpsession.emulator import sandbox
 from pytest_mpsession.emulator.engine import (
     ENGINE_ENV,
+    BoardEngine,
     EmulatorError,
     Engine,
     exec_paths,
     find_engine,
 )
+from pytest_mpsession.emulator.faults import Faults
 from pytest_mpsession.emulator.flash import FlashImage
+from pytest_mpsession.emulator.legacy_link import CrlfOutput, ReceiveBuffer
 from pytest_mpsession.emulator.options import Options
 from pytest_mpsession.emulator.profiles import Profile
-from pytest_mpsession.emulator.qemu import QemuEngine, QemuMachine
+from pytest_mpsession.emulator.qemu import QemuMachine
 from pytest_mpsession.protocol.constants import (
     CTRL_A,
     CTRL_B,
@@ -59,16 +62,14 @@ from pytest_mpsession.protocol.constants import (
 __all__ = ["Link"]
 
 # the engine of a board: the unix port, or real firmware in QEMU (profile.qemu_machine)
-_Engine = Engine | QemuEngine
+_Engine = BoardEngine
 
 BOARD_DIR = Path(__file__).parent / "board"
 
 _RAW_SPECIAL = re.compile(rb"[\x01-\x05]")
 _FRIENDLY_SPECIAL = re.compile(rb"[\x01\x02\x03\x04\x05\x08\x7f\r\n]")
 _PASTE_END = re.compile(rb"[\x03\x04]")
-_LONE_LF = re.compile(rb"(?<!\r)\n")
 _ENGINE_BANNER = re.compile(rb"MicroPython [^\r\n]*\r\n")
-_GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
 
 _C, _D, _A, _B, _E = CTRL_C[0], CTRL_D[0], CTRL_A[0], CTRL_B[0], CTRL_E[0]
 # machine.reset_cause() values, passed to each engine start
@@ -138,7 +139,13 @@ class Link:
             or options.latency_ms
             or options.disconnect_after is not None
         )
-        self._rng = options.rng()
+        #: counters a test can read: engine starts, soft and hard resets seen, faults
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._faults = Faults(options, self.stats)
+        self._rxbuf = (
+            ReceiveBuffer(profile.rx_buffer, profile.rx_rate) if profile.rx_buffer else None
+        )
+        self._crlf = CrlfOutput()
         self._dir = tempfile.mkdtemp(prefix=f"mpmock-{profile.name}-")
         self._flash = os.path.abspath(options.flash or os.path.join(self._dir, "flash.img"))
         self._image: FlashImage | None = None
@@ -150,9 +157,6 @@ class Link:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 raise
             self._flash = self._qemu.flash or ""
-        if options.seed is not None:
-            # (drawn and dropped: seeded fault sequences stay what they were)
-            bytes(self._rng.getrandbits(8) for _ in range(8))
         # machine.unique_id(): the same board every run (per profile and flash image), so a
         # client's per-board caches (the capabilities) are reused, not written anew each time
         ident = f"{profile.name}\0{self._flash if options.flash else ''}".encode()
@@ -213,14 +217,9 @@ class Link:
         self._to_engine = bytearray()
         self._held_rx = bytearray()  # host bytes that arrived while the board was booting
         self._run_held = bytearray()  # REPL control bytes (and after) sent while code ran
-        self._rx_level = 0.0  # legacy UART receive buffer fill, and when it was computed
-        self._rx_time = 0.0
-        self._bytes_seen = 0
-        self._disconnected_once = False
         # REPL state, followed from the bytes
         self._mode = "friendly"
         self._reset_exchange_state()
-        self._last_out = 0
         self._hung = False
         self._mute_reply = False
         # the exchange a pending Ctrl-C belongs to (raw REPL): it is dropped when that
@@ -243,8 +242,6 @@ class Link:
         self._scripts_shown = 0
         self._prefix_done = False
         self._boot_deadline = 0.0
-        #: counters a test can read: engine starts, soft and hard resets seen
-        self.stats: dict[str, int] = collections.Counter()
         self._thread = threading.Thread(
             target=self._run, name=f"mpmock-{profile.name}", daemon=True
         )
@@ -967,7 +964,8 @@ class Link:
                 # the code ended before the Ctrl-C could land: it is gone with its exchange
                 self._pending_intr = 0.0
                 self.stats["late_interrupts_dropped"] += 1
-            self._rx_level = 0.0  # the REPL reads what waited in the buffer
+            if self._rxbuf is not None:
+                self._rxbuf.emptied()  # the REPL reads what waited in the buffer
             if self._mute_reply:
                 self._mute_reply = False
             if self._sigint_used and self._stdin_used:
@@ -1059,13 +1057,6 @@ class Link:
         else:
             self._outq.append((due, data))
 
-    def _crlf(self, data: bytes) -> bytes:
-        out = _LONE_LF.sub(b"\r\n", data)
-        if data[:1] == b"\n" and self._last_out == 0x0D:
-            out = out[1:]  # the previous chunk ended with the "\r" of this pair
-        self._last_out = data[-1]
-        return out
-
     def _out_pending(self) -> int:
         return sum(len(d) for _, d in self._outq)
 
@@ -1107,17 +1098,12 @@ class Link:
 
     def _count_bytes(self, data: bytes) -> bytes | None:
         """Apply ``disconnect_after``: the link drops once N bytes went over it."""
-        limit = self.options.disconnect_after
-        if limit is None or self._disconnected_once:
+        data, drop = self._faults.outbound(data)
+        if not drop:
             return data
-        left = limit - self._bytes_seen
-        if left > len(data):
-            self._bytes_seen += len(data)
-            return data
-        self._disconnected_once = True
-        if left > 0:
+        if data:
             try:
-                os.write(self._host_fd, data[:left])
+                os.write(self._host_fd, data)
             except OSError:
                 pass
         self._drop_link()
@@ -1140,17 +1126,9 @@ class Link:
     def _host_bytes(self, data: bytes) -> None:
         """Bytes from the host enter the link: its faults, its line rate, then the board."""
         opts = self.options
-        if opts.disconnect_after is not None and not self._disconnected_once:
-            left = opts.disconnect_after - self._bytes_seen
-            if left <= len(data):
-                self._disconnected_once = True
-                data = data[: max(left, 0)]
-                self._drop_link()
-            else:
-                self._bytes_seen += len(data)
-        if opts.drop:
-            rnd = self._rng.random
-            data = bytes(b for b in data if rnd() >= opts.drop)
+        data, drop = self._faults.inbound(data)
+        if drop:
+            self._drop_link()
         if not data:
             return
         now = time.monotonic()
@@ -1170,19 +1148,12 @@ class Link:
         self._in_free_at = start
 
     def _rx_buffer(self, data: bytes) -> bytes:
-        """A small UART receive buffer: what the board cannot take in time is lost."""
-        p = self.profile
-        now = time.monotonic()
-        if not self._running:
-            # at a prompt the REPL empties the buffer at its own pace; running code does
-            # not read it (unless it reads stdin), so then it only fills up
-            self._rx_level = max(0.0, self._rx_level - (now - self._rx_time) * p.rx_rate)
-        self._rx_time = now
-        room = int(p.rx_buffer - self._rx_level)
-        if room < len(data):
+        """The legacy board's small UART receive buffer (see legacy_link.py)."""
+        assert self._rxbuf is not None
+        before = self._rxbuf.overruns
+        data = self._rxbuf.take(data, time.monotonic(), running=self._running)
+        if self._rxbuf.overruns != before:
             self.stats["rx_overruns"] += 1
-            data = data[: max(room, 0)]
-        self._rx_level += len(data)
         return data
 
     def _board_rx(self, data: bytes) -> None:
@@ -1428,26 +1399,19 @@ class Link:
         """
         self.stats["exchanges"] += 1
         self._exchange_no += 1
-        opts = self.options
-        if opts.faulty:
-            rnd = self._rng.random
-            garbage, disconnect, reset, hang = rnd(), rnd(), rnd(), rnd()
-            if garbage < opts.garbage:
-                k = self._rng.randint(1, 24)
-                self._emit(bytes(self._rng.choice(_GARBAGE_ALPHABET) for _ in range(k)), raw=True)
-                self.stats["garbage"] += 1
-            if reset < opts.reset:
-                self.stats["fault_resets"] += 1
+        fate = self._faults.exchange()
+        if fate.garbage is not None:
+            self._emit(fate.garbage, raw=True)
+        if fate.fault is not None:
+            if fate.fault == "reset":
                 self._hard_reset(drop=False)
                 return False
-            if hang < opts.hang:
-                self.stats["hangs"] += 1
+            if fate.fault == "hang":
                 self._write_engine(bytes(code))
                 self._hung = True
                 return False
-            if disconnect < opts.disconnect:
+            if fate.fault == "disconnect":
                 # the reply is lost with the link; the board runs the code all the same
-                self.stats["disconnects"] += 1
                 self._write_engine(bytes(code) + end)
                 self._running = True
                 self._eots = eots

@@ -283,3 +283,63 @@ def test_board_start_and_soft_reset(profile: str, benchmark: BenchmarkFixture) -
             soft_reset, rounds=3, iterations=1
         )
     assert reply.endswith(SOFT_REBOOT)
+
+
+@contextmanager
+def unconfined() -> Iterator[None]:
+    """Boards started meanwhile run their engine without the kernel's confinement (for the
+    comparison only: never a way to run boards)."""
+    from pytest_mpsession.emulator import sandbox
+
+    original = sandbox.policy
+    sandbox.policy = lambda **_kw: {}
+    try:
+        yield
+    finally:
+        sandbox.policy = original
+
+
+def paired_starts(profile: str, rounds: int = 15) -> tuple[float, float]:
+    """Median board start, confined and not, alternating round by round (same load)."""
+    confined_t, bare_t = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        PtyBoard(profile).close()
+        confined_t.append(time.perf_counter() - t)
+        with unconfined():
+            t = time.perf_counter()
+            PtyBoard(profile).close()
+            bare_t.append(time.perf_counter() - t)
+    return statistics.median(confined_t), statistics.median(bare_t)
+
+
+@pytest.mark.benchmark(group="emulator: confinement")
+@pytest.mark.parametrize("profile", ["unix", "generic"])
+def test_confinement_cost_at_board_start(benchmark: BenchmarkFixture, profile: str) -> None:
+    """Target: confinement adds under 10 ms to a board start (the median difference)."""
+    confined, bare = paired_starts(profile)
+    benchmark.extra_info.update(
+        confined_ms=confined * 1e3, unconfined_ms=bare * 1e3, added_ms=(confined - bare) * 1e3
+    )
+    benchmark(lambda: PtyBoard(profile).close())
+
+
+@pytest.mark.benchmark(group="emulator: confinement")
+def test_confinement_cost_on_a_round_trip(benchmark: BenchmarkFixture) -> None:
+    """Target: nothing measurable on a round trip (the exchange never enters the kernel's
+    checks: the engine's reads and writes on its terminal are not filtered)."""
+    port = serial.serial_for_url("mpmock://generic", timeout=5)
+    with unconfined():
+        bare_port = serial.serial_for_url("mpmock://generic", timeout=5)
+    try:
+        for p in (port, bare_port):
+            p.write(b"\r\x03\x01")
+            read_until(p.fileno(), RAW_BANNER)
+        bare, confined, ratio = paired_medians(serial_exec(bare_port), serial_exec(port))
+        benchmark.extra_info.update(
+            confined_us=confined * 1e6, unconfined_us=bare * 1e6, ratio_confined_over_bare=ratio
+        )
+        assert benchmark(serial_exec(port)) == b"OK\x04\x04>"
+    finally:
+        port.close()
+        bare_port.close()
