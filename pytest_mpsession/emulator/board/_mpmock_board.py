@@ -454,6 +454,23 @@ def setup(cfg, ctl_fd, cause):
 
     builtins.help = help_
 
+    if old:
+        # 1.9's dir() of a module: the module's own names (1.29 adds __class__ and __dict__)
+        real_dir = builtins.dir
+        ModuleType = type(sys)
+        hidden = ("__class__", "__dict__")
+
+        @micropython.native
+        def dir_(*args):
+            if not args:
+                return real_dir()
+            names = real_dir(*args)
+            if type(args[0]) is ModuleType:
+                names = [n for n in names if n not in hidden]
+            return names
+
+        builtins.dir = dir_
+
     if not cfg["emitters"]:
         # a firmware built without the native emitters: @micropython.native/viper/asm_* is
         # the compiler's own error ("invalid micropython decorator") in exec/eval/compile
