@@ -217,14 +217,17 @@ def setup(cfg, ctl_fd, cause):
                 raise OSError("file not found")
 
         @micropython.native
-        def listdir_():
-            return [n.replace(SLASH, "/") for n in listdir()]
+        def listdir_(*path):
+            # (the board's takes no argument; a path is still accepted here, as before)
+            return [n.replace(SLASH, "/") for n in listdir(*path)]
 
         @micropython.native
         def open_(name, mode="r", *args, **kw):
             if mode not in ("r", "w", "rb", "wb", "rt", "wt"):
                 raise ValueError("illegal mode")
             if type(name) is str:
+                if len(name) > 120:
+                    raise OSError("file not found")  # the board's longest name: 120
                 name = name.replace("/", SLASH)
             try:
                 return real_open(name, mode, *args, **kw)
