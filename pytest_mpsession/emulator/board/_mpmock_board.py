@@ -123,8 +123,9 @@ def setup(cfg, ctl_fd, cause):
 
     def signal(code):
         # Tell the relay (host side) to reset the board; it kills this process at once.
+        # (unbuffered: no flush, which is fsync() here, EINVAL on a pipe, raised into the
+        # board's code when the relay had not ended it by then)
         ctl.write(code)
-        ctl.flush()
         while True:
             time_sleep_ms(1000)
 
