@@ -141,6 +141,32 @@ PROBES: dict[str, str] = {
         "except OSError as e:\n print(repr(e))"
     ),
     "gc.mem_alloc at start (KB)": "import gc\ngc.collect()\nprint(gc.mem_alloc() // 1024)",
+    # code on the flat filesystem: modules imported from it (also from a function, as
+    # session helpers are), names with "/", the longest name
+    "import a module from the flash in a function": (
+        "import os\nf = open('mod1.py', 'w')\nf.write('Y = 5\\n')\nf.close()\n"
+        "def a():\n import mod1\n return mod1.Y\ndef b():\n return a()\n"
+        "try:\n print(b())\nfinally:\n os.remove('mod1.py')"
+    ),
+    "a module whose code failed stays imported": (
+        "import os\nf = open('mod2.py', 'w')\nf.write('X = 1\\nraise ValueError(5)\\n')\n"
+        "f.close()\ntry:\n import mod2\nexcept ValueError as e:\n print(repr(e))\n"
+        "import mod2\nprint(mod2.X)\nos.remove('mod2.py')"
+    ),
+    "import of a missing module": (
+        "try:\n import no_such_module\nexcept ImportError as e:\n print(repr(e))"
+    ),
+    "os.listdir() of a name with '/'": (
+        "import os\nf = open('d/y.txt', 'w')\nf.write('abc')\nf.close()\n"
+        "print(os.listdir(), os.size('d/y.txt'), open('d/y.txt').read())\nos.remove('d/y.txt')\n"
+        "print(os.listdir())"
+    ),
+    "a 121-character file name": (
+        "for n in (120, 121):\n try:\n  open('a' * n, 'w').close()\n  print(n, 'ok')\n"
+        "  import os\n  os.remove('a' * n)\n except OSError as e:\n  print(n, repr(e))"
+    ),
+    "machine.mem8/16/32": "import machine\nprint(machine.mem8, machine.mem16, machine.mem32)",
+    "this, imported twice": "import this\nimport this\nprint('twice')",
     "bytearray(1 << 40)": (
         "try:\n bytearray(1 << 40)\nexcept Exception as e:\n print(type(e) is MemoryError,"
         " type(e) is OverflowError)"

@@ -388,6 +388,7 @@ def setup(cfg, ctl_fd, cause):
                 del loaded[k]
                 shown.discard(k)
 
+    @micropython.native
     def load_flat(name):
         # A 1.9 board imports NAME.py from its flat filesystem (no packages, no .mpy).  Done
         # here, not by the engine's import, whose path buffer alone (PATH_MAX on the C stack)
