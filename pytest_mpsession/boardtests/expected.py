@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,7 +26,6 @@ __all__ = ["CPYTHON_TIMEOUT", "ExpectedError", "cpython_output", "expected_file"
 #: seconds CPython may take for one file (run-tests.py waits without limit)
 CPYTHON_TIMEOUT = 60.0
 _CACHE_PREFIX = "mpsession/cpython/"
-_versions: dict[str, str] = {}
 _memo: dict[str, bytes] = {}
 _lock = threading.Lock()
 
@@ -69,25 +69,20 @@ def _cpython() -> list[str]:
 
 
 def _version(exe: str) -> str:
-    with _lock:
-        known = _versions.get(exe)
-    if known is not None:
-        return known
+    """What names this CPython in the cache key, without starting it: the running Python's
+    version, or another executable's real path, size and time of change."""
     if exe == sys.executable:
-        version = sys.version
-    else:
-        try:
-            version = subprocess.run(
-                [exe, "-c", "import sys; print(sys.version)"],
-                capture_output=True, text=True, timeout=CPYTHON_TIMEOUT, check=True,
-            ).stdout.strip()  # fmt: skip
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ExpectedError(
-                f"cannot run CPython {exe!r} (MICROPY_CPYTHON3) for the expected output: {exc}"
-            ) from None
-    with _lock:
-        _versions[exe] = version
-    return version
+        return sys.version
+    found = shutil.which(exe) or exe
+    try:
+        real = os.path.realpath(found)
+        st = os.stat(real)
+    except OSError as exc:
+        raise ExpectedError(
+            f"cannot run CPython {exe!r} (MICROPY_CPYTHON3) for the expected output: "
+            f"{exc.strerror or exc}"
+        ) from None
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
 
 
 def cache_key(source: bytes) -> str:

@@ -146,8 +146,10 @@ class BoardTestItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         """Where the test is (its line for a unit test)."""
-        line = self.test.lineno - 1 if self.test is not None else 0
-        return self.path, line, self.nodeid.split("::", 1)[-1]
+        if self.test is None:
+            # no domain: pytest would show an output test's "int1.py" as "int1::py"
+            return self.path, 0, ""
+        return self.path, self.test.lineno - 1, self.nodeid.split("::", 1)[-1]
 
     # -- the plugin's board machinery ------------------------------------------------------
 
@@ -254,12 +256,18 @@ class BoardTestItem(pytest.Item):
             got = mprules.match_regex_output(printed, want)
         if got == want and not run.crashed:
             return
-        if run.crashed and info.host_syntax_error is not None:
-            last = run.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
-            if last and last[0].startswith("SyntaxError"):
+        if run.crashed:
+            text = run.stderr.decode("utf-8", "replace").strip()
+            last = text.splitlines()[-1:]
+            cleaned = clean_board_traceback(text, self.path, _display(self))
+            frames = [ln for ln in cleaned.splitlines() if ln.lstrip().startswith("File ")]
+            if last and last[0].startswith("SyntaxError") and not any(", in " in f for f in frames):
+                # the file itself does not compile (not an exec() inside it)
+                cpython = (
+                    f"; CPython says {info.host_syntax_error}" if info.host_syntax_error else ""
+                )
                 raise BoardTestFailure(
-                    f"{_display(self)}: {last[0]} (the board cannot compile the file; "
-                    f"CPython says {info.host_syntax_error})"
+                    f"{_display(self)}: {last[0]} (the board cannot compile the file{cpython})"
                 )
         shown_out = mprules.normalize_output(run.stdout)
         if run.crashed:
@@ -317,8 +325,15 @@ class BoardTestItem(pytest.Item):
         self, excinfo: ExceptionInfo[BaseException], style: Any = None
     ) -> str | TerminalRepr:
         """A board test's failure is its message (diff or board traceback), not host frames."""
-        if isinstance(excinfo.value, BoardTestFailure):
-            return str(excinfo.value)
+        from pytest_mpsession.errors import MpSessionError
+
+        err = excinfo.value
+        if isinstance(err, BoardTestFailure):
+            return str(err)
+        if isinstance(err, pytest.fail.Exception):  # pytest-timeout's, pytest.fail()
+            return str(err.msg)
+        if isinstance(err, MpSessionError):  # what happened to the board, in its one line
+            return f"{type(err).__name__}: {err}"
         return super().repr_failure(excinfo, style=style)
 
 

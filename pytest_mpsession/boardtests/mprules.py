@@ -18,6 +18,7 @@ run-tests.py (commit 1c3c201) as data and small functions, with no I/O:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,12 @@ class TargetInfo:
 
 def micropython_tests_root(path: Path) -> Path | None:
     """The MicroPython ``tests/`` folder ``path`` is in (the folder of ``run-tests.py``)."""
-    for parent in path.parents:
+    return _tests_root(path.parent)
+
+
+@functools.lru_cache(maxsize=256)
+def _tests_root(folder: Path) -> Path | None:
+    for parent in (folder, *folder.parents):
         if (parent / "run-tests.py").is_file() and (parent / "feature_check").is_dir():
             return parent
     return None

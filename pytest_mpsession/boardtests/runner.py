@@ -63,11 +63,11 @@ def shim_sections(name: str = "_unittest.py") -> dict[str, str]:
     names: list[str] = []
     body: list[str] = []
     for line in [*text.splitlines(keepends=True), "#@ \n"]:
-        if line.startswith("#@"):
+        if line.startswith(("#@", "# @")):  # "# @": as a formatter rewrites "#@"
             joined = "".join(body)
             for name in names:
                 sections[name] = joined
-            names, body = line[2:].split(), []
+            names, body = line.split("@", 1)[1].split(), []
         elif names and not line.lstrip().startswith("#"):
             body.append(line)
     return sections
@@ -114,16 +114,24 @@ class UnitRun:
     exc_line: str = ""
 
 
+def _is_helper(func: str) -> bool:
+    """A frame of the plugin's own board code: the checked-exchange wrapper (``_mpsx``),
+    the session core (``_mps*``), the board-test runner and its unittest (``_mpbt*``)."""
+    return func.startswith(("_mps", "_mpbt"))
+
+
 def clean_board_traceback(
     text: str, path: Path | None, display: str, *, verbatim: bool = False, load: bool = False
 ) -> str:
-    """A board traceback without the runner's frames, the test code's frames named
+    """A board traceback without the plugin's frames, the test code's frames named
     ``display`` with the line's source from ``path``.
 
-    Output tests run from a string (their frames are ``<string>``, the runner's ``<stdin>``);
-    a unit-test module is sent verbatim (``verbatim``): its frames are ``<stdin>`` too, and
-    the runner's and the shim's are told by their ``_mpbt`` names (and the one-line call's
-    ``<module>`` frame, unless it is the module's own ``load``)."""
+    The plugin's frames are told by their function names (see :func:`_is_helper`), and the
+    one-line call of a helper by its place: a ``<module>`` frame right before a helper's
+    frame. Every other frame of code the plugin sent (``<string>``, ``<stdin>``) is the test
+    file's, with the file's own line numbers (the code is sent unchanged, in pieces padded to
+    keep them). ``verbatim`` and ``load`` are kept for callers; the frames decide."""
+    del verbatim, load
     lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
     source: list[str] = []
     if path is not None:
@@ -131,25 +139,28 @@ def clean_board_traceback(
             source = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             source = []
-    mine = "<stdin>" if verbatim else "<string>"
+    parsed: list[tuple[str, re.Match[str] | None]] = [(ln, _FRAME.match(ln)) for ln in lines]
+    funcs = [
+        (m.group("rest").partition(", in ")[2].strip() if m is not None else None)
+        for _, m in parsed
+    ]
     out: list[str] = []
-    for line in lines:
-        match = _FRAME.match(line)
-        if match is None:
+    for i, (line, match) in enumerate(parsed):
+        func = funcs[i]
+        if match is None or func is None:
             out.append(line)
             continue
-        file, rest = match.group("file"), match.group("rest")
-        func = rest.partition(", in ")[2].strip()
-        if file == "<stdin>" and not verbatim:
+        if _is_helper(func):
             continue
-        if verbatim and file == "<stdin>":
-            if func.startswith("_mpbt") or (func == "<module>" and not load):
-                continue
-        if file != mine:
+        nxt = next((f for f in funcs[i + 1 :] if f is not None), None)
+        if func == "<module>" and nxt is not None and _is_helper(nxt):
+            continue  # the one-line call of a helper
+        file = match.group("file")
+        if file not in ("<string>", "<stdin>"):
             out.append(line)
             continue
         lineno = int(match.group("line"))
-        out.append(f'{match.group(1)}File "{display}", line {lineno}{rest}')
+        out.append(f'{match.group(1)}File "{display}", line {lineno}{match.group("rest")}')
         if 0 < lineno <= len(source) and source[lineno - 1].strip():
             out.append(f"{match.group(1)}  {source[lineno - 1].strip()}")
     return "\n".join(out)
@@ -199,6 +210,8 @@ class BoardRunner:
         self._wanted: set[str] = set()
         #: a small board ran a board test file since its last reset
         self._dirty = False
+        #: a small board's files before the current file (repr of os.listdir())
+        self._files_before: str | None = None
 
     # -- helpers on the board ---------------------------------------------------------------
 
@@ -213,8 +226,15 @@ class BoardRunner:
         if not self.large_board and self._dirty and self._state.epoch == comm.reset_count:
             comm.soft_reset(timeout)
         self._dirty = True
+        if not self.large_board and self._files_before is None:
+            # the flash outlives a reset: the files a test file makes are removed after it
+            out, err = self._exec(comm, _LIST_FILES, timeout)
+            if not err:
+                self._files_before = out.strip().decode("utf-8", "replace")
 
-    def _ensure_helpers(self, comm: Any, timeout: float | None, *, unit: bool) -> None:
+    def _ensure_helpers(
+        self, comm: Any, timeout: float | None, *, unit: bool, call: bool = False
+    ) -> None:
         state = self._state
         epoch = comm.reset_count
         if state.epoch != epoch:
@@ -249,7 +269,7 @@ class BoardRunner:
             state.epoch = comm.reset_count
             state.parts = set()
         part = "_mpbt_out.py"
-        if not unit and part not in state.parts:
+        if call and part not in state.parts:
             for piece in _pieces(part):
                 self.install_count += 1
                 _, err = self._exec(comm, piece, timeout)
@@ -304,6 +324,7 @@ class BoardRunner:
     def _unittest_arg(self) -> str:
         return "_mpbt_ut" if self._state.needs_shim else "None"
 
+
     def file_key(self, path: str) -> int:
         """A small int naming ``path`` on the board (never a string: every string the board
         compiles may stay interned)."""
@@ -313,12 +334,37 @@ class BoardRunner:
     # -- output tests ------------------------------------------------------------------------
 
     def run_output(self, source: bytes, timeout: float | None) -> OutputRun:
-        """Run ``source`` as a script on the board; what it printed and its traceback."""
-        code = f"_mpbt_o({_code_literal(source)})"
+        """Run ``source`` as a script on the board; what it printed and its traceback.
+
+        With the communicator's checked exchange (``run``): in a namespace of its own
+        (``__name__ == "__main__"``), ``SystemExit`` ending it, the output as the board's
+        bytes and the traceback apart; what the board had before is noted in one exchange
+        and put back in another (the namespace dropped), on a board with the RAM for it."""
+        run = getattr(self.manager.communicator, "run", None)
+        if run is None:  # a communicator without checked exchanges: the runner's own call
+            return self._run_output_call(source, timeout)
+        text = source.decode("utf-8", "surrogateescape")
         for attempt in (0, 1):
             with self.manager.board(timeout) as comm:
                 self._fresh_board(comm, timeout)
                 self._ensure_helpers(comm, timeout, unit=False)
+                _, err = self._exec(comm, "_mpbt_g=_mpbt_s()", timeout)
+                if attempt == 0 and _helpers_missing(err):
+                    self._state.epoch = None  # something removed them: send them again
+                    continue
+                try:
+                    reply = comm.run(text, key=OUTPUT_KEY, timeout=timeout)
+                finally:
+                    self._exec(comm, _RESTORE % OUTPUT_KEY, timeout)
+            break
+        return OutputRun(bytes(reply.output), bytes(reply.traceback))
+
+    def _run_output_call(self, source: bytes, timeout: float | None) -> OutputRun:
+        code = f"_mpbt_o({_code_literal(source)})"
+        for attempt in (0, 1):
+            with self.manager.board(timeout) as comm:
+                self._fresh_board(comm, timeout)
+                self._ensure_helpers(comm, timeout, unit=False, call=True)
                 out, err = self._exec(comm, code, timeout)
             if attempt == 0 and _helpers_missing(err):
                 self._state.epoch = None  # something removed them: send them again
@@ -347,6 +393,8 @@ class BoardRunner:
         if state.loaded.get(key) == epoch or state.exited.get(key, (None,))[0] == epoch:
             return None
         self.load_count += 1
+        if state.needs_shim:
+            source = shim_imports(source)
         self._exec(comm, _unit_code("prepare", K=key, M=module, U=self._unittest_arg), timeout)
         try:
             if literal:
@@ -404,7 +452,9 @@ class BoardRunner:
                 exited = self._state.exited.get(key)
                 if exited is not None and exited[0] == comm.reset_count:
                     return _exited_result(exited[1])
-                first = set_up_class and cls is not None and (key, cls) not in self._state.classes
+                first = (
+                    set_up_class and cls is not None and (key, cls) not in self._state.classes
+                )
                 call = _unit_code("test", K=key, C=cls, T=test, A=1 if first else 0)
                 out, err = self._exec(comm, call, timeout)
                 if attempt == 0 and _helpers_missing(err):
@@ -428,12 +478,50 @@ class BoardRunner:
         board is soft-reset instead: the runner's RAM back too, for what runs next."""
         key = self.file_key(path)
         if not self.large_board:
+            before, self._files_before = self._files_before, None
+            if before is not None and before.startswith("["):
+                with self.manager.board(timeout) as comm:
+                    self._exec(comm, _REMOVE_FILES % before, timeout)
             self.manager.reset_board("soft", timeout)
             return
         with self.manager.board(timeout) as comm:
             if self._state.loaded.pop(key, None) != comm.reset_count:
                 return
             self._exec(comm, _unit_code("drop", K=key), timeout)
+
+
+#: the checked exchange's namespace key of output tests (far from the sessions' small keys)
+OUTPUT_KEY = 999_983
+_RESTORE = "_mps_ns.pop(%d,None)\n_mpbt_z(_mpbt_g)\n_mpbt_g=None"
+
+_LIST_FILES = "try:\n import os\n print(repr(os.listdir()))\nexcept Exception:\n pass\n"
+_REMOVE_FILES = (
+    "try:\n import os\n for f in os.listdir():\n  if f not in %s:\n   os.remove(f)\n"
+    "except Exception:\n pass\n"
+)
+
+
+_IMPORT_UNITTEST = re.compile(rb"^([ \t]*)import unittest(?: as (\w+))?[ \t]*(#.*)?$", re.M)
+_FROM_UNITTEST = re.compile(rb"^([ \t]*)from unittest import ([\w ,]+?)[ \t]*(#.*)?$", re.M)
+
+
+def shim_imports(source: bytes) -> bytes:
+    """``source`` taking the plugin's unittest (``_mpbt_ut``) where it imports unittest, each
+    line kept in its place: ``import unittest`` becomes ``unittest=_mpbt_ut``, ``from unittest
+    import TestCase as T`` becomes ``T=_mpbt_ut.TestCase`` (a 1.9 board may have no
+    ``sys.modules`` to put the shim in)."""
+
+    def one(match: re.Match[bytes]) -> bytes:
+        return match.group(1) + (match.group(2) or b"unittest") + b"=_mpbt_ut"
+
+    def many(match: re.Match[bytes]) -> bytes:
+        parts = []
+        for name in match.group(2).split(b","):
+            real, _, alias = name.strip().partition(b" as ")
+            parts.append((alias.strip() or real.strip()) + b"=_mpbt_ut." + real.strip())
+        return match.group(1) + b";".join(parts)
+
+    return _FROM_UNITTEST.sub(many, _IMPORT_UNITTEST.sub(one, source))
 
 
 def _unit_code(section: str, **values: object) -> str:

@@ -14,6 +14,7 @@ Module-level literal assignments ``requires_feature``, ``requires_platform`` and
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,43 +161,54 @@ def _class_hooks(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> set[str
     return hooks
 
 
+_COMPOUND = (ast.If, ast.Try, ast.For, ast.While, ast.With)
+
+
 def _exits_at_top(tree: ast.Module) -> bool:
     """Whether module-level code (outside functions and classes) raises SystemExit or calls
-    ``sys.exit``."""
-    todo: list[ast.AST] = list(tree.body)
+    ``sys.exit`` (statements only: an exit hidden in an expression is not looked for)."""
+    todo: list[ast.stmt] = list(tree.body)
     while todo:
         node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
         if isinstance(node, ast.Raise) and node.exc is not None:
             exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
             if isinstance(exc, ast.Name) and exc.id == "SystemExit":
                 return True
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "exit"
-        ):
-            return True
-        todo.extend(ast.iter_child_nodes(node))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Attribute) and func.attr == "exit":
+                return True
+        elif isinstance(node, _COMPOUND):
+            for name in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(node, name, []))
+            for handler in getattr(node, "handlers", []):
+                todo.extend(handler.body)
     return False
 
 
 def _requirement_lines(source: bytes) -> list[ast.stmt]:
-    """The requirement assignments of a file CPython cannot parse whole: each one-line
-    ``requires_x = ...`` at the top level parsed on its own."""
+    """The requirement assignments of a file read without parsing it whole: each top-level
+    ``requires_x = ...`` parsed on its own (with the lines it continues on, up to 20)."""
     found: list[ast.stmt] = []
-    for number, line in enumerate(source.decode("utf-8", "replace").splitlines(), 1):
+    lines = source.decode("utf-8", "replace").splitlines()
+    for index, line in enumerate(lines):
         if not line.startswith(REQUIREMENT_NAMES):
             continue
-        try:
-            stmt = ast.parse(line).body
-        except SyntaxError:
-            continue
-        for node in stmt:
-            node.lineno = number
-            found.append(node)
+        for end in range(index + 1, min(index + 21, len(lines) + 1)):
+            try:
+                stmt = ast.parse("\n".join(lines[index:end])).body
+            except SyntaxError:
+                continue
+            for node in stmt:
+                node.lineno = index + 1
+                found.append(node)
+            break
     return found
+
+
+#: what a unit-test file has that an output test (almost) never has: without one of these the
+#: file is an output test, and CPython does not need to parse it
+_UNIT_HINTS = re.compile(rb"^(def test_|class \w+\(.*TestCase)", re.M)
 
 
 def read_board_file(path: Path) -> BoardFileInfo:
@@ -208,6 +220,19 @@ def read_board_file(path: Path) -> BoardFileInfo:
         info.error = f"cannot read {path}: {exc.strerror or exc}"
         return info
     has_exp = Path(str(path) + ".exp").is_file()
+    if has_exp or not _UNIT_HINTS.search(info.source):
+        # an output test: only its requirements are read, the board compiles it
+        for node in _requirement_lines(info.source):
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                try:
+                    info.requirements[node.targets[0].id] = _literal_strings(
+                        node.value, path, node.targets[0].id
+                    )
+                except ValueError as exc:
+                    info.error = str(exc)
+                    info.error_line = node.lineno
+                    return info
+        return info
     try:
         with warnings.catch_warnings():
             # board code may use escapes CPython warns about ("\\z"): not the host's business
@@ -238,7 +263,9 @@ def read_board_file(path: Path) -> BoardFileInfo:
     info.exits_at_top = _exits_at_top(tree)
     if has_exp:
         return info
-    called = _called_at_top(tree)
+    called = _called_at_top(tree) if any(
+        isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in tree.body
+    ) else set()
     for node in tree.body:
         if (
             isinstance(node, ast.FunctionDef)

@@ -6,7 +6,8 @@ Targets (the farms issue):
 - 40 tests of 200 ms on two boards with ``-n 2`` (the routing scheduler, boards of two
   profiles): at most 0.65 of the wall time of the same tests on one board;
 - the same two-board run through labgrid places: within 10% of it on the same boards
-  reached directly;
+  reached directly (as PTYs, and through ser2net started by hand, which is what labgrid's
+  exporter runs);
 - the cost of ``-n N`` with a pool, beyond xdist's own start-up: under 0.5 s per worker.
 
 Wall times are whole ``pytest`` processes (start-up included); the suite time is the
@@ -123,7 +124,7 @@ def test_pool_start_up_cost_per_worker(benchmark: BenchmarkFixture, tmp_path: Pa
     pytest.importorskip("xdist")
     pool = project(tmp_path / "pool", TRIVIAL.format(fixture="device_session, "))
     bare = project(tmp_path / "bare", TRIVIAL.format(fixture=""))
-    pool_args = ["--mp-port=mpmock://generic", "--mp-port=mpmock://legacy", "-n", "2"]
+    pool_args = ["--mp-port=mpmock://generic", "--mp-port=mpmock://rp2", "-n", "2"]
     with_pool: list[float] = []
     without: list[float] = []
 
@@ -147,8 +148,40 @@ def test_pool_start_up_cost_per_worker(benchmark: BenchmarkFixture, tmp_path: Pa
           f"{per_worker:.2f} s per worker")  # fmt: skip
 
 
+def ser2net_rfc2217(device: str, exe: str) -> tuple[subprocess.Popen[bytes], str]:
+    """ser2net serving ``device`` over RFC 2217 on loopback, configured as labgrid's exporter
+    configures it; (process, ``rfc2217://...?ign_set_control`` URL)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "-d", "-n",
+         "-Y", f"connection: &con01#  accepter: telnet(rfc2217,mode=server),tcp,127.0.0.1,{port}",
+         "-Y", f"  connector: serialdev(nouucplock=true),{device},115200n81,local",
+         "-Y", "  options:", "-Y", "    max-connections: 10"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    # ser2net is up once it accepts a connection (blocking connects with a deadline)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("ser2net did not start") from None
+            time.sleep(0.05)  # ok: waiting for another program's listening socket
+    return proc, f"rfc2217://127.0.0.1:{port}?ign_set_control"
+
+
 @pytest.mark.benchmark(group="farm: labgrid places vs direct ports")
 def test_labgrid_places_against_direct_ports(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    """The two-board ``-n 2`` run on the lab's boards three ways: as PTYs, through ser2net
+    started by hand (RFC 2217, what a lab without labgrid uses), and as labgrid places (whose
+    exporter runs the same ser2net)."""
     pytest.importorskip("xdist")
     pytest.importorskip("labgrid", reason="pip install 'pytest-mpsession[labgrid]'")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -160,15 +193,18 @@ def test_labgrid_places_against_direct_ports(benchmark: BenchmarkFixture, tmp_pa
     (tmp_path / "lab").mkdir()
     lab = Lab(tmp_path / "lab")
     try:
-        direct_ports = [lab.boards[0].path, os.path.realpath(tmp_path / "lab" / "esp32-link")]
-        direct = run(work, "direct", [f"--mp-port={p}" for p in direct_ports] + ["-n", "2"])
+        devices = [lab.boards[0].path, os.path.realpath(tmp_path / "lab" / "esp32-link")]
+        pty = run(work, "pty", [f"--mp-port={p}" for p in devices] + ["-n", "2"])
+        servers = [ser2net_rfc2217(d, SER2NET) for d in devices]
+        try:
+            rfc = run(work, "rfc", [f"--mp-port={url}" for _, url in servers] + ["-n", "2"])
+        finally:
+            for proc, _ in servers:
+                proc.terminate()
+                proc.wait(10)
         places = benchmark.pedantic(  # type: ignore[no-untyped-call]
             run,
-            args=(
-                work,
-                "lab",
-                ["--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n", "2"],
-            ),
+            args=(work, "lab", ["--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n2"]),
             kwargs={"env": {"LG_COORDINATOR": lab.address}},
             rounds=1,
             iterations=1,
@@ -176,17 +212,21 @@ def test_labgrid_places_against_direct_ports(benchmark: BenchmarkFixture, tmp_pa
         assert lab.wait_free() == {"unix": (None, None), "esp32": (None, None)}
     finally:
         lab.close()
-    assert direct.passed and "40 passed" in direct.output, direct.output
-    assert places.passed and "40 passed" in places.output, places.output
+    for r in (pty, rfc, places):
+        assert r.passed and "40 passed" in r.output, r.output
     assert all(p.startswith("rfc2217://127.0.0.1:") for p in places.ports), places.ports
     benchmark.extra_info.update(
-        direct_wall_s=direct.wall_s,
+        pty_wall_s=pty.wall_s,
+        ser2net_wall_s=rfc.wall_s,
         labgrid_wall_s=places.wall_s,
-        wall_ratio=places.wall_s / direct.wall_s,
-        direct_suite_s=direct.suite_s,
+        pty_suite_s=pty.suite_s,
+        ser2net_suite_s=rfc.suite_s,
         labgrid_suite_s=places.suite_s,
-        suite_ratio=places.suite_s / direct.suite_s,
+        labgrid_vs_ser2net_wall=places.wall_s / rfc.wall_s,
+        labgrid_vs_ser2net_suite=places.suite_s / rfc.suite_s,
     )
-    print(f"\nfarm: direct ports {direct.wall_s:.2f} s, labgrid places {places.wall_s:.2f} s "
-          f"(ratio {places.wall_s / direct.wall_s:.2f}; suite {direct.suite_s:.2f} s vs "
-          f"{places.suite_s:.2f} s, ratio {places.suite_s / direct.suite_s:.2f})")  # fmt: skip
+    print(f"\nfarm: PTYs {pty.wall_s:.2f} s (tests {pty.suite_s:.2f} s), ser2net by hand "
+          f"{rfc.wall_s:.2f} s (tests {rfc.suite_s:.2f} s), labgrid places {places.wall_s:.2f} s "
+          f"(tests {places.suite_s:.2f} s): labgrid / ser2net wall "
+          f"{places.wall_s / rfc.wall_s:.2f}, "
+          f"tests {places.suite_s / rfc.suite_s:.2f}")  # fmt: skip

@@ -25,10 +25,7 @@
 # _mpbt_k(k,c)   tearDownClass of class c of file k
 # _mpbt_r(v)     the result: the marker \x1e, then repr(v)
 import sys
-
-_mpbt_u = {}
-_mpbt_bc = None
-
-
+_mpbt_u={}
+_mpbt_bc=None
 def _mpbt_r(v):
-    print("\x1e" + repr(v))
+ print('\x1e'+repr(v))

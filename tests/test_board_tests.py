@@ -1,0 +1,368 @@
+"""Tests that run on the board (``--mp-board-tests``), through pytester.
+
+Every unit-test feature and the output-test verdicts on the default emulated board, on the
+16 KB MicroPython 1.9-era ``legacy`` board (no ``unittest`` there: the plugin's own) and on
+the real MicroPython unix port behind a PTY; isolation between board tests; bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_mpsession.emulator import PtyBoard
+
+pytestmark = pytest.mark.timeout(300)
+
+BOARDS = ["mock", "legacy", "unix"]
+
+
+@pytest.fixture(params=BOARDS)
+def board_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The options naming the board: the emulator, the legacy board, the unix port on a PTY."""
+    if request.param == "mock":
+        yield ["--mp-mock"]
+    elif request.param == "legacy":
+        yield ["--mp-mock=legacy"]
+    else:
+        with PtyBoard("unix") as board:
+            yield [f"--mp-port={board.path}"]
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+
+# Small files: a 16 KB board loads each with the plugin's runner and unittest beside it.
+CASES = '''\
+import unittest
+
+log = []
+
+
+class TestA(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        log.append("up")
+
+    @classmethod
+    def tearDownClass(cls):
+        log.append("down")
+
+    def setUp(self):
+        self.x = 3
+
+    def tearDown(self):
+        log.append("td")
+
+    def test_equal(self):
+        self.assertEqual(self.x, 3)
+
+    def test_fails(self):
+        self.assertEqual(self.x, 4)
+
+
+class TestB(unittest.TestCase):
+    def test_after_a(self):
+        self.assertEqual(log, ["up", "td", "td", "down"])
+'''
+
+SKIPS = '''\
+import unittest
+
+
+class TestC(unittest.TestCase):
+    def test_raises(self):
+        with self.assertRaises(KeyError):
+            {}["k"]
+
+    @unittest.skip("not here")
+    def test_skip(self):
+        pass
+
+    def test_skiptest(self):
+        self.skipTest("at run time")
+'''
+
+FUNCS = '''\
+def helper(n):
+    return n * 2
+
+
+def test_pass():
+    assert helper(2) == 4
+
+
+def test_fail():
+    value = helper(3)
+    assert value == 7, "helper gave %d" % value
+'''
+
+
+def test_unit_tests_every_feature(pytester: pytest.Pytester, board_args: list[str]) -> None:
+    pytester.makepyfile(test_cases=CASES, test_funcs=FUNCS, test_skips=SKIPS)
+    (pytester.path / "board").mkdir()
+    for name in ("test_cases.py", "test_funcs.py", "test_skips.py"):
+        (pytester.path / name).rename(pytester.path / "board" / name)
+    result = run(pytester, *board_args, "--mp-board-tests", "board", "-v", "-rs")
+    result.assert_outcomes(passed=4, failed=2, skipped=2)
+    out = result.stdout.str()
+    # one item per test, named as pytest names tests
+    result.stdout.fnmatch_lines(
+        [
+            "*board/test_cases.py::TestA::test_equal PASSED*",
+            "*board/test_cases.py::TestB::test_after_a PASSED*",
+            "*board/test_funcs.py::test_pass PASSED*",
+            "*board/test_skips.py::TestC::test_raises PASSED*",
+            "*board/test_skips.py::TestC::test_skip SKIPPED (not here)*",
+            "*board/test_skips.py::TestC::test_skiptest SKIPPED (at run time)*",
+        ]
+    )
+    # failures: the assertion message and the board's traceback at the file's own lines
+    assert "AssertionError: 3 != 4" in out
+    assert 'File "board/test_cases.py", line 25, in test_fails' in out
+    assert "self.assertEqual(self.x, 4)" in out
+    assert "AssertionError: helper gave 6" in out
+    assert 'File "board/test_funcs.py", line 11, in test_fail' in out
+
+
+OUTPUT_OK = 'print("hello", 6 * 7)\n'
+OUTPUT_BAD = 'print("hello")\nprint(1 + 1)\n'
+OUTPUT_CRASH = 'print("before")\n\n\ndef f():\n    return 1 // 0\n\n\nf()\n'
+OUTPUT_SKIP = 'print("SKIP")\nraise SystemExit\n'
+OUTPUT_CPYTHON = "for i in range(3):\n    print(i, i * i)\n"
+
+
+def test_output_tests(pytester: pytest.Pytester, board_args: list[str]) -> None:
+    board = pytester.mkdir("board")
+    for name, code in [
+        ("ok.py", OUTPUT_OK),
+        ("bad.py", OUTPUT_BAD),
+        ("crash.py", OUTPUT_CRASH),
+        ("skipper.py", OUTPUT_SKIP),
+        ("cpython.py", OUTPUT_CPYTHON),
+    ]:
+        (board / name).write_text(code)
+    (board / "ok.py.exp").write_text("hello 42\n")
+    (board / "bad.py.exp").write_text("hello\n3\n")
+    (board / "crash.py.exp").write_text("before\n")
+    result = run(pytester, *board_args, "--mp-board-tests", "board", "-rs")
+    result.assert_outcomes(passed=2, failed=2, skipped=1)
+    out = result.stdout.str()
+    # a unified diff, expected vs printed
+    result.stdout.fnmatch_lines(["*--- expected (bad.py.exp)*", "*+++ printed by the board*"])
+    assert "-3\n+2" in out.replace("\r", "")
+    # a crash: what it printed, then the traceback at the file's lines
+    assert 'File "board/crash.py", line 5, in f' in out
+    assert "ZeroDivisionError" in out
+    assert "it printed SKIP" in out
+
+
+ISOLATION_A = """\
+import os
+import sys
+
+import micropython
+
+LEFTOVER = 1
+sys.path.append("/nowhere")
+micropython.opt_level(3)
+f = open("junk.txt", "w")
+f.write("x")
+f.close()
+print("done")
+"""
+
+ISOLATION_B = """\
+import os
+import sys
+
+import micropython
+
+print("LEFTOVER" in globals(), "/nowhere" in sys.path)
+print(micropython.opt_level(), "junk.txt" in os.listdir())
+assert True, "asserts still run"
+"""
+
+
+def test_isolation_between_board_tests(pytester: pytest.Pytester, board_args: list[str]) -> None:
+    board = pytester.mkdir("board")
+    (board / "a_leaves_state.py").write_text(ISOLATION_A)
+    (board / "a_leaves_state.py.exp").write_text("done\n")
+    (board / "b_checks.py").write_text(ISOLATION_B)
+    (board / "b_checks.py.exp").write_text("False False\n0 False\n")
+    result = run(pytester, *board_args, "--mp-board-tests", "board")
+    result.assert_outcomes(passed=2)
+
+
+def test_board_test_files_are_never_imported_on_the_host(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "test_pins.py").write_text(
+        "import machine\n\nrequires_feature = ('machine',)\n\n\ndef test_pin():\n"
+        "    assert machine.Pin(2)\n"
+    )
+    pytester.makepyfile(test_host="def test_host():\n    assert True\n")
+    result = run(pytester, "--mp-board-tests", "board", "--co", "-q")
+    result.stdout.fnmatch_lines(["board/test_pins.py::test_pin", "test_host.py::test_host"])
+    # no board: the board test skips with the how-to, the host test runs
+    result = run(pytester, "--mp-board-tests", "board", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*no MicroPython board configured*"])
+    # -k selects board tests like host tests
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "-k", "pin")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_ini_key_and_requirements(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("fw")
+    (board / "needs_ble.py").write_text("requires_feature = ('bluetooth',)\nprint(1)\n")
+    (board / "needs_ble.py.exp").write_text("1\n")
+    (board / "esp_only.py").write_text("requires_platform = (\n    'esp32',\n)\nprint(1)\n")
+    (board / "esp_only.py.exp").write_text("1\n")
+    pytester.makeini("[pytest]\nmp_board_tests =\n    fw/*.py\n")
+    result = run(pytester, "--mp-mock", "-rs")
+    result.assert_outcomes(skipped=2)
+    out = result.stdout.str()
+    assert "requires_feature: board lacks 'bluetooth' (micropython 1.24.1 on generic)" in out
+    assert "requires_platform: board is 'generic', not 'esp32'" in out
+    result = run(pytester, "--mp-mock=esp32", "-rs")
+    result.assert_outcomes(passed=2)
+
+
+def test_bad_input(pytester: pytest.Pytester) -> None:
+    # a path that does not exist: a usage error naming it
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mp-board-tests nowhere: no such file or folder*"])
+    assert "Traceback" not in result.stderr.str()
+
+    board = pytester.mkdir("board")
+    (board / "good.py").write_text("print(1)\n")
+    (board / "good.py.exp").write_text("1\n")
+    (board / "broken.py").write_text("print(1\nx = = 2\n")
+    (board / "latin.py").write_text("print('caf\\xe9')\n")
+    (board / "latin.py.exp").write_bytes(b"caf\xe9\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board")
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert "SyntaxError" in out and "the board cannot compile the file" in out
+    assert "latin.py.exp is not UTF-8 text (byte 0xe9 at offset 3): save it as UTF-8" in out
+
+    # an unknown feature: the collection error of the requires_feature marker
+    (board / "odd.py").write_text("requires_feature = ('warp_drive',)\nprint(1)\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*odd.py*requires_feature('warp_drive')*unknown feature*"])
+
+
+def test_xdist_and_junit(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    for i in range(6):
+        (board / f"t{i}.py").write_text(f"print({i} * 2)\n")
+        (board / f"t{i}.py.exp").write_text(f"{i * 2}\n")
+    junit = pytester.path / "junit.xml"
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "-n", "2",
+                 f"--junitxml={junit}")  # fmt: skip
+    result.assert_outcomes(passed=6)
+    assert junit.read_text().count("<testcase") == 6
+
+
+def test_last_failed_and_exitfirst(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    for name, exp in [("a_ok", "1"), ("b_bad", "2"), ("c_ok", "1")]:
+        (board / f"{name}.py").write_text("print(1)\n")
+        (board / f"{name}.py.exp").write_text(exp + "\n")
+    args = ("--mp-mock", "--mp-board-tests", "board", "-p", "no:randomly")
+    pytester.runpytest(*args).assert_outcomes(passed=2, failed=1)
+    # --lf: only the board test that failed runs again
+    result = pytester.runpytest(*args, "--lf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*run-last-failure: rerun previous 1 failure*"])
+    # -x: the run stops at the first failing board test
+    result = pytester.runpytest(*args, "-x", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_timeout_interrupts_a_board_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "spin.py").write_text("while True:\n    pass\n")
+    (board / "spin.py.exp").write_text("")
+    (board / "after.py").write_text("print('still here')\n")
+    (board / "after.py.exp").write_text("still here\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "1")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "DeviceTimeout" in result.stdout.str()
+
+
+def test_pytest_timeout_stops_a_board_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "a_spin.py").write_text("while True:\n    pass\n")
+    (board / "a_spin.py.exp").write_text("")
+    (board / "b_after.py").write_text("print('still here')\n")
+    (board / "b_after.py.exp").write_text("still here\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "60",
+                 "--timeout", "2")  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    assert "Timeout (>2.0s) from pytest-timeout" in result.stdout.str()
+
+
+STATEFUL = '''\
+state = []
+
+
+def test_a_appends():
+    state.append(1)
+
+
+def test_b_sees():
+    print("state", state)
+    assert state == EXPECTED
+'''
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("clean", "[1]"), ("soft", "[]")])
+def test_module_sent_once_and_again_after_a_reset(
+    pytester: pytest.Pytester, policy: str, expected: str
+) -> None:
+    board = pytester.mkdir("board")
+    (board / "test_state.py").write_text(STATEFUL.replace("EXPECTED", expected))
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-reset", policy)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_board_that_resets_fails_only_its_test(pytester: pytest.Pytester) -> None:
+    board = pytester.mkdir("board")
+    (board / "a_reset.py").write_text("import machine\nprint('going')\nmachine.reset()\n")
+    (board / "a_reset.py.exp").write_text("going\n")
+    (board / "b_after.py").write_text("print('back')\n")
+    (board / "b_after.py.exp").write_text("back\n")
+    (board / "test_c_unit.py").write_text("def test_unit():\n    assert 1 + 1 == 2\n")
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "the board reset during the call" in out or "link to the board dropped" in out
+
+
+def test_cpython_output_is_cached(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CPython behind a script that logs each start: the second run starts none
+    log = pytester.path / "starts.log"
+    wrapper = pytester.path / "cpython.sh"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    board = pytester.mkdir("board")
+    (board / "squares.py").write_text("print([i * i for i in range(5)])\n")
+    (board / "words.py").write_text("print(' '.join(sorted('board tests run here'.split())))\n")
+    monkeypatch.setenv("MICROPY_CPYTHON3", str(wrapper))
+    args = ("--mp-mock", "--mp-board-tests", "board", "-p", "no:randomly")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 2
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 2  # from pytest's cache
+    # a changed file is run by CPython again
+    (board / "words.py").write_text("print('changed')\n")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert len(log.read_text().splitlines()) == 3
