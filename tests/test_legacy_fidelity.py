@@ -166,6 +166,12 @@ PROBES: dict[str, str] = {
         "  import os\n  os.remove('a' * n)\n except OSError as e:\n  print(n, repr(e))"
     ),
     "machine.mem8/16/32": "import machine\nprint(machine.mem8, machine.mem16, machine.mem32)",
+    "dir(microbit)": "import microbit\nprint(sorted(dir(microbit)))",
+    "microbit's built-in images": (
+        "import microbit\nI = microbit.Image\n"
+        "print(sorted(n for n in dir(I) if n.upper() == n), len(I.ALL_CLOCKS), len(I.ALL_ARROWS),"
+        " I.ALL_CLOCKS[1] is I.CLOCK1, I.HEART.get_pixel(1, 0), I.SKULL.get_pixel(2, 4))"
+    ),
     "this, imported twice": "import this\nimport this\nprint('twice')",
     "bytearray(1 << 40)": (
         "try:\n bytearray(1 << 40)\nexcept Exception as e:\n print(type(e) is MemoryError,"
