@@ -161,8 +161,11 @@ def attack(profile: str, setup: str, canary: Path, listener: socket.socket, raw_
     assert not ran.exists(), text
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
+    # (a 1.9 micro:bit's flat filesystem takes a host path as a file name: legacy writes
+    # that file to its flash, as the board does; the host file is checked above)
+    flat = profile == "legacy"
     for line in text.splitlines():
-        assert not line.startswith("DID read") and "DID write" not in line, text
+        assert not line.startswith("DID read") and (flat or "DID write" not in line), text
         assert not line.startswith("DID socket"), text
     return text
 

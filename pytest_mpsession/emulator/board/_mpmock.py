@@ -139,66 +139,95 @@ def _block(nbytes):
     return (None,) * (nbytes // 8)
 
 
-def _shrink():
-    # Run by the relay at the first prompt. The engine was given room for the board's set-up;
-    # ballast blocks take the surplus so gc.mem_free() and MemoryError are the board's.
-    # First every free byte is taken (big blocks, then small ones for the holes), then the
-    # blocks highest in the heap are given back until the board's RAM is free: one piece at
-    # the top, as after a boot.  (No probing: the conservative GC would keep the probes.)
-    import gc
-
-    global _ballast
-    gc.collect()
-    target = cfg["free"]
-    blocks = []
+def _grab():
+    # Every free byte, in blocks (4 KB, then smaller ones for the holes) chained onto the
+    # ballast: nodes [next, block], so a block can be let go of in place (a list that grew
+    # would need a free piece the size of its items).
     size = 4096
-    while size >= 64:
+    while size >= 8:
         try:
-            blocks.append(_block(size))
+            _ballast[0] = [_ballast[0], _block(size)]
         except MemoryError:
             size //= 2
-    blocks.sort(key=id)
-    freed = 0
-    while blocks and freed < target:
-        freed += len(blocks.pop()) * 8 + 8
-    _ballast = blocks
-    _target[0] = target
-    _target[1] = id(blocks[-1]) if blocks else 0
-    blocks = None
-    gc.collect()
 
 
-def _trim():
-    # Second pass, in a later exec: what the first pass still saw referenced from the C
-    # stack (the conservative GC) is free now.  Take it back from the holes below the
-    # board's free region only, so that region stays in one piece.
+def _above(limit):
+    # bytes of the ballast's blocks at or above address ``limit``
+    n = 0
+    node = _ballast[0]
+    while node is not None:
+        b = node[1]
+        if b is not None and id(b) >= limit:
+            n += len(b) * 8 + 16
+        node = node[0]
+    return n
+
+
+def _release(target):
+    # the ballast's blocks highest in the heap go until ``target`` bytes are free: the
+    # highest address below which the blocks above add up to ``target`` (binary search)
+    lo = hi = 0
+    node = _ballast[0]
+    while node is not None:
+        b = node[1]
+        if b is not None:
+            hi = id(b) if id(b) > hi else hi
+            lo = id(b) if lo == 0 or id(b) < lo else lo
+        node = node[0]
+    while hi - lo > 8:
+        mid = (lo + hi) // 2
+        if _above(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    node = _ballast[0]
+    while node is not None:
+        b = node[1]
+        if b is not None and id(b) >= lo:
+            node[1] = None
+        node = node[0]
+
+
+def _take(target):
+    # Take every free byte, then give back the blocks highest in the heap until ``target``
+    # bytes are free: one piece at the top, as after a boot.  What was given back beyond the
+    # target is taken again by one block, which lands at the bottom of that piece (first
+    # fit), so the rest stays in one piece.  Blocks are let go of in a function that has
+    # returned (the conservative GC keeps whatever the live C stack still shows); no probing
+    # (it would keep the probes).
     import gc
 
     gc.collect()
-    size = 1024
-    while size >= 32 and gc.mem_free() - _target[0] >= size:
-        try:
-            b = _block(size)
-        except MemoryError:
-            size //= 2
-            continue
-        if id(b) > _target[1]:
-            b = None
-            size //= 2
-            continue
-        _ballast.append(b)
-    b = None
+    _grab()
+    _release(target)
     gc.collect()
-    # still more than the board has (the holes were too small): one block for the rest,
-    # from the bottom of the free region, which stays in one piece above it
-    extra = gc.mem_free() - _target[0]
+    extra = gc.mem_free() - target
     if extra >= 64:
         try:
-            _ballast.append(_block(extra - 16))
+            _ballast[0] = [_ballast[0], _block(extra - 48)]
         except MemoryError:
             pass
     gc.collect()
 
 
-_target = [0, 0]
-_ballast = []
+def _shrink():
+    # Run by the relay at the first prompt. The engine was given room for the board's set-up;
+    # ballast blocks take the surplus so gc.mem_free() and MemoryError are the board's.
+    _take(cfg["free"])
+
+
+def _trim():
+    # Second pass, in a later exec: what the first pass still saw referenced from the C
+    # stack (the conservative GC), and what the first exchange left behind, is free now.
+    # The RAM is taken again, so that the board's free region is the top of the heap in
+    # one piece.
+    import gc
+
+    _take(cfg["free"])
+    _alloc_base[0] = gc.mem_alloc()
+
+
+# gc.mem_alloc() of a booted board (1.9 boards count from there: see _mpmock_board)
+_alloc_base = [0]
+# the ballast: a chain of [next, block] nodes (see _grab)
+_ballast = [None]

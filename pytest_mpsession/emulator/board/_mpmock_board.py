@@ -72,6 +72,22 @@ _ENGINE_MODULES = (
 ).split()
 _DECORATOR = ("native", "viper", "asm_thumb", "asm_xtensa", "asm_rv32")
 _SYS_OLD_DROP = ("path", "maxsize", "atexit", "settrace", "ps1", "ps2", "tracebacklimit")
+# what a 1.9 board (the micro:bit's 1.9.2) has of sys, micropython and gc: exactly these
+_SYS_OLD = (
+    "version version_info implementation platform byteorder exit print_exception".split()
+)
+_MICROPYTHON_OLD = (
+    "const opt_level mem_info qstr_info stack_use heap_lock heap_unlock kbd_intr".split()
+)
+_GC_OLD = "collect disable enable isenabled mem_free mem_alloc threshold".split()
+# a 1.9 board's modules that are the engine's own (compiled in, so imported without a search
+# of the filesystem, as 1.9 does: a file never shadows them), and its only "u" names
+_ENGINE_OLD = ("array", "builtins", "collections", "math", "random", "struct")
+_U_OLD = ("ucollections", "ustruct", "utime")
+# the flat filesystem of a 1.9 board takes "/" as part of a name; on the flash it is this
+_FLAT_SLASH = "\x1f"
+# how many modules code can import from a 1.9 board's flash before each reset
+_SPARE_MODULES = 24
 
 
 def setup(cfg, ctl_fd, cause):
@@ -107,8 +123,9 @@ def setup(cfg, ctl_fd, cause):
 
     def signal(code):
         # Tell the relay (host side) to reset the board; it kills this process at once.
+        # (unbuffered: no flush, which is fsync() here, EINVAL on a pipe, raised into the
+        # board's code when the relay had not ended it by then)
         ctl.write(code)
-        ctl.flush()
         while True:
             time_sleep_ms(1000)
 
@@ -118,6 +135,7 @@ def setup(cfg, ctl_fd, cause):
     _mpmock._signal = signal
 
     fakes = {}
+    inits = {}  # module -> what its first import does (prints, on the micro:bit)
     board = []
     impl = {"machine": "_machine_legacy" if old else "_machine"}
     for name in cfg["modules"]:
@@ -138,6 +156,8 @@ def setup(cfg, ctl_fd, cause):
                 continue
             setattr(m, k, v)
         fakes[name] = m
+        if hasattr(inner, "_init"):
+            inits[name] = inner._init
     flash = None
     if cfg["flash"]:
         f = open(cfg["flash"], "r+b")
@@ -175,29 +195,41 @@ def setup(cfg, ctl_fd, cause):
 
         fos.dupterm = dupterm
     if flat:
-        # 1.9: a missing file is OSError('file not found',), and os.size() for os.stat()
+        # 1.9: a missing file is OSError('file not found',), and os.size() for os.stat();
+        # a name is any string: "d/x.txt" is a file of the flat filesystem, not a path
         stat = os.stat
         remove = os.remove
+        listdir = os.listdir
         real_open = builtins.open
+        SLASH = _FLAT_SLASH
 
         @micropython.native
         def size(path):
             try:
-                return stat(path)[6]
+                return stat(path.replace("/", SLASH))[6]
             except OSError:
                 raise OSError("file not found")
 
         @micropython.native
         def remove_(path):
             try:
-                remove(path)
+                remove(path.replace("/", SLASH))
             except OSError:
                 raise OSError("file not found")
+
+        @micropython.native
+        def listdir_(*path):
+            # (the board's takes no argument; a path is still accepted here, as before)
+            return [n.replace(SLASH, "/") for n in listdir(*path)]
 
         @micropython.native
         def open_(name, mode="r", *args, **kw):
             if mode not in ("r", "w", "rb", "wb", "rt", "wt"):
                 raise ValueError("illegal mode")
+            if type(name) is str:
+                if len(name) > 120:
+                    raise OSError("file not found")  # the board's longest name: 120
+                name = name.replace("/", SLASH)
             try:
                 return real_open(name, mode, *args, **kw)
             except OSError:
@@ -205,6 +237,7 @@ def setup(cfg, ctl_fd, cause):
 
         fos.size = size
         fos.remove = remove_
+        fos.listdir = listdir_
         builtins.open = open_
     fakes["os"] = fos
 
@@ -213,7 +246,7 @@ def setup(cfg, ctl_fd, cause):
     for name in dir(sys):
         if name.startswith("__") or name == "modules":
             continue
-        if (old and name in _SYS_OLD_DROP) or name == "executable":
+        if (old and name not in _SYS_OLD) or name == "executable":
             continue
         setattr(fsys, name, getattr(sys, name))
     v = tuple(cfg["version"])
@@ -230,10 +263,38 @@ def setup(cfg, ctl_fd, cause):
     else:
         I = namedtuple("implementation", ("name", "version", "_machine", "_mpy"))
         fsys.implementation = I("micropython", v + ("",), cfg["machine"], sys.implementation._mpy)
-    fsys.argv = []
     visible = {}  # sys.modules as code sees it: the modules it imported
-    fsys.modules = visible
+    if not old:
+        # (a 1.9 board has no sys.argv, sys.modules, sys.stdin/stdout/stderr)
+        fsys.argv = []
+        fsys.modules = visible
     fakes["sys"] = fsys
+
+    if old:
+        # micropython and gc as 1.9 has them; gc.mem_alloc() counts what code allocated
+        # since the board booted (the ballast that sizes the RAM is not the board's)
+        fmp = new_module("micropython")
+        for name in _MICROPYTHON_OLD:
+            if hasattr(micropython, name):
+                setattr(fmp, name, getattr(micropython, name))
+        fakes["micropython"] = fmp
+        fgc = new_module("gc")
+        for name in _GC_OLD:
+            if hasattr(gc, name):
+                setattr(fgc, name, getattr(gc, name))
+        mem_alloc_ = gc.mem_alloc
+        base = _mpmock._alloc_base
+
+        @micropython.native
+        def mem_alloc():
+            n = mem_alloc_() - base[0]
+            return n if n > 0 else 0
+
+        fgc.mem_alloc = mem_alloc
+        fakes["gc"] = fgc
+        for name in _ENGINE_OLD:
+            if name not in missing:
+                fakes[name] = __import__(name)
 
     if "vfs" not in missing:
         fvfs = new_module("vfs")
@@ -289,9 +350,14 @@ def setup(cfg, ctl_fd, cause):
         blocked.add(name)
     protected = set(fakes)
     for name in list(fakes):
-        if name[:1] != "_":
+        if name[:1] != "_" and (not old or "u" + name in _U_OLD):
             fakes["u" + name] = fakes[name]
             protected.add("u" + name)
+    if old:
+        # no other "u" name: uos, urandom, ... are ImportError on a 1.9 board
+        for name in list(fakes) + _ENGINE_MODULES:
+            if name[:1] != "_" and "u" + name not in protected:
+                blocked.add("u" + name)
     for name in blocked:
         if name not in protected and name[:7] != "_mpmock":
             # an empty module in the interpreter's table: even without the import hook a
@@ -311,6 +377,9 @@ def setup(cfg, ctl_fd, cause):
     orig = builtins.__import__
 
     shown = set()  # what was put into the sys.modules code sees
+    # module objects for what code imports from the flash (code cannot make modules: see
+    # load_flat), made now, in the set-up's RAM
+    spares = [new_module("_") for _ in range(_SPARE_MODULES)] if old else []
 
     def resync():
         # a module code deleted from its sys.modules is imported again (one being imported
@@ -321,6 +390,32 @@ def setup(cfg, ctl_fd, cause):
                 shown.discard(k)
 
     @micropython.native
+    def load_flat(name):
+        # A 1.9 board imports NAME.py from its flat filesystem (no packages, no .mpy).  Done
+        # here, not by the engine's import, whose path buffer alone (PATH_MAX on the C stack)
+        # needs more than the board's whole stack.  As on the board, a module whose code
+        # failed stays imported (as far as it got).
+        try:
+            f = builtins.open(name.replace(".", "/") + ".py")
+        except OSError:
+            f = None
+        if f is None or "." in name:
+            raise ImportError("no module named '%s'" % name)
+        if not spares:
+            f.close()
+            return orig(name)
+        try:
+            code = builtins.compile(f.read(), name + ".py", "exec")
+        finally:
+            f.close()
+        m = spares.pop()
+        m.__name__ = name
+        loaded[name] = visible[name] = m
+        shown.add(name)
+        builtins.exec(code, m.__dict__)
+        return m
+
+    @micropython.native
     def _import(name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0:
             top = name.split(".")[0]
@@ -328,9 +423,13 @@ def setup(cfg, ctl_fd, cause):
                 raise ImportError("no module named '%s'" % name)
             m = fakes.get(top)
             if m is not None and top == name:
+                if inits and name in inits:
+                    inits.pop(name)()
                 return m
             if name in visible:
                 return visible[name] if fromlist or "." not in name else visible[top]
+            if old:
+                return load_flat(name)
         resync()
         m = orig(name, globals, locals, fromlist, level)
         for k in loaded:
@@ -360,6 +459,23 @@ def setup(cfg, ctl_fd, cause):
         return real_help(*args)
 
     builtins.help = help_
+
+    if old:
+        # 1.9's dir() of a module: the module's own names (1.29 adds __class__ and __dict__)
+        real_dir = builtins.dir
+        ModuleType = type(sys)
+        hidden = ("__class__", "__dict__")
+
+        @micropython.native
+        def dir_(*args):
+            if not args:
+                return real_dir()
+            names = real_dir(*args)
+            if type(args[0]) is ModuleType:
+                names = [n for n in names if n not in hidden]
+            return names
+
+        builtins.dir = dir_
 
     if not cfg["emitters"]:
         # a firmware built without the native emitters: @micropython.native/viper/asm_* is
