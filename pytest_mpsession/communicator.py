@@ -256,6 +256,9 @@ class Communicator(Recovery):
         self.recovery_timeout = RECOVERY_TIMEOUT
         self.lock = threading.RLock()
         self.reset_count = 0
+        #: raw-REPL exchanges started so far (each run of code on the board, checked or
+        #: not): a caller that left state on the board knows nothing ran since it looked
+        self.exchanges = 0
         #: why the board is unusable (a failed recovery), or None; see :meth:`recover`
         self.broken: str | None = None
         #: the last recovery made (by a failed call or by :meth:`recover`), or None
@@ -706,6 +709,7 @@ class Communicator(Recovery):
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
         be acknowledged in time (see ACK_WAIT): otherwise Fault ``"lost"``."""
+        self.exchanges += 1
         eng = self._engine
         raw = _Raw(_Capture(self.output_limit))
         err: list[bytes] = []
