@@ -958,8 +958,12 @@ class Communicator(Recovery):
         streams kept arriving damaged on this board (its UART loses bytes)."""
         # Only boards with raw-paste: older firmware (and the emulated legacy board, whose
         # UART model drops what running code is sent) has no room to buffer a stream.
+        # Only ASCII: the wrapper's stdin.read(n) counts characters on a board with unicode,
+        # the host sends n bytes (the board waited for more, the stream was "lost" twice and
+        # then streams were off for the board's life).
         return (
             len(code) >= STREAM_MIN
+            and code.isascii()
             and self.raw_paste is True
             and not op & OP_EVAL
             and self._stream_rejects < 2

@@ -440,3 +440,47 @@ def test_a_snapshot_is_taken_again_after_other_code_ran(
             result = run(pytester, f"--mp-port={pty.path}", "--mp-reset=none", *args)
     result.stdout.fnmatch_lines(["*a1.py*PASSED*", "*a2_test.py*PASSED*", "*a3.py*", "*a4_test*"])
     result.assert_outcomes(passed=4)
+
+
+COUNT_RECOVERIES = """\
+from pytest_mpsession.communicator import Communicator
+
+KINDS = []
+_recover_now = Communicator._recover_now
+
+
+def counted(self, kind, *args, **kwargs):
+    KINDS.append(kind)
+    return _recover_now(self, kind, *args, **kwargs)
+
+
+Communicator._recover_now = counted
+
+
+def pytest_unconfigure(config):
+    with open("recoveries.txt", "w") as f:
+        f.write(repr(KINDS))
+"""
+
+
+@pytest.mark.parametrize("board", ["mock-unix", "unix"])
+def test_long_non_ascii_code_runs_without_a_recovery(
+    pytester: pytest.Pytester, board: str
+) -> None:
+    """Code past the stream threshold with non-ASCII text goes as a literal: a stream's
+    length in bytes is not what the board's stdin.read() counts (characters), so such a
+    stream was lost twice (1.5 s) and streams were off for the rest of the run."""
+    folder = pytester.mkdir("board")
+    body = "".join(f"print({i})\n" for i in range(100))
+    (folder / "a_alpha.py").write_text('s = "\u03b1\u03b2"\nprint(len(s))\n' + body, "utf-8")
+    (folder / "a_alpha.py.exp").write_text("2\n" + "".join(f"{i}\n" for i in range(100)))
+    (folder / "b_ascii.py").write_text(body)
+    (folder / "b_ascii.py.exp").write_text("".join(f"{i}\n" for i in range(100)))
+    pytester.makeconftest(COUNT_RECOVERIES)
+    if board == "mock-unix":
+        result = run(pytester, "--mp-mock=unix", "--mp-board-tests", "board")
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", "--mp-board-tests", "board")
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "recoveries.txt").read_text() == "[]"
