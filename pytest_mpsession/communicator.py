@@ -256,6 +256,9 @@ class Communicator(Recovery):
         self.recovery_timeout = RECOVERY_TIMEOUT
         self.lock = threading.RLock()
         self.reset_count = 0
+        #: raw-REPL exchanges started so far (each run of code on the board, checked or
+        #: not): a caller that left state on the board knows nothing ran since it looked
+        self.exchanges = 0
         #: why the board is unusable (a failed recovery), or None; see :meth:`recover`
         self.broken: str | None = None
         #: the last recovery made (by a failed call or by :meth:`recover`), or None
@@ -706,6 +709,7 @@ class Communicator(Recovery):
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
         be acknowledged in time (see ACK_WAIT): otherwise Fault ``"lost"``."""
+        self.exchanges += 1
         eng = self._engine
         raw = _Raw(_Capture(self.output_limit))
         err: list[bytes] = []
@@ -954,8 +958,12 @@ class Communicator(Recovery):
         streams kept arriving damaged on this board (its UART loses bytes)."""
         # Only boards with raw-paste: older firmware (and the emulated legacy board, whose
         # UART model drops what running code is sent) has no room to buffer a stream.
+        # Only ASCII: the wrapper's stdin.read(n) counts characters on a board with unicode,
+        # the host sends n bytes (the board waited for more, the stream was "lost" twice and
+        # then streams were off for the board's life).
         return (
             len(code) >= STREAM_MIN
+            and code.isascii()
             and self.raw_paste is True
             and not op & OP_EVAL
             and self._stream_rejects < 2

@@ -366,3 +366,121 @@ def test_cpython_output_is_cached(
     (board / "words.py").write_text("print('changed')\n")
     pytester.runpytest(*args).assert_outcomes(passed=2)
     assert len(log.read_text().splitlines()) == 3
+
+
+COUNT_EXCHANGES = """\
+import pytest
+
+from pytest_mpsession.communicator import Communicator
+
+SEEN = []
+_run = Communicator._run
+
+
+def counted(self, data, *args, **kwargs):
+    SEEN.append(bytes(data[:40]))
+    return _run(self, data, *args, **kwargs)
+
+
+Communicator._run = counted
+
+
+def pytest_unconfigure(config):
+    with open("exchanges.txt", "w") as f:
+        f.write(str(len(SEEN)))
+"""
+
+
+@pytest.mark.parametrize("files", [4, 7])
+def test_an_output_test_is_two_exchanges(pytester: pytest.Pytester, files: int) -> None:
+    """Each output test after the first is its run and one exchange that restores the board
+    and takes the next test's snapshot (no snapshot exchange of its own)."""
+    counts = []
+    for n in (files, files + 3):
+        folder = pytester.mkdir(f"board{n}")
+        for i in range(n):
+            (folder / f"t{i}.py").write_text(f"print({i})\n")
+            (folder / f"t{i}.py.exp").write_text(f"{i}\n")
+        pytester.makeconftest(COUNT_EXCHANGES)
+        run(pytester, "--mp-mock", "--mp-board-tests", str(folder)).assert_outcomes(passed=n)
+        counts.append(int((pytester.path / "exchanges.txt").read_text()))
+    assert counts[1] - counts[0] == 2 * 3
+
+
+HOST_SETS_PATH = """\
+def test_host_sets(device_session):
+    device_session.exec("import sys\\nsys.path.append('/host')")
+"""
+
+HOST_SEES_PATH = """\
+def test_host_sees(device_session):
+    assert device_session.eval("'/host' in __import__('sys').path") is True
+"""
+
+
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_a_snapshot_is_taken_again_after_other_code_ran(
+    pytester: pytest.Pytester, board: str
+) -> None:
+    """The snapshot left for the next output test is not used once a host test ran code on
+    the board: the next output test's restore keeps what that test left (a stale snapshot
+    would take it away)."""
+    suite = pytester.mkdir("suite")  # collected in name order: a1, a2_test, a3, a4_test
+    (suite / "a1.py").write_text("import sys\nsys.path.append('/a')\nprint(1)\n")
+    (suite / "a1.py.exp").write_text("1\n")
+    (suite / "a2_test.py").write_text(HOST_SETS_PATH)
+    (suite / "a3.py").write_text("import sys\nprint('/host' in sys.path, '/a' in sys.path)\n")
+    (suite / "a3.py.exp").write_text("True False\n")
+    (suite / "a4_test.py").write_text(HOST_SEES_PATH)
+    args = ["suite", "--mp-board-tests=suite/a1.py", "--mp-board-tests=suite/a3.py", "-v"]
+    if board == "mock":
+        result = run(pytester, "--mp-mock", "--mp-reset=none", *args)
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", "--mp-reset=none", *args)
+    result.stdout.fnmatch_lines(["*a1.py*PASSED*", "*a2_test.py*PASSED*", "*a3.py*", "*a4_test*"])
+    result.assert_outcomes(passed=4)
+
+
+COUNT_RECOVERIES = """\
+from pytest_mpsession.communicator import Communicator
+
+KINDS = []
+_recover_now = Communicator._recover_now
+
+
+def counted(self, kind, *args, **kwargs):
+    KINDS.append(kind)
+    return _recover_now(self, kind, *args, **kwargs)
+
+
+Communicator._recover_now = counted
+
+
+def pytest_unconfigure(config):
+    with open("recoveries.txt", "w") as f:
+        f.write(repr(KINDS))
+"""
+
+
+@pytest.mark.parametrize("board", ["mock-unix", "unix"])
+def test_long_non_ascii_code_runs_without_a_recovery(
+    pytester: pytest.Pytester, board: str
+) -> None:
+    """Code past the stream threshold with non-ASCII text goes as a literal: a stream's
+    length in bytes is not what the board's stdin.read() counts (characters), so such a
+    stream was lost twice (1.5 s) and streams were off for the rest of the run."""
+    folder = pytester.mkdir("board")
+    body = "".join(f"print({i})\n" for i in range(100))
+    (folder / "a_alpha.py").write_text('s = "\u03b1\u03b2"\nprint(len(s))\n' + body, "utf-8")
+    (folder / "a_alpha.py.exp").write_text("2\n" + "".join(f"{i}\n" for i in range(100)))
+    (folder / "b_ascii.py").write_text(body)
+    (folder / "b_ascii.py.exp").write_text("".join(f"{i}\n" for i in range(100)))
+    pytester.makeconftest(COUNT_RECOVERIES)
+    if board == "mock-unix":
+        result = run(pytester, "--mp-mock=unix", "--mp-board-tests", "board")
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", "--mp-board-tests", "board")
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "recoveries.txt").read_text() == "[]"

@@ -212,6 +212,9 @@ class BoardRunner:
         self._dirty = False
         #: a small board's files before the current file (repr of os.listdir())
         self._files_before: str | None = None
+        #: the board's mark (:func:`_board_mark`) right after the exchange that left the
+        #: isolation snapshot ``_mpbt_g`` for the next output test; None: take one first
+        self._snapshot: tuple[int, int] | None = None
 
     # -- helpers on the board ---------------------------------------------------------------
 
@@ -348,14 +351,23 @@ class BoardRunner:
             with self.manager.board(timeout) as comm:
                 self._fresh_board(comm, timeout)
                 self._ensure_helpers(comm, timeout, unit=False)
-                _, err = self._exec(comm, "_mpbt_g=_mpbt_s()", timeout)
-                if attempt == 0 and _helpers_missing(err):
-                    self._state.epoch = None  # something removed them: send them again
-                    continue
+                mark = _board_mark(comm)
+                if mark is None or self._snapshot != mark:
+                    self._snapshot = None
+                    _, err = self._exec(comm, "_mpbt_g=_mpbt_s()", timeout)
+                    if attempt == 0 and _helpers_missing(err):
+                        self._state.epoch = None  # something removed them: send them again
+                        continue
                 try:
                     reply = comm.run(text, key=OUTPUT_KEY, timeout=timeout)
                 finally:
-                    self._exec(comm, _RESTORE % OUTPUT_KEY, timeout)
+                    # the restore, and the next test's snapshot in the same exchange: it is
+                    # used only while nothing else ran on the board since (no reset, no
+                    # exchange of a session or of a recovery), else taken again
+                    self._snapshot = None
+                    _, err = self._exec(comm, _RESTORE_SNAPSHOT % OUTPUT_KEY, timeout)
+                    if not err:
+                        self._snapshot = _board_mark(comm)
             break
         return OutputRun(bytes(reply.output), bytes(reply.traceback))
 
@@ -492,7 +504,17 @@ class BoardRunner:
 
 #: the checked exchange's namespace key of output tests (far from the sessions' small keys)
 OUTPUT_KEY = 999_983
-_RESTORE = "_mps_ns.pop(%d,None)\n_mpbt_z(_mpbt_g)\n_mpbt_g=None"
+#: the restore after an output test, and the snapshot for the next one (see run_output)
+_RESTORE_SNAPSHOT = "_mps_ns.pop(%d,None)\n_mpbt_z(_mpbt_g)\n_mpbt_g=_mpbt_s()"
+
+
+def _board_mark(comm: Any) -> tuple[int, int] | None:
+    """Where the board's conversation is: (resets, exchanges); None when the communicator
+    does not count its exchanges (then every output test takes its own snapshot)."""
+    exchanges = getattr(comm, "exchanges", None)
+    if not isinstance(exchanges, int):
+        return None
+    return (int(comm.reset_count), exchanges)
 
 _LIST_FILES = "try:\n import os\n print(repr(os.listdir()))\nexcept Exception:\n pass\n"
 _REMOVE_FILES = (
