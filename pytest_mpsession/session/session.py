@@ -42,6 +42,7 @@ from pytest_mpsession.session.contexts import (
     _parse,
 )
 from pytest_mpsession.session.errors import BackgroundThreadError, ResourceCleanupError
+from pytest_mpsession.session.interfaces import ManagerLike
 from pytest_mpsession.session.resources import (
     ResourceState,
     SessionResource,
@@ -51,7 +52,6 @@ from pytest_mpsession.session.tracebacks import clean_traceback
 
 if TYPE_CHECKING:
     from pytest_mpsession.communicator import Reply
-    from pytest_mpsession.session.manager import DeviceSessionManager
 
 __all__ = ["CleanupPolicy", "DeviceSession"]
 
@@ -105,7 +105,7 @@ class DeviceSession:
 
     def __init__(
         self,
-        manager: DeviceSessionManager,
+        manager: ManagerLike,
         key: int,
         *,
         timeout: float | None = None,
@@ -237,7 +237,7 @@ class DeviceSession:
         if reply.dropped:
             raise OutputLimitError(
                 f"session {self.session_id}: the code printed more than the "
-                f"{self.manager.communicator.output_limit:,} bytes kept "  # type: ignore[attr-defined]
+                f"{self.manager.communicator.output_limit:,} bytes kept "
                 f"({reply.dropped:,} dropped from the middle)",
                 output=output,
                 dropped=reply.dropped,
