@@ -139,7 +139,7 @@ PIECE_SIZE: Final = 1 << 16
 RESERVE: Final = 0
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
-_INSTALL_PIECE: Final = 512
+_INSTALL_PIECE: Final = 384
 # While entering the raw REPL, the interrupt + Ctrl-A is sent again this often (bytes sent
 # while a board boots are lost).
 ENTER_RETRY: Final = 1.0

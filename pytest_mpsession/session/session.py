@@ -35,6 +35,7 @@ from pytest_mpsession.errors import (
 )
 from pytest_mpsession.protocol.frame import OP_EVAL, OP_HELPER
 from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
+from pytest_mpsession.session.board import cleanup_code
 from pytest_mpsession.session.contexts import (
     DeviceContext,
     ExecutorContext,
@@ -395,7 +396,7 @@ class DeviceSession:
         if self._ns_epoch is None or self._ns_epoch != manager.reset_count:
             return  # never reached the board, or a reset already emptied it
         ms = int(manager.thread_stop_timeout * 1000)
-        code = f"_mps_d({self._key},{ms})"
+        code = cleanup_code(self._key, ms)
         try:
             try:
                 reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)
