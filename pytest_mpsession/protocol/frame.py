@@ -91,7 +91,8 @@ PROBE: Final = (b"mpsession", 12345)
 #: grows in one piece): the state is one list, ``_mps_s`` = [last exchange number, records
 #: printed, reserve size, the reserve, the sys module, the checked call waiting to run].
 #: ``_mpsx`` checks, ``_mpsw`` runs (``_mpst`` ends the reply once the code is done): both
-#: are called from the raw REPL's line, so code runs one call deep (a micro:bit's 1.9.2 firmware allows very few nested calls).
+#: are called from the raw REPL's line, so code runs one call deep (a micro:bit's 1.9.2
+#: firmware allows very few nested calls).
 WRAPPER: Final = r"""try:
  _mps_ns
 except NameError:
