@@ -139,7 +139,7 @@ PIECE_SIZE: Final = 1 << 16
 RESERVE: Final = 0
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
-_INSTALL_PIECE: Final = 512
+_INSTALL_PIECE: Final = 384
 # While entering the raw REPL, the interrupt + Ctrl-A is sent again this often (bytes sent
 # while a board boots are lost).
 ENTER_RETRY: Final = 1.0
@@ -860,14 +860,20 @@ class Communicator(Recovery):
                     # and from now on, pieces this board can take
                     self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
                     smaller = split_statements(piece, max(len(piece) // 2, 256))
-                    if op & OP_EVAL or len(smaller) < 2:
+                    if (op & OP_EVAL or key) and len(smaller) < 2:
                         raise self._device_error(
                             b"MemoryError: the board has no memory for this code (even "
                             b"cut at its top-level statements)\n",
                             capture.value(),
                         ) from None
-                    todo[:0] = smaller
-                    continue
+                    if len(smaller) < 2:
+                        # One statement too long to go checked on this board: it goes as
+                        # it is, as mpremote sends code (unchecked: the one case where a
+                        # lost byte is not caught). Its own namespace is the board's.
+                        one = self._as_it_is(piece, deadline, limit, on_stdout)
+                    else:
+                        todo[:0] = smaller
+                        continue
                 capture.add(one.output)
                 capture.dropped += one.dropped
                 reply.exchanges += one.exchanges
@@ -951,6 +957,22 @@ class Communicator(Recovery):
             if fin.status == "e" and not output and _compile_failed(raw.err):
                 raise _TooBig  # no memory to compile the code: none of it ran
             return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
+
+    def _as_it_is(
+        self,
+        code: str,
+        deadline: float,
+        limit: float,
+        on_stdout: Callable[[bytes], None] | None,
+    ) -> Reply:
+        """``code`` sent unchecked in the board's ``__main__`` (see :meth:`run`)."""
+        try:
+            raw = self._run(code.encode("utf-8", "surrogateescape"), deadline, on_stdout)
+        except Fault as fault:
+            report = self._recover_now(fault.kind)
+            raise self._fault_error(fault, report, limit) from None
+        status = "e" if raw.err else "."
+        return Reply(raw.out.value(), raw.err, status, [], raw.out.dropped, 1)
 
     def _streams(self, code: str, op: int) -> bool:
         """Whether ``code`` goes as it is through the wrapper's stdin (see

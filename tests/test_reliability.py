@@ -662,7 +662,7 @@ class ScriptedBoard:
             n = text.split("'+'")[1].split("'")[0]
             return b"OKmpsync:" + n.encode() + b"\x04\x04>"
         if text.startswith("try:\n from binascii"):  # the checksum (protocol/frame.py)
-            return b"OK\x1ec%d\r\n\x04\x04>" % checksum(*PROBE, "c")
+            return b"OK\x1ec%d 100000\r\n\x04\x04>" % checksum(*PROBE, "c")
         if text.startswith("(lambda y:_mpsh"):  # wrapper pieces, checked on arrival
             self.armed = self.armed or "__mpsession_up=1" in text
             return b"OK\x1e+\r\n\x04\x04>"
@@ -671,7 +671,8 @@ class ScriptedBoard:
         if text.startswith("(lambda n:print('\\x1e?"):
             return b"OK\x1e?0:0\r\n\x04\x04>"
         if text.startswith("_mpsx(") and self.armed:
-            n, _check, inner, _key, _op = ast.literal_eval(text[5:])
+            call = text.removesuffix("\n_mpsw()")
+            n, _check, inner, _key, _op = ast.literal_eval(call[5:])
             tok = b"\x1e%d" % n
             if inner == "print('fuzz')" and self.reply is not None:
                 reply, self.reply = self.reply, None

@@ -270,7 +270,7 @@ def test_untouched_session_cleanup_costs_no_round_trip(
     s.cleanup()
     # the helpers (once per board life), the exec, the cleanup: one round trip for the clean
     n = len(PARTS["core"])
-    assert len(fake.sent) == n + 2 and fake.sent[-1].startswith("_mps_d(")
+    assert len(fake.sent) == n + 2 and fake.sent[-1].startswith("_mps_r(_mps_d(")
     s.cleanup()  # idempotent
     assert len(fake.sent) == n + 2
 
@@ -607,8 +607,8 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
         "exec('x = [1, 2]',_mpsg(1))",
         "_mps_h(1,'x')",
         "_mps_h(2,'x')",
-        "_mps_d(1,0)",
-        "_mps_d(2,0)",
+        "_mps_r(_mps_d(1,0)+_mps_z(_mps_b))",
+        "_mps_r(_mps_d(2,0)+_mps_z(_mps_b))",
     ]
     steps.append("try:\n _mps_fm('d')\nexcept NotImplementedError as e:\n _mps_r(str(e))")
     # Each part and each step is read and run on its own, as the raw REPL receives it in an

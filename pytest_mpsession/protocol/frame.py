@@ -79,10 +79,8 @@ except ImportError:
    b=(b+a)%16381
   return b<<16|a
  crc32='a'
-import gc
-gc.collect()
-print('\x1e'+crc32+str(_mpsh('mpsession',12345)),gc.mem_free())
-del crc32,gc
+print('\x1e'+crc32+str(_mpsh('mpsession',12345)),__import__('gc').mem_free())
+del crc32
 """
 #: The test vector of :data:`HASHER`: ``(text, seed)``.
 PROBE: Final = (b"mpsession", 12345)
@@ -91,12 +89,15 @@ PROBE: Final = (b"mpsession", 12345)
 #: is there (so every byte of it is checked). ``{reserve}`` is the size of the reserve kept
 #: free between exchanges. Few names go into ``__main__`` (a small board's globals dict
 #: grows in one piece): the state is one list, ``_mps_s`` = [last exchange number, records
-#: printed, reserve size, the reserve, the sys module].
+#: printed, reserve size, the reserve, the sys module, the checked call waiting to run].
+#: ``_mpsx`` checks, ``_mpsw`` runs (``_mpst`` ends the reply once the code is done): both
+#: are called from the raw REPL's line, so code runs one call deep (a micro:bit's 1.9.2
+#: firmware allows very few nested calls).
 WRAPPER: Final = r"""try:
  _mps_ns
 except NameError:
  _mps_ns={}
-_mps_s=[0,0,{reserve},None,__import__('sys')]
+_mps_s=[0,0,{reserve},None,__import__('sys'),None]
 def _mps_r(v):
  r=repr(v)
  print('\x1e',end='')
@@ -112,15 +113,24 @@ def _mpsg(k):
   _mps_ns[k]=g
  return g
 def _mpsx(n,c,s,k=0,o=0):
+ m=_mps_s
+ m[5]=None
  t='\x1e%d'%n
  if type(s) is int:
   print(t,'<',sep='',end='')
-  s=_mps_s[4].stdin.read(s)
+  s=m[4].stdin.read(s)
  if _mpsh(s,n+8*k+o)!=c:
-  print(t+'!',end='')
+  print(t,'!',sep='',end='')
   return
- _mpsw(t,n,s,_mpsg(k),o,_mps_s)
-def _mpsw(t,n,s,g,o,m):
+ m[5]=(t,n,s,_mpsg(k),o)
+def _mpsw():
+ m=_mps_s
+ a=m[5]
+ if a is None:
+  return
+ m[5]=None
+ t,n,s,g,o=a
+ a=None
  if not o&2:
   m[0]=n
  m[1]=0
@@ -129,7 +139,7 @@ def _mpsw(t,n,s,g,o,m):
    m[3]=bytearray(m[2])
   except MemoryError:
    pass
- print(t+'(',end='')
+ print(t,'(',sep='',end='')
  e=0
  try:
   if o&1:
@@ -139,6 +149,8 @@ def _mpsw(t,n,s,g,o,m):
  except BaseException as x:
   e=x
  m[3]=s=g=None
+ _mpst(t,e,m)
+def _mpst(t,e,m):
  if e:
   if isinstance(e,SystemExit):
    e='x'
@@ -196,7 +208,8 @@ def wire(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     data = code.encode("utf-8", "surrogateescape")
     check = checksum(data, n + 8 * key + op, algo)
     literal = repr(code)
-    return f"_mpsx({n},{check},{literal},{key},{op})".encode("utf-8", "surrogateescape")
+    line = f"_mpsx({n},{check},{literal},{key},{op})\n_mpsw()"
+    return line.encode("utf-8", "surrogateescape")
 
 
 def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[bytes, bytes]:
@@ -205,7 +218,7 @@ def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[byte
     mpremote sends it), and those bytes."""
     data = code.encode("utf-8", "surrogateescape")
     check = checksum(data, n + 8 * key + op, algo)
-    return f"_mpsx({n},{check},{len(data)},{key},{op})".encode(), data
+    return f"_mpsx({n},{check},{len(data)},{key},{op})\n_mpsw()".encode(), data
 
 
 def parse_ran(out: bytes) -> int | None:

@@ -44,8 +44,9 @@ RESULT_MARKER = "\x1e"
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
-# scheduled callbacks run, and prints (ids of threads still running, {id: error of failed
-# threads}, mem_free, baseline mem_free, [what could not be restored]).
+# scheduled callbacks run (_mps_z), and prints (ids of threads still running, {id: error of
+# failed threads}, mem_free, baseline mem_free, [what could not be restored]): CLEANUP,
+# calls made one after the other, never nested (a micro:bit allows few nested calls).
 CORE = r"""try:
  _mps_th
 except NameError:
@@ -86,7 +87,7 @@ def _mps_d(k,w):
   if not s:
    _mps_sf.discard(k)
  r=None
- _mps_r((s,e)+_mps_z(_mps_b))
+ return (s,e)
 def _mps_z(b):
  x=[]
  y=b[8]
@@ -120,6 +121,12 @@ def _mps_z(b):
  b[5].collect()
  return (b[5].mem_free(),b[4],x)
 """
+
+
+def cleanup_code(key: int, wait_ms: int) -> str:
+    """The board code of a session's "clean" cleanup (see CORE)."""
+    return f"_mps_r(_mps_d({key},{wait_ms})+_mps_z(_mps_b))"
+
 
 # Looking into a namespace (DeviceContext).
 CONTEXT = r"""def _mps_v(k):

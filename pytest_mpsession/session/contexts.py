@@ -18,16 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
 from pytest_mpsession.protocol.replies import parse_literal
 from pytest_mpsession.session.deploy import MethodDeploymentInfo, Prepared, prepare
+from pytest_mpsession.session.interfaces import SessionLike
 from pytest_mpsession.session.literals import to_board_literal
 from pytest_mpsession.session.tracebacks import HostSource
-
-if TYPE_CHECKING:
-    from pytest_mpsession.session.session import DeviceSession
 
 __all__ = [
     "BackgroundThread",
@@ -70,7 +67,7 @@ def _parse(text: str | bytes) -> object:
 class DeviceContext:
     """The board as this session sees it: what it is, and the session's names on it."""
 
-    def __init__(self, session: DeviceSession) -> None:
+    def __init__(self, session: SessionLike) -> None:
         self._session = session
 
     @property
@@ -181,7 +178,7 @@ class ExecutorContext:
     leaks into another session.
     """
 
-    def __init__(self, session: DeviceSession) -> None:
+    def __init__(self, session: SessionLike) -> None:
         self._session = session
         self._lock = threading.Lock()
         self._deployments: dict[str, _Deployment] = {}
@@ -435,7 +432,7 @@ class FileSystemContext:
     #: keeping them is what works (measured on the emulator's legacy board).
     keep_helpers: bool = True
 
-    def __init__(self, session: DeviceSession) -> None:
+    def __init__(self, session: SessionLike) -> None:
         self._session = session
         self._lock = threading.Lock()
         self._cache: dict[str, FileInfo] = {}

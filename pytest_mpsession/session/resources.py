@@ -9,10 +9,8 @@ still works.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pytest_mpsession.session.session import DeviceSession
+from pytest_mpsession.session.interfaces import SessionLike
 
 __all__ = ["ResourceState", "SessionResource"]
 
@@ -52,10 +50,10 @@ class SessionResource:
         # subclasses that skip super().__init__() behave the same.
         self.state = ResourceState.CREATED
 
-    def initialize(self, session: DeviceSession) -> None:
+    def initialize(self, session: SessionLike) -> None:
         """Set the resource up on ``session`` (runs inside ``register_resource``)."""
 
-    def cleanup(self, session: DeviceSession) -> None:
+    def cleanup(self, session: SessionLike) -> None:
         """Tear the resource down; runs once, at the end of ``session``."""
 
     def __repr__(self) -> str:

@@ -35,6 +35,7 @@ from pytest_mpsession.errors import (
 )
 from pytest_mpsession.protocol.frame import OP_EVAL, OP_HELPER
 from pytest_mpsession.protocol.replies import parse_literal, parse_traceback
+from pytest_mpsession.session.board import cleanup_code
 from pytest_mpsession.session.contexts import (
     DeviceContext,
     ExecutorContext,
@@ -42,6 +43,7 @@ from pytest_mpsession.session.contexts import (
     _parse,
 )
 from pytest_mpsession.session.errors import BackgroundThreadError, ResourceCleanupError
+from pytest_mpsession.session.interfaces import ManagerLike
 from pytest_mpsession.session.resources import (
     ResourceState,
     SessionResource,
@@ -51,7 +53,6 @@ from pytest_mpsession.session.tracebacks import clean_traceback
 
 if TYPE_CHECKING:
     from pytest_mpsession.communicator import Reply
-    from pytest_mpsession.session.manager import DeviceSessionManager
 
 __all__ = ["CleanupPolicy", "DeviceSession"]
 
@@ -105,7 +106,7 @@ class DeviceSession:
 
     def __init__(
         self,
-        manager: DeviceSessionManager,
+        manager: ManagerLike,
         key: int,
         *,
         timeout: float | None = None,
@@ -237,7 +238,7 @@ class DeviceSession:
         if reply.dropped:
             raise OutputLimitError(
                 f"session {self.session_id}: the code printed more than the "
-                f"{self.manager.communicator.output_limit:,} bytes kept "  # type: ignore[attr-defined]
+                f"{self.manager.communicator.output_limit:,} bytes kept "
                 f"({reply.dropped:,} dropped from the middle)",
                 output=output,
                 dropped=reply.dropped,
@@ -395,7 +396,7 @@ class DeviceSession:
         if self._ns_epoch is None or self._ns_epoch != manager.reset_count:
             return  # never reached the board, or a reset already emptied it
         ms = int(manager.thread_stop_timeout * 1000)
-        code = f"_mps_d({self._key},{ms})"
+        code = cleanup_code(self._key, ms)
         try:
             try:
                 reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from pytest_mpsession.communicator import Reply
 from pytest_mpsession.emulator import PtyBoard
 from pytest_mpsession.session import DeviceSessionManager
 from pytest_mpsession.session.board import RESULT_MARKER
@@ -47,6 +48,17 @@ class InstantBoard:
     def exec(self, code: str | bytes, timeout: float | None = None, on_stdout: Any = None) -> str:
         self.exchanges += 1
         return f"{RESULT_MARKER}([], {{}}, 1000)\n"
+
+    def run(self, code: str, **kwargs: Any) -> Reply:
+        """A checked call: the cleanup's result record, at once."""
+        self.exchanges += 1
+        return Reply(b"", b"", ".", [b"([], {}, 1000, 1000, [])"])
+
+    def install_code(self, code: str, timeout: float | None = None, checked: bool = True) -> None:
+        self.exchanges += 1
+
+    def eval(self, expr: str, timeout: float | None = None) -> object:
+        return 1 << 20  # free memory: a big board
 
     def interrupt(self, timeout: float | None = None) -> None:
         pass
