@@ -284,16 +284,15 @@ def test_none_policy_leaves_the_board_alone(manager: DeviceSessionManager) -> No
 
 @pytest.fixture
 def fs_session(
-    manager: DeviceSessionManager, profile: str, tmp_path: Path
+    manager: DeviceSessionManager, profile: str
 ) -> Iterator[DeviceSession]:
-    """A session whose board directory is scratch space (a temp dir on the unix port,
-    whose filesystem is the host's; the emulated flash otherwise)."""
+    """A session whose board directory is scratch space: the emulated flash, or on the
+    ``unix`` profile the confined engine's private folder (the host's other folders are out
+    of its reach)."""
     with manager.create_session() as s:
         if profile == "legacy":
             # What known capabilities of a 16 KB board select (memory_free < 32 KB)
             s.fs.chunk_size, s.fs.read_chunk_size = 128, 64
-        if profile == "unix":
-            s.exec(f"import os\nos.chdir({str(tmp_path)!r})")
         yield s
 
 
