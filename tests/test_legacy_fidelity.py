@@ -233,7 +233,7 @@ LANGUAGE_DIFFERENCES: dict[str, str] = {
 # legacy); from 12.5 KB they do.  The RAM is in one piece, as the board's (its largest
 # allocation is the free RAM less what the REPL holds).
 _RAM = (
-    "the board has 9 KB free (8 KB in one piece); legacy 13 KB (11 KB): its 64-bit engine "
+    "the board has 9 KB free (8 KB in one piece); legacy 13 KB (12 KB): its 64-bit engine "
     "needs about a third more RAM to run the same programs"
 )
 

@@ -180,11 +180,15 @@ def _release(target):
             lo = mid
         else:
             hi = mid
+    # the released blocks' nodes leave the chain too (they lie between the blocks)
+    prev = _ballast
     node = _ballast[0]
     while node is not None:
         b = node[1]
         if b is not None and id(b) >= lo:
-            node[1] = None
+            prev[0] = node[0]
+        else:
+            prev = node
         node = node[0]
 
 
