@@ -184,7 +184,7 @@ class BoardTestItem(pytest.Item):
         interrupted = not self._exchange_done and (report is None or not report.passed)
         finish_session(
             self.config, manager, session, policy,
-            interrupted=interrupted, timeout=settings.timeout,
+            interrupted=interrupted, timeout=settings.timeout, item=self,
         )  # fmt: skip
 
     def _runner(self) -> BoardRunner:

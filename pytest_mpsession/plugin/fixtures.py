@@ -86,4 +86,5 @@ def device_session(
             policy,
             interrupted=report is None or not report.passed,
             timeout=board.settings.timeout,
+            item=request.node,
         )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pytest_mpsession.session.manager import DeviceSessionManager
     from pytest_mpsession.session.session import DeviceSession
 
-__all__ = ["finish_session", "note_fault"]
+__all__ = ["ESCALATION_PROPERTY", "finish_session", "note_escalation", "note_fault"]
 
 
 def finish_session(
@@ -33,6 +33,7 @@ def finish_session(
     *,
     interrupted: bool,
     timeout: float,
+    item: pytest.Item | None = None,
 ) -> None:
     """After a test: bring the board back if the test did not pass (it may have left code
     running, or pytest-timeout may have stopped it in the middle of an exchange), then clean
@@ -61,7 +62,24 @@ def finish_session(
     finally:
         if manager.broken is not None:
             policy = "none"  # nothing to clean on a board that is gone
-        _cleanup(session, policy, timeout)
+        try:
+            _cleanup(session, policy, timeout)
+        finally:
+            if item is not None and session.cleanup_escalation:
+                note_escalation(item, session.cleanup_escalation)
+
+
+#: the user property a test's teardown report carries when its cleanup had to reset the board
+ESCALATION_PROPERTY = "mpsession_cleanup_escalated"
+
+
+def note_escalation(item: pytest.Item, reason: str) -> None:
+    """Say in the report that the test's ``clean`` cleanup could not undo what it did to the
+    board and escalated (a soft reset): a teardown section of the test, a user property (so
+    it reaches the xdist controller and the JUnit record) and a line of the terminal summary.
+    Not a failure: the test's verdict stands, the next test starts on a clean board."""
+    item.add_report_section("teardown", "mpsession", f"cleanup escalated: {reason}")
+    item.user_properties.append((ESCALATION_PROPERTY, reason))
 
 
 def _cleanup(session: DeviceSession, policy: str, timeout: float) -> None:

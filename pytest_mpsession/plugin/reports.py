@@ -343,6 +343,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     for worker, facts in sorted(state.worker_boards.items(), key=_worker_order):
         terminalreporter.write_line(f"mpsession: {worker}: {facts.get('description', '')}")
+    _summarize_escalations(terminalreporter)
     broken = dict(state.worker_broken)
     if state.broken is not None:
         broken[""] = (state.broken, state.broken_skips)
@@ -352,3 +353,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"mpsession: {who}{skipped} device {tests} skipped: {reason}", red=True, bold=True
         )
+
+
+def _summarize_escalations(terminalreporter: Any) -> None:
+    """One line per test whose ``clean`` cleanup had to soft-reset the board (read from the
+    teardown reports' user properties, so it works the same under pytest-xdist)."""
+    from pytest_mpsession.plugin.recovery import ESCALATION_PROPERTY
+
+    lines = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "teardown":
+                continue
+            for key, value in getattr(report, "user_properties", ()):
+                if key == ESCALATION_PROPERTY:
+                    lines.append(f"mpsession: {report.nodeid}: cleanup escalated: {value}")
+    for line in sorted(lines):
+        terminalreporter.write_line(line, yellow=True)
