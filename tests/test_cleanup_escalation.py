@@ -38,3 +38,30 @@ def test_an_escalated_cleanup_is_reported_not_failed(pytester: pytest.Pytester) 
     assert not any("test_next_one_is_clean" in line for line in summary)
     xml = (pytester.path / "out.xml").read_text()
     assert 'name="mpsession_cleanup_escalated"' in xml
+
+
+PUT_BACK = r"""
+def test_replace_builtins(device_session):
+    device_session.exec(
+        "import builtins\nbuiltins.len = lambda x: 0\nbuiltins.sorted = None\n"
+        "builtins.isinstance = lambda a, b: False"
+    )
+
+
+def test_builtins_are_back(device_session):
+    assert device_session.eval("len([1, 2, 3])") == 3
+    assert device_session.eval("sorted([2, 1])") == [1, 2]
+    assert device_session.eval("isinstance(1, int)") is True
+"""
+
+
+@pytest.mark.parametrize("profile", ["generic", "unix"])
+def test_replaced_builtins_are_put_back_without_a_reset(
+    pytester: pytest.Pytester, profile: str
+) -> None:
+    pytester.makepyfile(test_builtins=PUT_BACK)
+    result = pytester.runpytest_subprocess(
+        f"--mp-port=mpmock://{profile}", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    assert not [line for line in result.outlines if "cleanup escalated" in line]

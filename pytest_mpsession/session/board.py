@@ -37,10 +37,13 @@ RESULT_MARKER = "\x1e"
 # (protocol/frame.py); the session core adds its namespace maker, calls, threads and the
 # cleanup, and takes the board's baseline once per board life, before any user code:
 # _mps_b = [sys.path, opt_level, sys.modules names, the builtins below, mem_free, gc,
-# builtins, micropython, sys, a function returning (__import__, print, open, exec, eval,
-# repr, getattr, isinstance) as code looks them up: a replaced one lives in the board's
-# override table, which getattr(builtins, name) does not show]. (A 1.9.2 micro:bit has
-# neither sys.path nor sys.modules.)
+# builtins, micropython, sys, a function returning the builtins as code looks them up (a
+# replaced one lives in the board's override table, which getattr(builtins, name) does not
+# show), their names]. A board with room (over 32 KB free) watches every name of
+# dir(builtins); a small one only __import__, print, open, exec, eval, repr, getattr and
+# isinstance. A replaced builtin is put back by deleting the override (the board's own
+# value shows again) or, where the baseline itself had one, by setting it again. (A 1.9.2
+# micro:bit has neither sys.path nor sys.modules.)
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
@@ -61,8 +64,18 @@ except NameError:
    m=None
   gc.collect()
   e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
+  d=None
+  if gc.mem_free()>32768:
+   try:
+    d=tuple(n for n in dir(builtins) if n[:2]!='__' or n=='__import__')
+    f=eval('lambda:('+','.join(d)+',)',{})
+    f()
+    e=f
+   except Exception:
+    d=None
   return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
-   e(),gc.mem_free(),gc,builtins,m,sys,e]
+   e(),gc.mem_free(),gc,builtins,m,sys,e,d,getattr(builtins,'delattr',None),
+   getattr(builtins,'setattr',None)]
  _mps_b=_mps_b()
 def _mps_c(k,f,a,w):
  _mps_r(_mpsg(k)[f](*a,**w))
@@ -90,6 +103,23 @@ def _mps_d(k,w):
  return (s,e)
 def _mps_z(b):
  x=[]
+ c=b[9]()
+ i=-1
+ for v in c:
+  i+=1
+  if v is not b[3][i]:
+   n=(b[10] or ('__import__','print','open','exec','eval','repr','getattr','isinstance'))[i]
+   try:
+    b[11](b[6],n)
+   except:
+    pass
+   if b[9]()[i] is not b[3][i]:
+    try:
+     b[12](b[6],n,b[3][i])
+    except:
+     pass
+   if b[9]()[i] is not b[3][i]:
+    x.append(n)
  y=b[8]
  try:
   p=y.path
@@ -103,16 +133,6 @@ def _mps_z(b):
  for m in list(getattr(y,'modules',())):
   if m not in b[2]:
    y.modules.pop(m)
- c=b[9]()
- for i in range(len(c)):
-  if c[i] is not b[3][i]:
-   n=('__import__','print','open','exec','eval','repr','getattr','isinstance')[i]
-   try:
-    setattr(b[6],n,b[3][i])
-   except Exception:
-    pass
-   if b[9]()[i] is not b[3][i]:
-    x.append(n)
  try:
   for i in range(64):
    pass
