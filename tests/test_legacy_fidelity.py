@@ -259,14 +259,6 @@ BOARD_DIFFERENCES: dict[str, str] = {
         "Debian's build of the firmware says 'v1.0.1+unknown on 2023-02-24'; legacy copies an "
         "official build ('+b0bf4a9 on 2018-12-13', as a real board in a drawer has it)"
     ),
-    "main.py after a friendly reset": (
-        "the board runs main.py after Ctrl-D at >>>; legacy's link restarts the engine "
-        "without it (the link's to do: emulator/link.py)"
-    ),
-    "main.py after a hard reset": (
-        "the board runs main.py at boot; legacy's link boots the engine without it (the "
-        "link's to do: emulator/link.py)"
-    ),
     "sys.exit() in the raw REPL": (
         "the board swallows SystemExit (no reset, RAM kept); the unix port ends on it and "
         "the link shows that as a soft reboot (the link's to do: emulator/link.py)"
