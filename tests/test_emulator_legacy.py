@@ -90,7 +90,13 @@ LEGACY = [
     ("import os; print(os.uname().release)", "1.0.1"),
     ("import sys; print(sys.implementation)", "version=(1, 9, 2))"),
     ("exec('@micropython.native\\ndef f(): pass')", "invalid micropython decorator"),
-    ("def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\nprint(f(0))", "6"),
+    # recursion stops after a handful of calls, as on the board (the exact depth is a listed
+    # difference in tests/test_legacy_fidelity.py)
+    (
+        "def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\n"
+        "print(f(0) < 10)",
+        "True",
+    ),
 ]
 
 
