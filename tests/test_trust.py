@@ -23,9 +23,7 @@ LEGACY_GAP = pytest.mark.xfail(
 )
 
 
-@pytest.fixture(
-    params=["unix", "mpmock://generic", "mpmock://legacy"]
-)
+@pytest.fixture(params=["unix", "mpmock://generic", "mpmock://legacy"])
 def port(request: pytest.FixtureRequest) -> str:
     if request.param == "unix":
         return str(request.getfixturevalue("unix_port"))
