@@ -209,7 +209,7 @@ def test_statements_split_keeps_compound_statements_whole() -> None:
     assert pieces[2].count("\n") == code.count("\n")
 
 
-def test_file_errors_name_the_path(legacy_gap: None, manager: DeviceSessionManager) -> None:
+def test_file_errors_name_the_path(manager: DeviceSessionManager) -> None:
     with manager.create_session() as s:
         with pytest.raises(DeviceError) as info:
             s.fs.read("no_such_file.bin")
