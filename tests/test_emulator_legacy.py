@@ -90,7 +90,13 @@ LEGACY = [
     ("import os; print(os.uname().release)", "1.0.1"),
     ("import sys; print(sys.implementation)", "version=(1, 9, 2))"),
     ("exec('@micropython.native\\ndef f(): pass')", "invalid micropython decorator"),
-    ("def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\nprint(f(0))", "6"),
+    # recursion stops after a handful of calls, as on the board (the exact depth is a listed
+    # difference in tests/test_legacy_fidelity.py)
+    (
+        "def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\n"
+        "print(f(0) < 10)",
+        "True",
+    ),
 ]
 
 
@@ -110,8 +116,14 @@ def test_no_wrapper_artefacts(profile: str, raw_repl: type) -> None:
     with PtyBoard(profile, baudrate=115200) as board:
         c = raw_repl(board.path)
         c.enter_raw()
-        text = c.exec("import sys\nprint(sys.modules)")
-        assert text.strip() == "{}", text
+        if profile == "legacy":
+            # the 1.9.2 micro:bit has no sys.modules at all: the name must be missing there too
+            _out, err = c.exec_raw("import sys\nprint(sys.modules)")
+            assert b"AttributeError" in err and b"'modules'" in err, err
+            assert b"_mpmock" not in err and b"_Module" not in err, err
+        else:
+            text = c.exec("import sys\nprint(sys.modules)")
+            assert text.strip() == "{}", text
         text = c.exec("import os, machine\nprint(os, machine)")
         assert text.strip() == "<module 'os'> <module 'machine'>", text
         if profile != "legacy":

@@ -39,8 +39,19 @@ def test_exec_and_eval(board: PtyBoard) -> None:
 
 def test_fs_roundtrip(board: PtyBoard, tmp_path: Path) -> None:
     src = tmp_path / "x.py"
-    # a 16 KB board has little room for mpremote's helpers and buffers
-    src.write_text("print(5)\n" * (20 if board.profile.name == "legacy" else 200))
+    if board.profile.name == "legacy":
+        # mpremote's fs cp asks the board for os.stat, which a 1.9.2 micro:bit does not have:
+        # it fails there exactly as on the real firmware (checked on mpmock://microbit in QEMU,
+        # whose text is "'module' object has no attribute 'stat'"), and writes nothing
+        src.write_text("print(5)\n")
+        r = mpremote(board.path, "fs", "cp", str(src), ":x.py")
+        assert r.returncode != 0, (r.stdout, r.stderr)
+        assert "has no attribute 'stat'" in r.stdout + r.stderr, (r.stdout, r.stderr)
+        r = mpremote(board.path, "exec", "import os; print(sorted(os.listdir()))")
+        assert r.returncode == 0, r.stderr
+        assert "x.py" not in r.stdout, r.stdout
+        return
+    src.write_text("print(5)\n" * 200)
     back = tmp_path / "back.py"
     # one mpremote run per command: each starts with a soft reset, as mpremote does
     steps = [

@@ -139,10 +139,11 @@ _LEGACY_MISSING = (
 _MICROBIT_MODULES = tuple(
     "microbit music neopixel radio speech audio love this antigravity".split()
 )
-# C stack for code, bytes: recursion stops 6 calls deep (board: 4); any lower and the flash,
-# a Python block device under littlefs, could not be reached from a function (see
-# tests/test_legacy_fidelity.py)
-_LEGACY_STACK = 4000
+# C stack for code, bytes: recursion stops 3 calls deep in exec'd code (board: 1, see
+# tests/test_legacy_fidelity.py); any lower and the flash, a Python block device under
+# littlefs, could not be reached from the session's file helpers (4000 bytes: open() one
+# function deep ran out of stack, where the real 1.9.2 micro:bit writes a file)
+_LEGACY_STACK = 4600
 
 BUILTIN_PROFILES: dict[str, Profile] = {
     "unix": Profile(
