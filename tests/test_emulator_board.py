@@ -69,7 +69,10 @@ def test_ram_is_the_profiles(
     c = raw_repl(board_port)
     c.enter_raw()
     free = int(c.exec("import gc; gc.collect(); print(gc.mem_free())"))
-    assert prof.heap // 3 < free <= prof.heap
+    # legacy's 64-bit engine gets more than the board's 16 KB so that what fits a micro:bit
+    # fits it (README, "The emulator"): its free RAM is bounded by the heap it really has
+    heap = prof.heap if profile_of(request) != "legacy" else prof.heap + prof.heap // 4
+    assert prof.heap // 3 < free <= heap
     _out, err = c.exec_raw(f"b = bytearray({prof.heap})")
     assert b"MemoryError" in err
 
