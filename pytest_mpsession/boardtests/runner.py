@@ -235,6 +235,19 @@ class BoardRunner:
             if not err:
                 self._files_before = out.strip().decode("utf-8", "replace")
 
+
+    def _install(
+        self, comm: Any, pieces: tuple[str, ...], what: str, timeout: float | None
+    ) -> None:
+        """Send board code piece by piece; a piece the board refuses is a one-line error."""
+        for piece in pieces:
+            self.install_count += 1
+            _, err = self._exec(comm, piece, timeout)
+            if err:
+                raise MpSessionError(
+                    f"could not install the board-test runner{what} on the board at "
+                    f"{self.manager.port}: {_last_line(err)}"
+                )
     def _ensure_helpers(
         self, comm: Any, timeout: float | None, *, unit: bool, call: bool = False
     ) -> None:
@@ -245,23 +258,9 @@ class BoardRunner:
             state.classes.clear()
             state.exited.clear()
             state.shim = False
-            for piece in _pieces("_mpbt.py"):
-                self.install_count += 1
-                _, err = self._exec(comm, piece, timeout)
-                if err:
-                    raise MpSessionError(
-                        f"could not install the board-test runner on the board at "
-                        f"{self.manager.port}: {_last_line(err)}"
-                    )
+            self._install(comm, _pieces("_mpbt.py"), "", timeout)
             if self.large_board:
-                for piece in _pieces("_mpbt_iso.py"):
-                    self.install_count += 1
-                    _, err = self._exec(comm, piece, timeout)
-                    if err:
-                        raise MpSessionError(
-                            f"could not install the board-test runner on the board at "
-                            f"{self.manager.port}: {_last_line(err)}"
-                        )
+                self._install(comm, _pieces("_mpbt_iso.py"), "", timeout)
             else:
                 self._exec(comm, "_mpbt_s=lambda:None\n_mpbt_z=lambda g:None", timeout)
             self._dirty = False
@@ -273,26 +272,13 @@ class BoardRunner:
             state.parts = set()
         part = "_mpbt_out.py"
         if call and part not in state.parts:
-            for piece in _pieces(part):
-                self.install_count += 1
-                _, err = self._exec(comm, piece, timeout)
-                if err:
-                    raise MpSessionError(
-                        f"could not install the board-test runner ({part}) on the board at "
-                        f"{self.manager.port}: {_last_line(err)}"
-                    )
+            self._install(comm, _pieces(part), f" ({part})", timeout)
             state.parts.add(part)
         if unit and "unit" not in state.parts:
             from pytest_mpsession.session.board import split_pieces
 
-            for piece in split_pieces(shim_sections("_mpbt_unit.py")["runner"]):
-                self.install_count += 1
-                _, err = self._exec(comm, piece, timeout)
-                if err:
-                    raise MpSessionError(
-                        f"could not install the board-test runner (unit tests) on the board "
-                        f"at {self.manager.port}: {_last_line(err)}"
-                    )
+            pieces = split_pieces(shim_sections("_mpbt_unit.py")["runner"])
+            self._install(comm, pieces, " (unit tests)", timeout)
             state.parts.add("unit")
         if unit and not state.shim:
             out, _ = self._exec(
