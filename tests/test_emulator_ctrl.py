@@ -4,8 +4,6 @@ board's receive buffer keeps it), on every profile."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import serial
 
@@ -15,14 +13,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def read_past(port: serial.Serial, marker: bytes, timeout: float = 10.0) -> bytes:
-    """Read until ``marker`` has come (more may come with it)."""
-    end = time.monotonic() + timeout
-    buf = b""
-    while marker not in buf:
-        left = end - time.monotonic()
-        assert left > 0, buf
-        port.timeout = left
-        buf += port.read(max(1, port.in_waiting))
+    """Read until ``marker`` has come (pyserial's ``read_until``: one deadline in all)."""
+    port.timeout = timeout
+    buf = bytes(port.read_until(marker))
+    assert buf.endswith(marker), buf
     return buf
 
 

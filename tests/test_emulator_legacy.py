@@ -3,27 +3,14 @@ a 1.9.2 micro:bit has it, no wrapper artefacts on any profile (issue 14)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-import serial
 
 from pytest_mpsession.emulator import PtyBoard
+from tests.test_emulator_ctrl import read_past
 
 pytestmark = pytest.mark.timeout(60)
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-
-
-def read_past(port: serial.Serial, marker: bytes, timeout: float = 10.0) -> bytes:
-    end = time.monotonic() + timeout
-    buf = b""
-    while marker not in buf:
-        left = end - time.monotonic()
-        assert left > 0, buf
-        port.timeout = left
-        buf += port.read(max(1, port.in_waiting))
-    return buf
 
 
 SCRIPTS = (
