@@ -116,6 +116,27 @@ def test_isolation_between_concurrent_sessions(manager: DeviceSessionManager) ->
     b.cleanup()
 
 
+def test_a_helper_install_cut_short_is_done_again(manager: DeviceSessionManager) -> None:
+    # A recovery's Ctrl-C can land while the core's baseline is being taken: the board is
+    # left with the core's first names but no baseline. The next install must redo it in
+    # full, not take the half-done core for a whole one (the cleanup would then fail with
+    # "'function' object is not subscriptable" and soft reset the board).
+    from pytest_mpsession.session.board import CORE
+
+    cut_short = CORE.replace(" _mps_b=_mps_b()\n", " raise KeyboardInterrupt\n")
+    assert cut_short != CORE
+    with pytest.raises(MpSessionError, match="KeyboardInterrupt"):
+        manager.communicator.exec(cut_short)
+    escalated: list[object] = []
+    manager.add_listener("cleanup_escalated", lambda *a: escalated.append(a))
+    with manager.create_session() as s:
+        s.exec("import sys\nx = 41")
+        assert s.eval("x + 1") == 42
+    assert s.cleanup_escalation is None
+    assert escalated == []
+    assert manager.communicator.eval("type(_mps_b) is list") is True
+
+
 def test_exec_eval_and_error_lines(manager: DeviceSessionManager) -> None:
     with manager.create_session() as s:
         assert s.exec("for i in range(3):\n    print(i)\n").replace("\r\n", "\n") == "0\n1\n2\n"
