@@ -254,15 +254,16 @@ class Recovery:
             except (Fault, ProtocolError) as exc:
                 detail = f"{step}: {self._short_reason(exc)}"
                 if isinstance(exc, Fault) and exc.kind == "disconnect":
-                    queue = ["reopen"] if step != "reopen" else []
+                    queue = ["reopen"]  # the link dropped again: a reset cannot cure a link
                 elif verifying and isinstance(exc, Fault) and exc.kind == "timeout":
                     # it answered, then hung: only a reset or a reopened port cures that
                     queue = [name for name in cures_hang if name != step] or list(cures_hang)
                 continue
             except DeviceConnectionError as exc:
                 detail = f"{step}: {self._short_reason(exc)}"
-                if step != "reopen":
-                    queue = ["reopen"]  # the link itself is gone: only reopening can help
+                # the link itself is gone (again, if it just came back): only reopening can
+                # help, with what time is left (the reopen retries with a backoff)
+                queue = ["reopen"]
                 continue
             if not was_armed and (step != "interrupt" or hint == "reset"):
                 lost = True  # no marker to tell: say lost, the safe side

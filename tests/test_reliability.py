@@ -274,6 +274,41 @@ def test_pty_closed_and_back_at_the_same_path(relay: PtyRelay) -> None:
         assert comm.reset_count == 0 and ram_losses(relay.board) == losses
 
 
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_link_that_keeps_dropping_is_reopened_not_reset(seed: int) -> None:
+    # A link that drops again while it is being reconnected (each exchange of the recovery
+    # has the same 20 % chance) is reopened again with the recovery's time left: resetting
+    # the board cannot cure a link, and would lose its RAM for nothing.
+    url = f"mpmock://generic?seed={seed}&disconnect=0.2"
+    with Communicator.open(url, timeout=10) as comm:
+        for _ in range(5):  # the first install's exchanges meet the faults too
+            try:
+                comm.exec("kept = 5")
+                break
+            except BoardDisconnectedError:
+                if comm.broken:
+                    comm.recover()
+        answered, reports = 0, []
+        for i in range(40):
+            try:
+                assert comm.eval(f"{i} * 3") == i * 3
+                answered += 1
+            except BoardDisconnectedError as exc:
+                assert exc.recovery is not None
+                reports.append(exc.recovery)
+        assert reports and answered >= 25
+        assert all(r.recovered and not r.ram_lost for r in reports), reports
+        assert {step for r in reports for step in r.steps} == {"reopen"}
+        assert any(len(r.steps) > 1 for r in reports)  # a drop during a reconnect was met
+        # the RAM survived every drop (asking may meet a drop too: then ask again)
+        for _ in range(10):
+            with contextlib.suppress(BoardDisconnectedError):
+                assert comm.eval("kept") == 5
+                break
+        else:
+            pytest.fail("ten drops in a row")
+
+
 def test_pty_gone_for_good_breaks_the_board_then_it_comes_back(relay: PtyRelay) -> None:
     with Communicator.open(str(relay.link), timeout=10) as comm:
         comm.recovery_timeout = 0.5
