@@ -99,6 +99,47 @@ def test_reset_fault_is_a_spontaneous_reboot(raw_repl: type) -> None:
     assert c.serial.link.stats["fault_resets"] == seen
 
 
+def test_fault_next_puts_faults_on_the_next_exchanges(raw_repl: type) -> None:
+    c = raw_repl("mpmock://generic", timeout=5)
+    c.enter_raw()
+    link = c.serial.link
+    assert c.exec_raw("print(1)") == (b"1\n", b"")
+    link.fault_next("reset")
+    link.fault_next("hang")
+    # the next exchange: the board resets by itself, to the friendly REPL
+    c.serial.write(b"print(2)\x04")
+    assert b"help()" in c.read_until(b">>> ")
+    assert link.stats["fault_resets"] == 1
+    # the one after: it hangs, until the reset line is pulsed
+    c.enter_raw()
+    c.serial.write(b"print(3)\x04")
+    assert link.hung and link.stats["hangs"] == 1
+    c.serial.rts = True
+    c.serial.rts = False
+    c.read_until(b">>> ")
+    # and then none: faults are asked for one exchange at a time
+    c.enter_raw()
+    assert c.exec_raw("print(4)") == (b"4\n", b"")
+    with pytest.raises(ValueError, match="unknown fault 'crash': use one of reset, hang"):
+        link.fault_next("crash")
+
+
+def test_fault_next_leaves_the_seeded_faults_as_they_were(raw_repl: type) -> None:
+    url = "mpmock://generic?seed=7&garbage=0.5"
+    plain = run_exchanges(raw_repl, url, 12)
+    c = raw_repl(url, timeout=5)
+    c.enter_raw()
+    c.serial.link.fault_next("reset")
+    c.serial.write(b"x = 1\x04")
+    c.read_until(b">>> ")
+    replies = []
+    c.enter_raw()
+    for i in range(12):
+        c.serial.write(f"print({i})".encode() + b"\x04")
+        replies.append(c.read_until(b"\x04>", timeout=1))
+    assert replies == plain
+
+
 def test_hang_until_rts_pulse(raw_repl: type) -> None:
     c = raw_repl("mpmock://generic?seed=0&hang=1", timeout=2)
     c.enter_raw()

@@ -4,8 +4,9 @@ A fault the communicator recovered from fails only the call (and the test) it st
 message that says what happened to the board; the manager passes through RECOVERING and the
 next test runs on a clean board. A board that nothing brings back is marked broken: the
 remaining device tests skip at once with the reason, instead of each waiting out a timeout.
-Proven on seeded emulated faults (``mpmock://generic?reset=...``) and on the real
-MicroPython unix port (its process killed mid-call; its port gone for good).
+Proven on the emulator's faults (put on one exact exchange with ``Link.fault_next``, as its
+URL's ``reset=``, ``hang=``, ``disconnect=`` do at random) and on the real MicroPython unix
+port (its process killed mid-call; its port gone for good).
 """
 
 from __future__ import annotations
@@ -100,9 +101,9 @@ def test_reset_mid_call_passes_through_recovering_and_the_namespace_is_fresh(
 
 
 def test_a_recovered_hang_is_not_recovered_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    # seeded: one of the first exchanges hangs (the board then answers nothing until its port is
-    # reopened or its reset line pulsed)
-    with DeviceSessionManager.connect("mpmock://generic?hang=0.03&seed=4", timeout=1) as manager:
+    # one exchange hangs (the board then answers nothing until its port is reopened or its
+    # reset line pulsed)
+    with DeviceSessionManager.connect("mpmock://generic", timeout=1) as manager:
         comm = manager.communicator
         recoveries: list[float | None] = []
         real = comm.recover  # type: ignore[attr-defined]
@@ -114,14 +115,12 @@ def test_a_recovered_hang_is_not_recovered_again(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(comm, "recover", counting)
         seen = record_states(manager)
         session = manager.create_session()
-        hung: BoardHungError | None = None
-        for i in range(60):
-            try:
-                assert session.eval(f"{i} + 1") == i + 1
-            except BoardHungError as exc:
-                hung = exc
-                break
-        assert hung is not None, "no hang in 60 calls: pick another seed"
+        for i in range(3):
+            assert session.eval(f"{i} + 1") == i + 1
+        comm._transport._ser.link.fault_next("hang")  # type: ignore[attr-defined]
+        with pytest.raises(BoardHungError) as info:
+            session.eval("3 + 1")
+        hung = info.value
         assert hung.recovered and "not even to Ctrl-C" in str(hung)
         assert seen[-3:] == [_S.BUSY, _S.RECOVERING, _S.CONNECTED]
         assert recoveries == []  # recovered once, by the communicator, not twice
@@ -180,13 +179,30 @@ def pytest_mpsession_state_changed(manager, old, new):
         f.write(new.value + "\\n")
 """
 
-SEEDED = """
+# A fixture that puts one fault of the emulator's (as its URL options reset=, hang=,
+# disconnect= do at random) on the board's next exchange: the fault lands exactly where the
+# test wants it, whatever the number of exchanges the session layer makes before it.
+FAULT_CONFTEST = (
+    STATES_CONFTEST
+    + """
+import pytest
+
+
+@pytest.fixture
+def fault_next(device_session_manager):
+    return device_session_manager.communicator._transport._ser.link.fault_next
+"""
+)
+
+FAULTED = """
 import pytest
 
 
 @pytest.mark.parametrize("i", range(10))
-def test_device(device_session, i):
+def test_device(device_session, fault_next, i):
     device_session.exec("x = %d" % i)
+    if i == {failing}:
+        fault_next({kind!r})
     assert device_session.eval("x * 2") == 2 * i
 
 
@@ -195,35 +211,20 @@ def test_host_only():
 """
 
 
-# The seed makes the fault hit a known test. Should the emulator's random stream change,
-# find a new seed: run SEEDED with --mp-port "mpmock://generic?KIND=0.03&seed=N" for a few N.
 @pytest.mark.parametrize(
-    ("kind", "seed", "failing", "message"),
+    ("kind", "failing", "message"),
     [
-        pytest.param(
-            "reset",
-            7,
-            2,
-            "the board reset during the call",
-            marks=pytest.mark.xfail(
-                reason="open: since the checked exchanges changed how many exchanges a test "
-                "makes, seed 7's reset no longer lands inside a test; a new seed is to be "
-                "found as said above",
-                strict=False,
-            ),
-        ),
-        ("hang", 5, 0, "not even to Ctrl-C"),
-        ("disconnect", 1, 4, "the link to the board dropped during the call"),
+        ("reset", 2, "the board reset during the call"),
+        ("hang", 0, "not even to Ctrl-C"),
+        ("disconnect", 4, "the link to the board dropped during the call"),
     ],
 )
-def test_a_seeded_fault_fails_only_its_test(
-    pytester: pytest.Pytester, kind: str, seed: int, failing: int, message: str
+def test_a_fault_fails_only_its_test(
+    pytester: pytest.Pytester, kind: str, failing: int, message: str
 ) -> None:
-    pytester.makeconftest(STATES_CONFTEST)
-    pytester.makepyfile(test_seeded=SEEDED)
-    result = pytester.runpytest(
-        f"--mp-port=mpmock://generic?{kind}=0.03&seed={seed}", "--mp-timeout=2", "-v"
-    )
+    pytester.makeconftest(FAULT_CONFTEST)
+    pytester.makepyfile(test_faulted=FAULTED.format(failing=failing, kind=kind))
+    result = pytester.runpytest("--mp-port=mpmock://generic", "--mp-timeout=2", "-v")
     result.assert_outcomes(passed=10, failed=1)
     result.stdout.fnmatch_lines(
         [

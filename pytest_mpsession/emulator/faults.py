@@ -16,6 +16,9 @@ from pytest_mpsession.emulator.options import Options
 
 __all__ = ["ExchangeFault", "Faults"]
 
+#: the counter (in ``stats``) of each fault an exchange can meet
+_STAT = {"reset": "fault_resets", "hang": "hangs", "disconnect": "disconnects"}
+_FORCEABLE = tuple(_STAT)
 _GARBAGE_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .:=-_\r\n"
 
 
@@ -40,6 +43,16 @@ class Faults:
             bytes(self.rng.getrandbits(8) for _ in range(8))
         self._bytes_seen = 0
         self.disconnected = False  # disconnect_after has happened
+        #: faults a test asked for, one per coming exchange (see :meth:`force`)
+        self._forced: collections.deque[str] = collections.deque()
+
+    def force(self, fault: str) -> None:
+        """Make the next exchange not yet given a forced fault meet ``fault`` (``"reset"``,
+        ``"hang"`` or ``"disconnect"``), whatever the options say: a test puts a fault
+        exactly where it needs it. The seeded random sequence is left as it is."""
+        if fault not in _FORCEABLE:
+            raise ValueError(f"unknown fault {fault!r}: use one of {', '.join(_FORCEABLE)}")
+        self._forced.append(fault)
 
     def inbound(self, data: bytes) -> tuple[bytes, bool]:
         """The host's bytes after the link's faults, and whether the link drops now."""
@@ -72,6 +85,10 @@ class Faults:
 
     def exchange(self) -> ExchangeFault:
         """The fate of the next exchange."""
+        if self._forced:
+            fault = self._forced.popleft()
+            self.stats[_STAT[fault]] += 1
+            return ExchangeFault(None, fault)
         opts = self.options
         if not opts.faulty:
             return ExchangeFault(None, None)

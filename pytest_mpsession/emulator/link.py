@@ -333,6 +333,14 @@ class Link:
         dropped)."""
         return self._host_fd >= 0 or any(name == "attach" for name, _ in self._cmds)
 
+    def fault_next(self, fault: str) -> None:
+        """Make the next exchange (the next code the board is given to run) meet ``fault``:
+        ``"reset"``, ``"hang"`` or ``"disconnect"``, as the URL's options of the same names
+        do at random. For tests that need a fault at one exact place; called again, the
+        exchange after gets the next one."""
+        with self._lock:
+            self._faults.force(fault)
+
     @property
     def hung(self) -> bool:
         """True while a ``hang`` fault keeps the board from answering."""
