@@ -658,14 +658,16 @@ class Communicator(Recovery):
     def _unchecked(self, code: str, deadline: float) -> tuple[bytes, bytes]:
         """Run ``code`` as it is (no wrapper): ``(stdout, stderr)``, or :class:`Fault`.
         Only for the package's own code whose answer checks itself: noise before the
-        reply is skipped, and an exchange the noise broke anyway is tried again."""
+        reply is skipped, and an exchange the noise broke anyway, or the board did not
+        acknowledge (its end byte lost on the way), is tried again."""
         data = code.encode("utf-8", "surrogateescape")
         for attempt in range(3):
             try:
                 raw = self._run(data, deadline, skip_noise=True)
                 return raw.out.value(), raw.err
             except Fault as fault:
-                if fault.kind != "noise" or attempt == 2 or time.monotonic() >= deadline:
+                again = fault.kind in ("noise", "lost")
+                if not again or attempt == 2 or time.monotonic() >= deadline:
                     raise
                 try:
                     self._enter(deadline, max(0.0, deadline - time.monotonic()))
@@ -715,7 +717,9 @@ class Communicator(Recovery):
         err: list[bytes] = []
         tail = b""  # the latest stdout/stderr, to tell boot text from output
         quiet_until = 0.0  # boot text seen: when the silence after it proves a reboot
-        started = not frame
+        # The package's own unframed code (skip_noise) must be acknowledged in time too: a
+        # lost end byte leaves the board waiting for more code, and its sender tries again.
+        started = not frame and not skip_noise
         per_byte = 1.0 / self._line_rate()
         paced = 0.0 if self._use_paste(data) else self.plain_chunk_pause * (len(data) // 256)
         ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
