@@ -39,21 +39,62 @@ RESULT_MARKER = "\x1e"
 # _mps_b = [sys.path, opt_level, sys.modules names, the builtins below, mem_free, gc,
 # builtins, micropython, sys, a function returning the builtins as code looks them up (a
 # replaced one lives in the board's override table, which getattr(builtins, name) does not
-# show), their names]. A board with room (over 32 KB free) watches every name of
-# dir(builtins); a small one only __import__, print, open, exec, eval, repr, getattr and
-# isinstance. A replaced builtin is put back by deleting the override (the board's own
-# value shows again) or, where the baseline itself had one, by setting it again. (A 1.9.2
-# micro:bit has neither sys.path nor sys.modules.)
+# show), their names, delattr, setattr, the schedule queue's free slots (see _mps_y)]. A
+# board with room (over 32 KB free) watches every name of dir(builtins); a small one only
+# __import__, print, open, exec, eval, repr, getattr and isinstance. A replaced builtin is
+# put back by deleting the override (the board's own value shows again) or, where the
+# baseline itself had one, by setting it again. (A 1.9.2 micro:bit has neither sys.path nor
+# sys.modules.)
 # _mps_d(k, w): frees the namespace first (nothing allocated before: the heap may be full),
 # asks k's threads to stop and waits at most w ms, then brings the board back to its
 # baseline (sys.path, opt_level, modules the session imported, replaced builtins), lets
 # scheduled callbacks run (_mps_z), and prints (ids of threads still running, {id: error of
-# failed threads}, mem_free, baseline mem_free, [what could not be restored]): CLEANUP,
-# calls made one after the other, never nested (a micro:bit allows few nested calls).
+# failed threads}, mem_free, baseline mem_free, [what could not be restored], whether
+# scheduled callbacks are still pending): CLEANUP, calls made one after the other, never
+# nested (a micro:bit allows few nested calls).
+# _mps_y(m, n, c): drains micropython.schedule's queue in at most n rounds (each bounded): a
+# marker callback is scheduled and the board runs until it ran (the queue is first in, first
+# out, so every callback pending before it ran too); inside it (where the scheduler is locked:
+# nothing runs meanwhile) it counts how many more callbacks the queue takes. Returns the most
+# free slots seen (-1: no scheduler), stopping once c are free. The baseline's count (element
+# 13) is the queue's room on a board at rest; fewer free slots after every round at cleanup
+# time is a callback that schedules itself again, which only a reset stops.
 # The baseline list is assigned last and is what says the core is there: an install cut short
 # (a Ctrl-C sent by a recovery while _mps_b() ran) is done again in full by the next one.
-CORE = r"""try:
- _mps_b[12]
+CORE = r"""if hasattr(__import__('micropython'),'schedule'):
+ def _mps_y(m,n,c):
+  s=getattr(m,'schedule',None)
+  q=[0,0,0]
+  def z(a):
+   q[0]+=1
+  def t(a):
+   k=0
+   try:
+    while k<32:
+     s(z,0)
+     k+=1
+   except:
+    pass
+   q[1]=k
+   q[2]=1
+  f=-1
+  while s and n>0 and f<c:
+   n-=1
+   q[0]=q[1]=q[2]=0
+   try:
+    s(t,0)
+   except:
+    pass
+   i=0
+   while not q[2] and i<3000:
+    i+=1
+   while q[0]<q[1] and i<6000:
+    i+=1
+   if q[2] and q[1]>f:
+    f=q[1]
+  return f
+try:
+ _mps_b[13]
 except Exception:
  _mps_th={}
  _mps_sf=set()
@@ -77,7 +118,7 @@ except Exception:
     d=None
   return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
    e(),gc.mem_free(),gc,builtins,m,sys,e,d,getattr(builtins,'delattr',None),
-   getattr(builtins,'setattr',None)]
+   getattr(builtins,'setattr',None),_mps_y(m,4,99) if getattr(m,'schedule',0) else -1]
  _mps_b=_mps_b()
 def _mps_c(k,f,a,w):
  _mps_r(_mpsg(k)[f](*a,**w))
@@ -135,13 +176,8 @@ def _mps_z(b):
  for m in list(getattr(y,'modules',())):
   if m not in b[2]:
    y.modules.pop(m)
- try:
-  for i in range(64):
-   pass
- except Exception:
-  pass
  b[5].collect()
- return (b[5].mem_free(),b[4],x)
+ return (b[5].mem_free(),b[4],x,b[13]>0 and _mps_y(b[7],4,b[13])<b[13])
 """
 
 

@@ -426,6 +426,7 @@ class DeviceSession:
         stuck, failed, mem_free, *rest = value
         base_free = rest[0] if rest else 0
         unrestored = rest[1] if len(rest) > 1 else []
+        rescheduling = bool(rest[2]) if len(rest) > 2 else False
         self.board_mem_free = int(mem_free)
         self._ns_epoch = None
         stuck_ids = self.executor._after_cleanup(list(stuck), dict(failed))
@@ -438,6 +439,11 @@ class DeviceSession:
             )
         if stuck_ids:
             reasons.append(f"background thread(s) {stuck_ids} did not stop")
+        if rescheduling:
+            reasons.append(
+                "a callback left with micropython.schedule keeps scheduling itself again "
+                "(still pending after the cleanup ran the queue dry several times)"
+            )
         if reasons:
             self._escalate("; ".join(reasons), timeout)
         if stuck_ids:
