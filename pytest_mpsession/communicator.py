@@ -215,6 +215,25 @@ class _Raw:
 _FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
 
 
+def _store_line(code: str) -> str:
+    """The raw-REPL line that keeps ``code`` as a string in ``__main__`` (``_mpsq``) for a
+    stored exchange. A byte lost in the name would keep it under another one, for good:
+    the names one lost byte makes of ``_mpsq`` are removed first, each time."""
+    return f"[globals().pop(n,0) for n in {_STORE_DAMAGED!r}]\n_mpsq={code!r}"
+
+
+#: what one lost byte makes of the name ``_mpsq``
+_STORE_DAMAGED: Final = ("mpsq", "_psq", "_msq", "_mpq", "_mps")
+
+
+def _wire_stored(n: int, code: str, key: int, op: int, algo: str) -> bytes:
+    """The raw-REPL line of a checked exchange whose code was stored on the board before
+    (``_mpsq``, see ``Communicator._store``): taken out of ``__main__`` and checked by the
+    wrapper as a literal would be."""
+    check = checksum(code.encode("utf-8", "surrogateescape"), n + 8 * key + op, algo)
+    return f"_mpsx({n},{check},globals().pop('_mpsq',''),{key},{op})\n_mpsw()".encode()
+
+
 def _compile_failed(err: bytes) -> bool:
     """Whether a traceback is a MemoryError raised in the wrapper itself, where it compiles
     the code (no frame of the code's own: none of it ran)."""
@@ -599,13 +618,39 @@ class Communicator(Recovery):
             problem = "the proof exchange failed" + (" (rejected)" if raw.rejected else "")
         raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
 
-    def _bootstrap(self, code: str, deadline: float) -> None:
+    def _bootstrap(self, code: str, deadline: float, *, stored: bool = False) -> None:
         """Run board code of the package's own (in ``__main__``) only when it arrived intact:
-        sent again until the board confirms it ran (it is idempotent)."""
+        sent again until the board confirms it ran (it is idempotent).
+
+        ``stored``: in two exchanges, for a board with no room to hold the source twice
+        while compiling (the raw REPL keeps the line it runs): the source first goes as a
+        string kept in ``__main__`` (``_mpsq``), then a short line takes it out and runs it
+        only when its checksum matches. The board then holds at most what it holds for
+        code sent as it is, and a byte lost on the way is still caught."""
         problem = ""
+        line = bootstrap(code, self._algo)
+        if stored:
+            check = checksum(code.encode("utf-8", "surrogateescape"), 0, self._algo)
+            line = (
+                f"(lambda y:_mpsh(y,0)=={check} and [__import__('gc').collect()] and "
+                "exec(y,globals()) is None and print('\\x1e+'))(globals().pop('_mpsq',''))"
+            )
+            store = _store_line(code)
         # a long piece on a link that loses bytes needs many tries (each is one round trip)
         for _ in range(BOOTSTRAP_SENDS):
-            out, err = self._unchecked(bootstrap(code, self._algo), deadline)
+            if stored:
+                # the garbage of earlier exchanges collected first: the source then finds
+                # room in one piece, and so does its compilation (a micro:bit with all the
+                # session's helpers has ~3.5 KB left)
+                self._unchecked("__import__('gc').collect()", deadline)
+                out, err = self._unchecked(store, deadline)
+                if err:
+                    problem = repr(err[-80:])
+                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+                    if exc_type == "MemoryError":
+                        break
+                    continue  # a damaged literal: sent again
+            out, err = self._unchecked(line, deadline)
             if (not err and out.endswith(BOOTSTRAPPED)) or BOOTSTRAPPED + b"\r\n" in out[-8:]:
                 return
             if not err and BOOTSTRAPPED + b"\n" in out[-8:]:
@@ -624,29 +669,20 @@ class Communicator(Recovery):
         """Run board code of the package's own in ``__main__`` (helper definitions: they
         must be idempotent), sent again until it ran.
 
-        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
-        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
-        sends code, for boards too small for that: a damaged piece then shows only when it
-        fails to compile. MpSessionError when the board cannot take it (its message is the
-        board's, e.g. a MemoryError)."""
+        It runs only when its checksum matches, whatever ``checked`` says: ``checked``
+        (the default), in one exchange, where it travels as a literal (the board holds it
+        twice while compiling); not ``checked``, for boards too small for that, in two
+        exchanges (stored first, then checked and run: see ``_bootstrap``), at the memory
+        cost of code sent as it is. (Sent as it is, as mpremote sends code, a byte lost on
+        the way could leave a helper that compiles and gives wrong answers.)
+        MpSessionError when the board cannot take it (its message is the board's, e.g. a
+        MemoryError)."""
         with self.lock:
             limit = self._limit(timeout)
             deadline = self._begin(limit)
             try:
                 self._arm(deadline)
-                if checked:
-                    self._bootstrap(code, deadline)
-                    return
-                for _ in range(BOOTSTRAP_SENDS):
-                    # helper definitions never raise: an error is damage (sent again), or
-                    # a board out of memory (given up)
-                    _out, err = self._unchecked(code, deadline)
-                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
-                    if not err:
-                        return
-                    if exc_type == "MemoryError":
-                        break
-                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
+                self._bootstrap(code, deadline, stored=not checked)
             except Fault as fault:
                 if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
                     raise MpSessionError(f"{self.port}: {fault.detail}") from None
@@ -871,10 +907,10 @@ class Communicator(Recovery):
                             capture.value(),
                         ) from None
                     if len(smaller) < 2:
-                        # One statement too long to go checked on this board: it goes as
-                        # it is, as mpremote sends code (unchecked: the one case where a
-                        # lost byte is not caught). Its own namespace is the board's.
-                        one = self._as_it_is(piece, deadline, limit, on_stdout)
+                        # One statement too long to go checked in one exchange on this
+                        # board: stored first, then run checked (see _as_it_is). Its own
+                        # namespace is the board's.
+                        one = self._as_it_is(piece, deadline, limit, on_stdout, op)
                     else:
                         todo[:0] = smaller
                         continue
@@ -898,8 +934,11 @@ class Communicator(Recovery):
         deadline: float,
         limit: float,
         on_stdout: Callable[[bytes], None] | None,
+        *,
+        stored: bool = False,
     ) -> Reply:
-        """One piece, checked, sent again while it arrives damaged and provably did not run."""
+        """One piece, checked, sent again while it arrives damaged and provably did not run
+        (``stored``: in two exchanges, see :meth:`_as_it_is`)."""
         sends = 0
         while True:
             sends += 1
@@ -909,8 +948,12 @@ class Communicator(Recovery):
             stream = b""
             try:
                 self._arm(deadline)
+                if stored:
+                    self._store(code, deadline)
                 n = next(self._numbers) % (1 << 24) or 1
-                if self._streams(code, op):
+                if stored:
+                    line, stream = _wire_stored(n, code, key, op, self._algo), b""
+                elif self._streams(code, op):
                     line, stream = wire_streamed(n, code, key, op, self._algo)
                 else:
                     line, stream = wire(n, code, key, op, self._algo), b""
@@ -968,15 +1011,38 @@ class Communicator(Recovery):
         deadline: float,
         limit: float,
         on_stdout: Callable[[bytes], None] | None,
+        op: int = 0,
     ) -> Reply:
-        """``code`` sent unchecked in the board's ``__main__`` (see :meth:`run`)."""
+        """``code``, one statement too long to go checked in one exchange on this board,
+        in the board's ``__main__``: stored first as a string (``_mpsq``), then run by the
+        checked wrapper from there (see :func:`_wire_stored`), so the board holds the
+        source once while compiling, as for code sent as it is, and a byte lost on the way
+        is still caught (sent as it is, a damaged statement could run and answer wrong:
+        an empty file, a missing result). A board that cannot take even that: a
+        MemoryError, never an unchecked run."""
         try:
-            raw = self._run(code.encode("utf-8", "surrogateescape"), deadline, on_stdout)
-        except Fault as fault:
-            report = self._recover_now(fault.kind)
-            raise self._fault_error(fault, report, limit) from None
-        status = "e" if raw.err else "."
-        return Reply(raw.out.value(), raw.err, status, [], raw.out.dropped, 1)
+            return self._checked(code, 0, op, deadline, limit, on_stdout, stored=True)
+        except _TooBig:
+            raise self._device_error(
+                b"MemoryError: the board has no memory for this code (one statement, even "
+                b"stored before it runs)\n"
+            ) from None
+
+    def _store(self, code: str, deadline: float) -> None:
+        """Keep ``code`` as a string in the board's ``__main__`` (``_mpsq``), for a
+        stored exchange; a damaged literal is sent again (its checksum is checked when it
+        runs). _TooBig when the board has no memory for it."""
+        problem = b""
+        for _ in range(MAX_SENDS):
+            self._unchecked("__import__('gc').collect()", deadline)
+            _out, err = self._unchecked(_store_line(code), deadline)
+            if not err:
+                return
+            problem = err[-80:]
+            exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+            if exc_type == "MemoryError":
+                raise _TooBig
+        raise Fault("noise", f"the code could not be stored on the board ({problem!r})")
 
     def _streams(self, code: str, op: int) -> bool:
         """Whether ``code`` goes as it is through the wrapper's stdin (see

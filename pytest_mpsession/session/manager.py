@@ -55,7 +55,7 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
-#: Below this much free memory, helper source goes to the board as it is (see _install).
+#: Below this much free memory, helper source goes to the board in two exchanges (see _install).
 SMALL_BOARD = 48 * 1024
 EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
@@ -82,7 +82,8 @@ class CommunicatorLike(Protocol):
     def install_code(
         self, code: str, timeout: float | None = None, *, checked: bool = True
     ) -> None:
-        """Run board code of the package's own once it arrived intact."""
+        """Run board code of the package's own once it arrived intact (``checked=False``:
+        in two exchanges, for a board too small to hold the source twice)."""
         ...
 
     def eval(self, expr: str, timeout: float | None = None) -> object:
@@ -454,8 +455,10 @@ class DeviceSessionManager:
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    # Checked (it runs only when intact); a small board, with no room to
-                    # hold the source twice, gets it as it is, as mpremote sends code.
+                    # It runs only when intact; a small board, with no room to hold the
+                    # source twice while compiling, gets it in two exchanges (stored, then
+                    # checked and run), never as it is: a byte lost on the way can leave
+                    # helper code that compiles and gives wrong answers.
                     comm.install_code(piece, timeout=timeout, checked=not small)
             except MpSessionError as exc:
                 if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
@@ -497,10 +500,12 @@ class DeviceSessionManager:
             present = tuple(p for p in parts if self._installed.get(p) == comm.reset_count)
             if not present:
                 return
-            self.exchange_count += 1
-            comm.exec(uninstall_code(present), timeout=timeout)
+            # forgotten first: a fault that leaves unknown whether the removal ran (noise
+            # instead of its reply) must not leave the manager believing they are there
             for part in present:
                 self._installed.pop(part, None)
+            self.exchange_count += 1
+            comm.exec(uninstall_code(present), timeout=timeout)
 
     def _board_was_reset(self) -> None:
         # Called by the communicator (any thread) after the board lost its RAM.
