@@ -618,39 +618,13 @@ class Communicator(Recovery):
             problem = "the proof exchange failed" + (" (rejected)" if raw.rejected else "")
         raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
 
-    def _bootstrap(self, code: str, deadline: float, *, stored: bool = False) -> None:
+    def _bootstrap(self, code: str, deadline: float) -> None:
         """Run board code of the package's own (in ``__main__``) only when it arrived intact:
-        sent again until the board confirms it ran (it is idempotent).
-
-        ``stored``: in two exchanges, for a board with no room to hold the source twice
-        while compiling (the raw REPL keeps the line it runs): the source first goes as a
-        string kept in ``__main__`` (``_mpsq``), then a short line takes it out and runs it
-        only when its checksum matches. The board then holds at most what it holds for
-        code sent as it is, and a byte lost on the way is still caught."""
+        sent again until the board confirms it ran (it is idempotent)."""
         problem = ""
-        line = bootstrap(code, self._algo)
-        if stored:
-            check = checksum(code.encode("utf-8", "surrogateescape"), 0, self._algo)
-            line = (
-                f"(lambda y:_mpsh(y,0)=={check} and [__import__('gc').collect()] and "
-                "exec(y,globals()) is None and print('\\x1e+'))(globals().pop('_mpsq',''))"
-            )
-            store = _store_line(code)
         # a long piece on a link that loses bytes needs many tries (each is one round trip)
         for _ in range(BOOTSTRAP_SENDS):
-            if stored:
-                # the garbage of earlier exchanges collected first: the source then finds
-                # room in one piece, and so does its compilation (a micro:bit with all the
-                # session's helpers has ~3.5 KB left)
-                self._unchecked("__import__('gc').collect()", deadline)
-                out, err = self._unchecked(store, deadline)
-                if err:
-                    problem = repr(err[-80:])
-                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
-                    if exc_type == "MemoryError":
-                        break
-                    continue  # a damaged literal: sent again
-            out, err = self._unchecked(line, deadline)
+            out, err = self._unchecked(bootstrap(code, self._algo), deadline)
             if (not err and out.endswith(BOOTSTRAPPED)) or BOOTSTRAPPED + b"\r\n" in out[-8:]:
                 return
             if not err and BOOTSTRAPPED + b"\n" in out[-8:]:
@@ -669,20 +643,29 @@ class Communicator(Recovery):
         """Run board code of the package's own in ``__main__`` (helper definitions: they
         must be idempotent), sent again until it ran.
 
-        It runs only when its checksum matches, whatever ``checked`` says: ``checked``
-        (the default), in one exchange, where it travels as a literal (the board holds it
-        twice while compiling); not ``checked``, for boards too small for that, in two
-        exchanges (stored first, then checked and run: see ``_bootstrap``), at the memory
-        cost of code sent as it is. (Sent as it is, as mpremote sends code, a byte lost on
-        the way could leave a helper that compiles and gives wrong answers.)
-        MpSessionError when the board cannot take it (its message is the board's, e.g. a
-        MemoryError)."""
+        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
+        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
+        sends code, for boards too small for that: a damaged piece then shows only when it
+        fails to compile. MpSessionError when the board cannot take it (its message is the
+        board's, e.g. a MemoryError)."""
         with self.lock:
             limit = self._limit(timeout)
             deadline = self._begin(limit)
             try:
                 self._arm(deadline)
-                self._bootstrap(code, deadline, stored=not checked)
+                if checked:
+                    self._bootstrap(code, deadline)
+                    return
+                for _ in range(BOOTSTRAP_SENDS):
+                    # helper definitions never raise: an error is damage (sent again), or
+                    # a board out of memory (given up)
+                    _out, err = self._unchecked(code, deadline)
+                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
+                    if not err:
+                        return
+                    if exc_type == "MemoryError":
+                        break
+                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
             except Fault as fault:
                 if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
                     raise MpSessionError(f"{self.port}: {fault.detail}") from None
@@ -709,6 +692,8 @@ class Communicator(Recovery):
                     self._enter(deadline, max(0.0, deadline - time.monotonic()))
                 except NoAnswer as exc:
                     raise Fault("timeout", str(exc)) from None
+                except DeviceConnectionError as exc:
+                    raise Fault("disconnect", str(exc), exc) from None
                 if self._armed and self._ram_lost(deadline):
                     # the noise was the board rebooting: its RAM (the wrapper) is gone
                     raise Fault("reset", "the board rebooted") from None

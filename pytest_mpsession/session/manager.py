@@ -55,7 +55,7 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
-#: Below this much free memory, helper source goes to the board in two exchanges (see _install).
+#: Below this much free memory, helper source goes to the board as it is (see _install).
 SMALL_BOARD = 48 * 1024
 EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
@@ -82,8 +82,7 @@ class CommunicatorLike(Protocol):
     def install_code(
         self, code: str, timeout: float | None = None, *, checked: bool = True
     ) -> None:
-        """Run board code of the package's own once it arrived intact (``checked=False``:
-        in two exchanges, for a board too small to hold the source twice)."""
+        """Run board code of the package's own once it arrived intact."""
         ...
 
     def eval(self, expr: str, timeout: float | None = None) -> object:
@@ -455,10 +454,10 @@ class DeviceSessionManager:
             try:
                 for piece in PARTS[part]:
                     self.exchange_count += 1
-                    # It runs only when intact; a small board, with no room to hold the
-                    # source twice while compiling, gets it in two exchanges (stored, then
-                    # checked and run), never as it is: a byte lost on the way can leave
-                    # helper code that compiles and gives wrong answers.
+                    # Checked (it runs only when intact); a small board, with no room to
+                    # hold the source twice, gets it as it is, as mpremote sends code (a
+                    # byte lost on the way can then leave a helper that compiles and
+                    # answers wrong: an open defect, see tests/test_soak.py).
                     comm.install_code(piece, timeout=timeout, checked=not small)
             except MpSessionError as exc:
                 if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
