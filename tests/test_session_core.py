@@ -627,7 +627,9 @@ def test_board_helpers_fit_a_16k_board_without_stat_or_hashlib(tmp_path: Any) ->
     loop = f"for _i in range({len(exchanges)}):\n    exec(open('x/%d.py' % _i).read())\n"
     (tmp_path / "main.py").write_text(OLD_BOARD_PRELUDE + loop)
     run = subprocess.run(
-        [engine, "-X", "heapsize=16384", "main.py"],
+        # run as -c: a script's absolute folder would be sys.path[0], a string as long as
+        # pytest's temporary path (its length moved the heap's layout from run to run)
+        [engine, "-X", "heapsize=16384", "-c", "exec(open('main.py').read())"],
         cwd=tmp_path,
         capture_output=True,
         timeout=60,
