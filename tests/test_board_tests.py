@@ -198,6 +198,33 @@ def test_isolation_between_board_tests(pytester: pytest.Pytester, board_args: li
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize("ending", ["raises", "exits", "times out"])
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_isolation_after_a_test_that_does_not_end_well(
+    pytester: pytest.Pytester, board: str, ending: str
+) -> None:
+    """What a test left behind is put back even when it raised, called ``sys.exit()`` or was
+    interrupted by the timeout (the restore travels with the run, in a ``finally``)."""
+    folder = pytester.mkdir("board")
+    end = {"raises": "raise ValueError('x')", "exits": "import sys\nsys.exit(1)",
+           "times out": "while True:\n    pass"}[ending]  # fmt: skip
+    (folder / "a_leaves_state.py").write_text(ISOLATION_A.replace('print("done")', end) + "\n")
+    (folder / "a_leaves_state.py.exp").write_text("")
+    (folder / "b_checks.py").write_text(ISOLATION_B)
+    (folder / "b_checks.py.exp").write_text("False False\n0 False\n")
+    args = ["--mp-board-tests", "board", "--mp-timeout", "2", "-v"]
+    if board == "mock":
+        result = run(pytester, "--mp-mock", *args)
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", *args)
+    result.stdout.fnmatch_lines(["*b_checks.py*PASSED*"])
+    if ending == "exits":
+        result.assert_outcomes(passed=2)
+    else:
+        result.assert_outcomes(passed=1, failed=1)
+
+
 def test_board_test_files_are_never_imported_on_the_host(pytester: pytest.Pytester) -> None:
     board = pytester.mkdir("board")
     (board / "test_pins.py").write_text(
@@ -393,9 +420,9 @@ def pytest_unconfigure(config):
 
 
 @pytest.mark.parametrize("files", [4, 7])
-def test_an_output_test_is_two_exchanges(pytester: pytest.Pytester, files: int) -> None:
-    """Each output test after the first is its run and one exchange that restores the board
-    and takes the next test's snapshot (no snapshot exchange of its own)."""
+def test_an_output_test_is_one_exchange(pytester: pytest.Pytester, files: int) -> None:
+    """Each output test after the first is one exchange: the snapshot of the board's state,
+    the run and the restore travel together (no exchange of their own)."""
     counts = []
     for n in (files, files + 3):
         folder = pytester.mkdir(f"board{n}")
@@ -405,7 +432,7 @@ def test_an_output_test_is_two_exchanges(pytester: pytest.Pytester, files: int) 
         pytester.makeconftest(COUNT_EXCHANGES)
         run(pytester, "--mp-mock", "--mp-board-tests", str(folder)).assert_outcomes(passed=n)
         counts.append(int((pytester.path / "exchanges.txt").read_text()))
-    assert counts[1] - counts[0] == 2 * 3
+    assert counts[1] - counts[0] == 3
 
 
 HOST_SETS_PATH = """\
