@@ -512,3 +512,84 @@ def test_long_non_ascii_code_runs_without_a_recovery(
             result = run(pytester, f"--mp-port={pty.path}", "--mp-board-tests", "board")
     result.assert_outcomes(passed=2)
     assert (pytester.path / "recoveries.txt").read_text() == "[]"
+
+
+MATRIX_UNIT = '''\
+import sys
+import unittest
+
+loads = []
+loads.append(1)
+
+
+class TestM(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.up = 1
+
+    def test_class(self):
+        self.assertEqual(self.up, 1)
+        self.assertEqual(len(loads), 1)
+
+
+def test_func():
+    assert len(loads) == 1
+
+
+def test_on_rp2():
+    assert sys.platform == "rp2", sys.platform
+'''
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_mp_dist_each_runs_every_board_test_on_every_board(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    """Under ``--mp-dist each`` every board test is one item per board (its label in the
+    id, its requirements judged per board), in one process holding both boards or with one
+    xdist worker per board; a unit-test module is loaded once on each board."""
+    folder = pytester.mkdir("board")
+    (folder / "out.py").write_text("print(6 * 7)\n")
+    (folder / "out.py.exp").write_text("42\n")
+    (folder / "only_rp2.py").write_text('requires_platform = ("rp2",)\nprint("rp2")\n')
+    (folder / "only_rp2.py.exp").write_text("rp2\n")
+    (folder / "unit.py").write_text(MATRIX_UNIT)
+    args = ["--mp-port=mpmock://rp2", "--mp-port=mpmock://legacy", "--mp-dist=each"]
+    args += ["--mp-board-tests", "board", "-v", "-rs"]
+    if xdist:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:randomly", *args, "-n", "2"
+        )
+    else:
+        result = run(pytester, *args)
+    rp2, legacy = "rp2@mpmock://rp2", "microbit@mpmock://legacy"
+    result.assert_outcomes(passed=8, failed=1, skipped=1)
+    out = result.stdout.str()
+
+    def shown(nodeid: str, outcome: str) -> bool:  # "-v" alone, and under xdist
+        return f"{nodeid} {outcome}" in out or f"{outcome} {nodeid}" in out
+
+    for label in (rp2, legacy):
+        for nodeid in ("out.py::out.py", "unit.py::test_func", "unit.py::TestM::test_class"):
+            assert shown(f"board/{nodeid}[{label}]", "PASSED"), (nodeid, label, out)
+    assert shown(f"board/only_rp2.py::only_rp2.py[{rp2}]", "PASSED"), out
+    assert shown(f"board/only_rp2.py::only_rp2.py[{legacy}]", "SKIPPED"), out
+    # each item ran on the board its id names
+    assert shown(f"board/unit.py::test_on_rp2[{rp2}]", "PASSED"), out
+    assert shown(f"board/unit.py::test_on_rp2[{legacy}]", "FAILED"), out
+    assert "AssertionError: microbit" in out
+    assert f"mpsession: {rp2}: 5 passed" in out
+    assert f"mpsession: {legacy}: 3 passed, 1 failed, 1 skipped" in out
+
+
+def test_mp_dist_load_keeps_one_item_per_board_test(pytester: pytest.Pytester) -> None:
+    """Without the matrix a board test stays one item, run on a board that can run it."""
+    folder = pytester.mkdir("board")
+    (folder / "out.py").write_text("print(6 * 7)\n")
+    (folder / "out.py.exp").write_text("42\n")
+    (folder / "only_rp2.py").write_text('requires_platform = ("rp2",)\nprint("rp2")\n')
+    (folder / "only_rp2.py.exp").write_text("rp2\n")
+    result = run(pytester, "--mp-port=mpmock://legacy", "--mp-port=mpmock://rp2",
+                 "--mp-board-tests", "board", "-v")  # fmt: skip
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*board/only_rp2.py::only_rp2.py PASSED*"])
