@@ -593,3 +593,22 @@ def test_mp_dist_load_keeps_one_item_per_board_test(pytester: pytest.Pytester) -
                  "--mp-board-tests", "board", "-v")  # fmt: skip
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*board/only_rp2.py::only_rp2.py PASSED*"])
+
+
+def test_mp_dist_each_board_tests_select_and_rerun_per_board(pytester: pytest.Pytester) -> None:
+    """``-k`` picks one board's copies by the label in their ids, and ``--lf`` reruns only
+    the copy that failed (on its board)."""
+    folder = pytester.mkdir("board")
+    (folder / "unit.py").write_text(MATRIX_UNIT)
+    args = ["--mp-port=mpmock://rp2", "--mp-port=mpmock://legacy", "--mp-dist=each",
+            "--mp-board-tests", "board", "-p", "no:randomly", "-v"]  # fmt: skip
+    picked = pytester.runpytest(*args, "-k", "legacy and not test_on_rp2")
+    picked.assert_outcomes(passed=2, deselected=4)
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=5, failed=1)
+    again = pytester.runpytest(*args, "--lf")
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(
+        ["*run-last-failure: rerun previous 1 failure*",
+         "*unit.py::test_on_rp2[[]microbit@mpmock://legacy[]] FAILED*"]
+    )  # fmt: skip

@@ -52,7 +52,15 @@ def _new_item(
     """A test's item on the matrix board ``index`` (``NAME[label]``), or the only one."""
     from pytest_mpsession.farm.requirements import BOARD_INDEX
 
-    item = BoardTestItem.from_parent(parent, name=f"{name}[{label}]" if label else name, test=test)
+    if not label:
+        return BoardTestItem.from_parent(parent, name=name, test=test)
+    extra: dict[str, Any] = {}
+    parent_id: Any = getattr(parent, "id", None)
+    if parent_id is not None and hasattr(parent_id, "with_params"):
+        # pytest 9 keeps a test id's "[...]" apart (NodeId.params), and --lf matches on it:
+        # the label must be the id's params, as a parametrized function's are
+        extra["nodeid"] = parent_id.child(name).with_params(label)
+    item = BoardTestItem.from_parent(parent, name=f"{name}[{label}]", test=test, **extra)
     if index is not None:
         item.stash[BOARD_INDEX] = index
     return item
