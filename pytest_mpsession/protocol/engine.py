@@ -94,6 +94,10 @@ _TRAILER_MAX: Final = 12
 class State(enum.Enum):
     """Where the client believes the board is."""
 
+    # Members are singletons: identity hashing (Enum's own hashes the name in Python, and
+    # every transition looks states up in dicts, several times per exchange).
+    __hash__ = object.__hash__
+
     UNKNOWN = "unknown"  # not talked to yet: anything could be running
     ENTERING = "entering"  # interrupt + Ctrl-A sent, skipping chatter until the banner
     SYNCING = "syncing"  # a marker program sent, skipping everything until its output
@@ -115,6 +119,8 @@ class State(enum.Enum):
 
 class Trigger(enum.Enum):
     """What moves the state machine: a host command or something the board sent."""
+
+    __hash__ = object.__hash__  # identity, as for State
 
     # host commands
     ENTER = "enter"
