@@ -61,13 +61,22 @@ def output_text(out: object) -> str:
     return text.strip()
 
 
+# Our clients' call timeout on ``mpmock://``: a 27 KB program streamed to its wrapper can
+# stall there until the stream's acknowledgement deadline (about 6 s), and be sent again
+# (the emulator link does not always wake to pass on what the engine's input could not take
+# yet); twice lost, streams are off for that board and the program goes by raw-paste.  The
+# default 10 s would make that a DeviceTimeout; with this the figures show what it costs.
+MPMOCK_TIMEOUT = 30.0
+
+
 def open_client(kind: str, port: str, tmp_path: Path) -> tuple[Exec, Callable[[], None]]:
     """An exec function on ``port`` for the client ``kind``, and how to close it."""
+    timeout = MPMOCK_TIMEOUT if port.startswith("mpmock://") else 10.0
     if kind == "mpsession":
-        comm = Communicator.open(port)
+        comm = Communicator.open(port, timeout=timeout)
         return comm.exec, comm.close
     if kind == "mpsession-unchecked":
-        raw = Communicator.open(port)
+        raw = Communicator.open(port, timeout=timeout)
         return (lambda code: raw.exec_raw_unchecked(code)[0]), raw.close
     if kind == "mpremote-serial-device":
         link = tmp_path / f"ttyBOARD{len(list(tmp_path.glob('ttyBOARD*')))}"
