@@ -93,9 +93,11 @@ PROBE: Final = (b"mpsession", 12345)
 #: printed, reserve size, the reserve, the sys module]. ``_mpsx`` checks the code and runs
 #: it (``_mpst`` ends the reply once the code is done): it is the raw REPL's one call, so
 #: code runs one call deep (a micro:bit's 1.9.2 firmware allows very few nested calls; the
-#: checksum and namespace calls return before the code starts). Each marker goes out in one
-#: ``print`` (one write to the link; the reply comes in as few reads as the board allows),
-#: and no reserve is allocated when its size is 0.
+#: checksum and namespace calls return before the code starts). Each frame marker goes out
+#: in one ``print`` (one write to the link; the reply comes in as few reads as the board
+#: allows), and no reserve is allocated when its size is 0. ``_mps_r`` keeps its three small
+#: prints: it runs deep inside the code, where a micro:bit's C stack has no room for a
+#: bigger frame (one print with ``%`` formatting there is a recursion error).
 WRAPPER: Final = r"""try:
  _mps_ns
 except NameError:
@@ -103,12 +105,9 @@ except NameError:
 _mps_s=[0,0,{reserve},None,__import__('sys')]
 def _mps_r(v):
  r=repr(v)
- if len(r)<256:
-  print('\x1e%s\x1f%d'%(r,_mpsh(r,0)))
- else:
-  print('\x1e',end='')
-  print(r,end='')
-  print('\x1f%d'%_mpsh(r,0))
+ print('\x1e',end='')
+ print(r,end='')
+ print('\x1f%d'%_mpsh(r,0))
  _mps_s[1]+=1
 def _mpsg(k):
  if not k:
