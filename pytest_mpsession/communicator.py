@@ -135,8 +135,10 @@ STREAM_MIN: Final = 512
 # Code longer than this goes in pieces unless the session manager knows better.
 PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
-# ends), so the next exchange can compile even after code filled the heap.
-RESERVE: Final = 0
+# ends), so the next exchange (a session's cleanup) can compile even after code filled the
+# heap: at most this, and at most a sixth of what the board had free when the wrapper was
+# installed (1 KB was too little for the unix port and legacy, both 64-bit builds).
+RESERVE: Final = 2048
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
 _INSTALL_PIECE: Final = 384
@@ -571,6 +573,7 @@ class Communicator(Recovery):
             if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
                 if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
                     self._algo = algo
+                    reserve = max(0, min(int(self.reserve), int(free) // 6))
                     if self._auto_pieces:
                         # pieces the board can compile beside what it holds: compiling
                         # takes 4-5 times the source (measured on legacy and the micro:bit)
@@ -579,7 +582,7 @@ class Communicator(Recovery):
             problem = f"the checksum answered {(out + err)[-60:]!r}"
         else:
             raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
-        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
+        source = WRAPPER.replace("{reserve}", str(reserve))
         for piece in split_statements(source, _INSTALL_PIECE, gc=True):
             self._bootstrap(piece, deadline)
         for _ in range(MAX_SENDS):

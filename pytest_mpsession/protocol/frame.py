@@ -7,8 +7,9 @@ A checked exchange sends one line of raw-REPL code, a call of the wrapper::
 
 (``K`` and ``O`` left out when both are 0, the wrapper's defaults). ``N`` is the exchange
 number, ``K`` the namespace key (0: the board's ``__main__``), ``O`` the operation (bit 0:
-evaluate instead of execute; bit 1: do not record ``N``; bit 2: a helper call, which takes
-no reserve), and ``C`` the checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a
+evaluate instead of execute; bit 1: do not record ``N``; bit 2: a session's cleanup, which
+takes no reserve and, given a namespace key, drops that namespace before its code is even
+compiled and runs in ``__main__``), and ``C`` the checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a
 byte lost, added or changed anywhere in the line either breaks its syntax (nothing runs) or
 makes the checksum disagree, and the wrapper then runs nothing and answers ``TOKEN!``.
 Before running anything the wrapper records ``N`` (``_mps_s[0]``), so after a damaged reply
@@ -23,8 +24,10 @@ too. The board's checksum is ``binascii.crc32`` where it has one, otherwise a Fl
 sum in pure Python (MicroPython 1.9 on a micro:bit has no ``binascii``); both are cut to 30
 bits so they stay small ints on every board.
 
-The wrapper also keeps ``_mps_s[2]`` bytes reserved while the code runs and frees them when it
-ends, so the next exchange (a cleanup after a test filled the heap) has room to compile.
+A session that filled the heap gets its cleanup all the same: the cleanup's line is small, the
+session's compiled code is garbage by then, and the wrapper drops the session's namespace
+before it compiles the cleanup's code. The wrapper can also keep ``_mps_s[2]`` bytes reserved
+while code runs (0 by default: nothing allocated) and free them when it ends.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ __all__ = [
 
 OP_EVAL: Final = 1
 OP_NORECORD: Final = 2
-#: a helper call (a cleanup): no reserve taken, so it may use what the last call freed
+#: a session's cleanup: no reserve taken; with a namespace key, that namespace is dropped
+#: before the code is compiled (it runs in ``__main__``), so a full heap is freed first
 OP_HELPER: Final = 4
 _MASK: Final = 0x3FFFFFFF
 
@@ -126,6 +130,9 @@ def _mpsx(n,c,s,k=0,o=0):
  if _mpsh(s,n+8*k+o)!=c:
   print(t+'!',end='')
   return
+ if o&4 and k:
+  _mps_ns.pop(k,None)
+  k=0
  g=_mpsg(k)
  if not o&2:
   m[0]=n
