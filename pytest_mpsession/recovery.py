@@ -315,6 +315,8 @@ class Recovery:
     def _rebooted_meanwhile(self, fault: Fault) -> bool:
         """Whether a fault met while recovering was the board rebooting: its wrapper gone,
         or boot text where an answer was due."""
+        if fault.kind == "disconnect":
+            return False  # a link that dropped: only reopening cures that
         tail = bytes(self._tail)
         return fault.kind == "reset" or any(word in tail for word in _BOOT_WORDS[:2])
 
