@@ -88,6 +88,7 @@ from pytest_mpsession.recovery import (
     RUNNING,
     TAIL,
     Fault,
+    KeepsRebooting,
     NoAnswer,
     Rebooted,
     Recovery,
@@ -423,7 +424,7 @@ class Communicator(Recovery):
                 except Rebooted:
                     reboots += 1
                     if reboots >= 3:
-                        raise NoAnswer(
+                        raise KeepsRebooting(
                             f"no raw REPL answer from {self.port} within {timeout:g} s: "
                             "the board keeps rebooting",
                             port=self.port,
