@@ -509,3 +509,75 @@ def test_board_test_files_are_routed_by_their_requirements(
         "rp2@mpmock://rp2": "1 passed",
         "esp32@mpmock://esp32": "1 passed",
     }
+
+
+# -- probes from a conftest file found while collecting ----------------------------------------
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["one-process", "xdist"])
+def test_probes_of_a_conftest_found_while_collecting_route_tests(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    """``hw/conftest.py`` is loaded only when collection reaches ``hw/`` (after the pool was
+    identified, and never in the xdist controller): its probes still run on every board of
+    the pool, so a test that needs one goes to the board that has it, and a test no board
+    can run is skipped once, naming every board."""
+    hw = pytester.mkpydir("hw")
+    (hw / "conftest.py").write_text(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('is_esp', \"import sys\\nassert sys.platform == 'esp32'\")\n"
+        "    probes.add('lora', 'import sx127x')\n"
+    )
+    (hw / "test_radio.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.requires_feature('is_esp')\n"
+        "@pytest.mark.parametrize('n', range(3))\n"
+        "def test_esp(device_session, n):\n"
+        "    assert device_session.eval(\"__import__('sys').platform\") == 'esp32'\n\n"
+        "@pytest.mark.requires_feature('lora')\n"
+        "def test_lora(device_session):\n"
+        "    raise AssertionError('no board has it')\n\n"
+        "def test_any(device_session):\n"
+        "    pass\n"
+    )
+    args = [*pool("generic", "esp32"), "-rs", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "-n", "2") if xdist else pytester.runpytest(*args)
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.re_match_lines(
+        [
+            r".*no board of the pool can run it: generic@mpmock://generic: requires_feature: "
+            r"board lacks 'lora' .*; esp32@mpmock://esp32: requires_feature: board lacks 'lora'"
+        ]
+    )
+    counts = summary_lines(result)
+    assert counts["esp32@mpmock://esp32"].startswith(("3 passed", "4 passed")), counts
+    assert sum(int(c.split()[0]) for c in counts.values() if c != "no tests") == 4, counts
+
+
+def test_rendezvous_answers_once_every_board_answered() -> None:
+    """Each worker blocks until every board of the pool gave its answer for the same probe
+    set; a stranger without the key is refused; a board that never answers leaves the
+    others with what is known once the deadline passes."""
+    import concurrent.futures
+    from multiprocessing.connection import AuthenticationError, Client
+
+    from pytest_mpsession.farm.rendezvous import Rendezvous, exchange
+
+    meet = Rendezvous(2, timeout=30)
+    try:
+        with pytest.raises((AuthenticationError, EOFError, OSError)):
+            Client(meet.address, authkey=b"wrong key").close()
+        info = meet.to_dict()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            first = ex.submit(exchange, info, "d1", 0, ["a"])
+            second = ex.submit(exchange, info, "d1", 1, None)
+            assert first.result(60) == second.result(60) == {0: ["a"], 1: None}
+        # a later worker (one replacing a crashed one) is answered at once
+        assert exchange(info, "d1", 1, ["b"]) == {0: ["a"], 1: ["b"]}
+    finally:
+        meet.close()
+    lonely = Rendezvous(2, timeout=0.2)
+    try:
+        assert exchange(lonely.to_dict(), "d2", 0, ["x"]) == {0: ["x"]}
+    finally:
+        lonely.close()

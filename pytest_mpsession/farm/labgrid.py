@@ -43,6 +43,7 @@ __all__ = [
     "PlacePower",
     "PlaceRequest",
     "acquire_places",
+    "import_labgrid",
     "is_labgrid_url",
     "parse_url",
     "release_places",
@@ -163,6 +164,35 @@ class AcquiredPlace:
 def coordinator_address() -> str:
     """``LG_COORDINATOR``, else labgrid's default."""
     return os.environ.get(COORDINATOR_ENV, "").strip() or DEFAULT_COORDINATOR
+
+
+def import_labgrid() -> None:
+    """Import labgrid's client (``ImportError`` when labgrid is not installed), past
+    pytest's assertion rewriting.
+
+    labgrid ships a pytest plugin, so pytest marks every module of labgrid for assertion
+    rewriting, even with ``-p no:labgrid``; where bytecode is not written
+    (``PYTHONDONTWRITEBYTECODE``, a read-only install) each run then rewrites and compiles
+    labgrid from source: about 2 s, against 0.7 s for a plain import. Nothing of labgrid's
+    runs as a test here, so its modules are imported by Python's own importer."""
+    import sys
+
+    if "labgrid.remote.client" in sys.modules:
+        return
+    rewriters = [
+        (i, finder)
+        for i, finder in enumerate(sys.meta_path)
+        if type(finder).__name__ == "AssertionRewritingHook"
+    ]
+    for _, finder in rewriters:
+        sys.meta_path.remove(finder)
+    try:
+        import labgrid
+        import labgrid.remote.client
+        import labgrid.remote.generated.labgrid_coordinator_pb2  # noqa: F401
+    finally:
+        for i, finder in rewriters:
+            sys.meta_path.insert(i, finder)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -526,6 +556,7 @@ class PlacePower:
 
     def _get_driver(self) -> Any:
         if self._driver is None:
+            import_labgrid()
             import attr
             from labgrid import Target, target_factory
 

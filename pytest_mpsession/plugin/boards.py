@@ -36,8 +36,10 @@ __all__ = [
     "header_will_show",
     "is_xdist_controller",
     "late_probes",
+    "new_probes",
     "port_for_worker",
     "prepare_boards",
+    "probe_extra",
     "usb_serial_number",
     "worker_id",
 ]
@@ -345,27 +347,47 @@ def _collect_probes(config: pytest.Config, settings: Settings) -> FeatureProbes:
     return probes
 
 
-def late_probes(config: pytest.Config, state: PluginState) -> None:
-    """Probes added by conftest files found during collection (below the initial ones):
-    known for the marker checks, and run on the board now (one more exchange)."""
-    from pytest_mpsession.capabilities import FeatureProbes, detect
+def new_probes(config: pytest.Config) -> FeatureProbes | None:
+    """Probes that conftest files found during collection (below the initial ones) added
+    since the probes were last collected: the whole set becomes this process's probes (so
+    the marker checks know them), and the new ones are returned; ``None`` when none are new.
+    """
+    from pytest_mpsession.capabilities import FeatureProbes
 
+    state = get_state(config)
+    assert state is not None, "the settings are resolved at pytest_configure"
     before = feature_probes(config)
     after = _collect_probes(config, state.settings)
     new = [(name, code) for name, code in after.items() if name not in before]
     if not new:
-        return
+        return None
     state.probes = after
-    board = state.board
-    if board is None or board.manager is None or board.capabilities is None:
-        return
     extra = FeatureProbes(builtin=False)
     for name, code in new:
         extra.add(name, code)
+    return extra
+
+
+def probe_extra(board: Board, extra: FeatureProbes) -> frozenset[str] | None:
+    """Run the probes ``extra`` on ``board`` (one exchange) and add the features it has to
+    its capabilities; the features found, or ``None`` when the board is not connected."""
+    from pytest_mpsession.capabilities import detect
+
+    if board.manager is None or board.capabilities is None:
+        return None
     with board.manager.board(board.settings.timeout) as comm:
-        found = detect(comm, extra, timeout=board.settings.timeout).features
-    caps = board.manager.capabilities
-    caps.features = caps.features | (found & frozenset(extra))
+        found = detect(comm, extra, timeout=board.settings.timeout).features & frozenset(extra)
+    for caps in {id(c): c for c in (board.manager.capabilities, board.capabilities)}.values():
+        caps.features = caps.features | found
+    return found
+
+
+def late_probes(config: pytest.Config, state: PluginState) -> None:
+    """Probes added by conftest files found during collection (below the initial ones):
+    known for the marker checks, and run on the board now (one more exchange)."""
+    extra = new_probes(config)
+    if extra is not None and state.board is not None:
+        probe_extra(state.board, extra)
 
 
 # -- hooks: the board's life --------------------------------------------------------------
