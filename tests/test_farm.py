@@ -581,3 +581,22 @@ def test_rendezvous_answers_once_every_board_answered() -> None:
         assert exchange(lonely.to_dict(), "d2", 0, ["x"]) == {0: ["x"]}
     finally:
         lonely.close()
+
+
+def test_a_run_without_labgrid_ports_does_not_import_labgrid(pytester: pytest.Pytester) -> None:
+    """Every process of a run pays for what the plugin imports: labgrid (and the module
+    that drives it, with asyncio) only where a ``labgrid://`` port asks for it."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            names = ("labgrid", "pytest_mpsession.farm.labgrid")
+            held = sorted(m for m in names if m in sys.modules)
+            print("imported:", held or "none")
+        """
+    )
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess(*pool("generic", "esp32"), "-p", "no:labgrid", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["imported: none"])
