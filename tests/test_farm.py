@@ -541,6 +541,14 @@ def test_probes_of_a_conftest_found_while_collecting_route_tests(
         "    pass\n"
     )
     args = [*pool("generic", "esp32"), "-rs", "-p", "no:cacheprovider"]
+    if xdist:
+        # the matrix too: each board's copy of a test is skipped by its own board's answer
+        each = pytester.runpytest_subprocess(*args, "-n", "2", "--mp-dist=each")
+        each.assert_outcomes(passed=5, skipped=5)
+        assert summary_lines(each) == {
+            "generic@mpmock://generic": "1 passed, 4 skipped",
+            "esp32@mpmock://esp32": "4 passed, 1 skipped",
+        }
     result = pytester.runpytest_subprocess(*args, "-n", "2") if xdist else pytester.runpytest(*args)
     result.assert_outcomes(passed=4, skipped=1)
     result.stdout.re_match_lines(

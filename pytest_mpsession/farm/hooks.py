@@ -487,7 +487,7 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput["mpsession_port"] = farm.pool[index].port
         node.workerinput["mpsession_dist"] = farm.dist
         node.workerinput["mpsession_routed"] = _routes(config, farm)
-        if _routes(config, farm):
+        if len(farm.pool) > 1:
             node.workerinput["mpsession_meet"] = _rendezvous(config, farm).to_dict()
     if farm.places:
         node.workerinput["mpsession_places"] = [p.to_dict() for p in farm.places]
@@ -495,7 +495,8 @@ def pytest_configure_node(node: Any) -> None:
 
 def _rendezvous(config: pytest.Config, farm: FarmState) -> Any:
     """The controller's :class:`~pytest_mpsession.farm.rendezvous.Rendezvous` (made once):
-    a routed worker decides its collection with every board's answer to late probes."""
+    a worker decides its collection (and skip reasons naming every board) with every
+    board's answer to late probes."""
     assert farm.pool is not None
     if farm.rendezvous is None:
         from pytest_mpsession.farm.rendezvous import Rendezvous

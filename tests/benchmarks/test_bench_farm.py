@@ -146,7 +146,7 @@ def test_routed_pool_against_one_board(benchmark: BenchmarkFixture, tmp_path: Pa
     and with ``-n 2``, alternated for two rounds: each one's fastest run (the one the other
     jobs of the machine disturbed least)."""
     pytest.importorskip("xdist")
-    work = project(tmp_path, SUITE)
+    work = project(tmp_path / "boards", SUITE)
     host = project(tmp_path / "host", HOST_SUITE)
     two_args = ["--mp-port=mpmock://generic", "--mp-port=mpmock://esp32", "-n", "2"]
     runs: dict[str, list[Run]] = {"one": [], "two": [], "host_one": [], "host_two": []}
