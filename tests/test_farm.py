@@ -608,3 +608,40 @@ def test_a_run_without_labgrid_ports_does_not_import_labgrid(pytester: pytest.Py
     result = pytester.runpytest_subprocess(*pool("generic", "esp32"), "-p", "no:labgrid", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["imported: none"])
+
+
+def test_workers_take_their_boards_capabilities_from_the_controller(
+    pytester: pytest.Pytester,
+) -> None:
+    """The controller identified every board moments before the workers start: a worker
+    whose board says it is the same one takes those capabilities, also where pytest's cache
+    cannot serve (no cache here; the unix port has no unique id), instead of probing again;
+    a board that is not the one identified is probed."""
+    from pytest_mpsession.capabilities import BoardIdentity, DeviceCapabilities
+    from pytest_mpsession.plugin.boards import _same_board
+
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_mpsession.plugin.state import get_state
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_board(device_session, request, n):
+            board = get_state(request.config).board
+            assert board.from_cache and board.known is not None
+            assert board.capabilities.to_dict() == board.known.to_dict()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *pool("unix", "generic"), "-n", "2", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=4)
+    caps = DeviceCapabilities("1.24.1", (1, 24, 1), "esp32", machine="ESP32 module")
+    same = BoardIdentity("micropython", "1.24.1", "esp32", None, "ESP32 module")
+    assert _same_board(caps, same)
+    for other in (
+        BoardIdentity("micropython", "1.24.0", "esp32", None, "ESP32 module"),
+        BoardIdentity("micropython", "1.24.1", "rp2", None, "ESP32 module"),
+        BoardIdentity("micropython", "1.24.1", "esp32", "c0ffee", "ESP32 module"),
+    ):
+        assert not _same_board(caps, other)

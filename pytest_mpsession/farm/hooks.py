@@ -44,11 +44,19 @@ from pytest_mpsession.farm.requirements import (
 )
 
 if TYPE_CHECKING:
+    from pytest_mpsession.capabilities import DeviceCapabilities
     from pytest_mpsession.farm.labgrid import AcquiredPlace
     from pytest_mpsession.farm.pool import PoolBoard, Probed
     from pytest_mpsession.plugin.boards import Board, Progress
 
-__all__ = ["BOARD_FIXTURE", "DIST_MODES", "FarmState", "get_farm", "matrix_boards"]
+__all__ = [
+    "BOARD_FIXTURE",
+    "DIST_MODES",
+    "FarmState",
+    "get_farm",
+    "matrix_boards",
+    "pool_board_caps",
+]
 
 HELP_DIST = (
     "how a pool of boards (--mp-port repeated) shares the tests: load (default): each test "
@@ -229,6 +237,15 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
         from pytest_mpsession.farm.labgrid import AcquiredPlace
 
         _use_places([AcquiredPlace.from_dict(p) for p in places])
+
+
+def pool_board_caps(config: pytest.Config) -> DeviceCapabilities | None:
+    """An xdist worker of a pool: what the controller found on its board (just before the
+    worker started), else ``None``."""
+    farm = get_farm(config)
+    if farm is None or farm.pool is None or farm.mine is None:
+        return None
+    return next((b.caps for b in farm.pool if b.index == farm.mine), None)
 
 
 def _take_places(config: pytest.Config, farm: FarmState) -> None:

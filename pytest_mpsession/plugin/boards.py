@@ -68,6 +68,10 @@ class Board:
     probe_s: float | None = None
     #: why this board cannot be used (an xdist worker reports it per test, not by crashing)
     error: str | None = None
+    #: what the xdist controller found on this port moments before (a pool's board): used
+    #: like the cache when the board says it is the same one, also where the cache cannot
+    #: serve (a board without a unique id)
+    known: DeviceCapabilities | None = None
 
     def describe(self) -> str:
         """``micropython 1.22.0 on esp32 at /dev/ttyACM0 (serial 3C61...), features: ...``."""
@@ -183,6 +187,9 @@ def _connect(config: pytest.Config, board: Board, progress: Progress) -> None:
                     board.from_cache = True
                 except ValueError:
                     caps = None
+        if caps is None and board.known is not None and _same_board(board.known, ident):
+            caps = DeviceCapabilities.from_dict(board.known.to_dict())
+            board.from_cache = True
         if caps is None:
             caps = detect(comm, board.probes, timeout=settings.timeout, identity=ident)
             key = cache_key(caps.unique_id, caps.firmware_version, board.probes)
@@ -215,6 +222,17 @@ def _connect(config: pytest.Config, board: Board, progress: Progress) -> None:
         lambda caps: hook.pytest_mpsession_capabilities(capabilities=caps),
     )
     hook.pytest_mpsession_capabilities(capabilities=manager.capabilities)
+
+
+def _same_board(known: DeviceCapabilities, ident: Any) -> bool:
+    """Whether the identity the board just gave is the one ``known`` describes."""
+    return (
+        known.implementation == ident.implementation
+        and known.firmware_version == ident.firmware_version
+        and known.device_type == ident.device_type
+        and known.machine == ident.machine
+        and (known.unique_id or None) == (ident.unique_id or None)
+    )
 
 
 def _close_quietly(obj: Any) -> None:
@@ -437,6 +455,10 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
         state.board.error = str(exc)
         return
     board = Board(port=port, settings=state.settings, probes=probes, worker=worker)
+    if given:
+        from pytest_mpsession.farm.hooks import pool_board_caps
+
+        board.known = pool_board_caps(config)
     state.board = board
     if config.option.collectonly:
         return
