@@ -387,6 +387,7 @@ Communicator._run = counted
 
 
 def pytest_unconfigure(config):
+    Communicator._run = _run  # pytester runs in this process: leave nothing patched
     with open("exchanges.txt", "w") as f:
         f.write(str(len(SEEN)))
 """
@@ -459,6 +460,7 @@ Communicator._recover_now = counted
 
 
 def pytest_unconfigure(config):
+    Communicator._recover_now = _recover_now  # pytester runs in this process
     with open("recoveries.txt", "w") as f:
         f.write(repr(KINDS))
 """
