@@ -645,3 +645,32 @@ def test_workers_take_their_boards_capabilities_from_the_controller(
         BoardIdentity("micropython", "1.24.1", "esp32", "c0ffee", "ESP32 module"),
     ):
         assert not _same_board(caps, other)
+
+
+def test_a_board_that_hangs_on_a_late_probe_lacks_the_feature(pytester: pytest.Pytester) -> None:
+    """A probe found while collecting that hangs one board: that board's answer is unknown
+    (it lacks the feature), the other boards route the test, and the hung board is brought
+    back for its own tests."""
+    hw = pytester.mkpydir("hw")
+    (hw / "conftest.py").write_text(
+        "HANG = \"import sys\\nif sys.platform == 'esp32':\\n while 1:\\n  pass\\n\"\n\n"
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('stuck', HANG)\n"
+    )
+    (hw / "test_a.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.requires_feature('stuck')\n"
+        "def test_stuck(device_session):\n"
+        "    assert device_session.eval(\"__import__('sys').platform\") == 'generic'\n\n"
+        "@pytest.mark.requires_platform('esp32')\n"
+        "def test_esp32(device_session):\n"
+        "    assert device_session.eval('1 + 1') == 2\n"
+    )
+    result = pytester.runpytest(
+        *pool("generic", "esp32"), "--mp-timeout=3", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    assert summary_lines(result) == {
+        "generic@mpmock://generic": "1 passed",
+        "esp32@mpmock://esp32": "1 passed",
+    }

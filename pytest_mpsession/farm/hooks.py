@@ -673,13 +673,24 @@ def _late_pool_probes(config: pytest.Config, farm: FarmState) -> None:
     if extra is None:
         return
     names = frozenset(extra)
+
+    def ask(board: Board | None) -> frozenset[str] | None:
+        # a board that fails here shows its fault in its own tests; its answer is unknown
+        # (every worker must still take part in the exchange, or the others wait for it)
+        from pytest_mpsession.errors import MpSessionError
+
+        try:
+            return probe_extra(board, extra) if board is not None else None
+        except (MpSessionError, OSError, ValueError):
+            return None
+
     answers: dict[int, frozenset[str] | None]
     if farm.boards:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(farm.boards)) as ex:
-            results = list(ex.map(lambda b: probe_extra(b, extra), farm.boards.values()))
+            results = list(ex.map(ask, farm.boards.values()))
         answers = dict(zip(farm.boards, results, strict=True))
     elif farm.mine is not None:
-        mine = probe_extra(state.board, extra) if state.board is not None else None
+        mine = ask(state.board)
         answers = {farm.mine: mine}
         if farm.meet is not None:
             from pytest_mpsession.farm.rendezvous import RendezvousError, exchange
