@@ -851,28 +851,24 @@ class Communicator(Recovery):
         with self.lock:
             deadline = self._begin(limit)
             size = max(int(self.piece_size), 256)
-            todo = [code] if op & OP_EVAL or len(code) <= size else split_statements(code, size)
+            if op & OP_EVAL or len(code) <= size:
+                try:
+                    # one piece (the usual call): its reply is the call's
+                    return self._checked(code, key, op, deadline, limit, on_stdout)
+                except _TooBig:
+                    todo: list[str] = []
+                    one = self._cut(code, todo, key, op, deadline, limit, on_stdout, capture)
+                    if one is not None:
+                        return one
+            else:
+                todo = split_statements(code, size)
             while todo:
                 piece = todo.pop(0)
                 try:
                     one = self._checked(piece, key, op, deadline, limit, on_stdout)
                 except _TooBig:
-                    # and from now on, pieces this board can take
-                    self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
-                    smaller = split_statements(piece, max(len(piece) // 2, 256))
-                    if (op & OP_EVAL or key) and len(smaller) < 2:
-                        raise self._device_error(
-                            b"MemoryError: the board has no memory for this code (even "
-                            b"cut at its top-level statements)\n",
-                            capture.value(),
-                        ) from None
-                    if len(smaller) < 2:
-                        # One statement too long to go checked on this board: it goes as
-                        # it is, as mpremote sends code (unchecked: the one case where a
-                        # lost byte is not caught). Its own namespace is the board's.
-                        one = self._as_it_is(piece, deadline, limit, on_stdout)
-                    else:
-                        todo[:0] = smaller
+                    one = self._cut(piece, todo, key, op, deadline, limit, on_stdout, capture)
+                    if one is None:
                         continue
                 capture.add(one.output)
                 capture.dropped += one.dropped
@@ -885,6 +881,36 @@ class Communicator(Recovery):
         reply.output = capture.value()
         reply.dropped = capture.dropped
         return reply
+
+    def _cut(
+        self,
+        piece: str,
+        todo: list[str],
+        key: int,
+        op: int,
+        deadline: float,
+        limit: float,
+        on_stdout: Callable[[bytes], None] | None,
+        capture: _Capture,
+    ) -> Reply | None:
+        """A piece the board had no memory to take in: cut smaller (the pieces go first in
+        ``todo``, None returned), or, a single statement, sent as it is (its reply)."""
+        # and from now on, pieces this board can take
+        self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
+        smaller = split_statements(piece, max(len(piece) // 2, 256))
+        if (op & OP_EVAL or key) and len(smaller) < 2:
+            raise self._device_error(
+                b"MemoryError: the board has no memory for this code (even "
+                b"cut at its top-level statements)\n",
+                capture.value(),
+            ) from None
+        if len(smaller) < 2:
+            # One statement too long to go checked on this board: it goes as it is, as
+            # mpremote sends code (unchecked: the one case where a lost byte is not
+            # caught). Its own namespace is the board's.
+            return self._as_it_is(piece, deadline, limit, on_stdout)
+        todo[:0] = smaller
+        return None
 
     def _checked(
         self,

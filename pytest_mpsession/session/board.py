@@ -50,12 +50,11 @@ RESULT_MARKER = "\x1e"
 # scheduled callbacks run (_mps_z), and prints (ids of threads still running, {id: error of
 # failed threads}, mem_free, baseline mem_free, [what could not be restored]): CLEANUP,
 # calls made one after the other, never nested (a micro:bit allows few nested calls).
-# The baseline list is assigned last and is what says the core is there: an install cut short
-# (a Ctrl-C sent by a recovery while _mps_b() ran) is done again in full by the next one.
+# _mps_th is assigned last and is what says the core is there: an install cut short (a Ctrl-C
+# sent by a recovery while _mps_b() ran) is done again in full by the next one.
 CORE = r"""try:
- _mps_b[12]
-except Exception:
- _mps_th={}
+ _mps_th
+except NameError:
  _mps_sf=set()
  def _mps_b():
   import gc,builtins,sys
@@ -79,6 +78,7 @@ except Exception:
    e(),gc.mem_free(),gc,builtins,m,sys,e,d,getattr(builtins,'delattr',None),
    getattr(builtins,'setattr',None)]
  _mps_b=_mps_b()
+ _mps_th={}
 def _mps_c(k,f,a,w):
  _mps_r(_mpsg(k)[f](*a,**w))
 def _mps_d(k,w):
