@@ -250,7 +250,26 @@ class _Session:
 
         address = proxymanager.get_grpc_address(self.address, default_port=20408)
         self.changed = asyncio.Event()
-        session = ClientSession(address, self.loop)
+        # A coordinator that is slow to take the connection (a loaded machine) ends
+        # labgrid's start with "Could not connect to coordinator" at once (gRPC fails fast):
+        # wait until the channel is connected (the caller's deadline bounds it), and try a
+        # fresh session again when the stream still drops while starting.
+        for attempt in range(3):
+            session = ClientSession(address, self.loop)
+            try:
+                await session.channel.channel_ready()
+                return await self._subscribe(session)
+            except BaseException as exc:  # also the deadline's cancellation: close, go on
+                try:
+                    await session.channel.close()
+                except Exception:  # closing what did not work: the first error counts
+                    pass
+                if attempt == 2 or not isinstance(exc, Exception):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _subscribe(self, session: Any) -> Any:
+        """Start ``session`` with the update hooks that wake :meth:`wait_until`."""
         # Wake the waits below whenever the coordinator sends a change (labgrid's own
         # handlers run first and keep the session's view of places and resources).
         on_resource, on_place = session.on_resource_changed, session.on_place_changed
