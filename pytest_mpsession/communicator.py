@@ -88,6 +88,7 @@ from pytest_mpsession.recovery import (
     RUNNING,
     TAIL,
     Fault,
+    KeepsRebooting,
     NoAnswer,
     Rebooted,
     Recovery,
@@ -135,8 +136,10 @@ STREAM_MIN: Final = 512
 # Code longer than this goes in pieces unless the session manager knows better.
 PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
-# ends), so the next exchange can compile even after code filled the heap.
-RESERVE: Final = 0
+# ends), so the next exchange (a session's cleanup) can compile even after code filled the
+# heap: at most this, and at most a sixth of what the board had free when the wrapper was
+# installed (1 KB was too little for the unix port and legacy, both 64-bit builds).
+RESERVE: Final = 2048
 # The wrapper is installed in pieces of at most this many bytes (compiling it whole needs
 # more RAM than a small board has free).
 _INSTALL_PIECE: Final = 384
@@ -440,7 +443,7 @@ class Communicator(Recovery):
                 except Rebooted:
                     reboots += 1
                     if reboots >= 3:
-                        raise NoAnswer(
+                        raise KeepsRebooting(
                             f"no raw REPL answer from {self.port} within {timeout:g} s: "
                             "the board keeps rebooting",
                             port=self.port,
@@ -590,6 +593,7 @@ class Communicator(Recovery):
             if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
                 if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
                     self._algo = algo
+                    reserve = max(0, min(int(self.reserve), int(free) // 6))
                     if self._auto_pieces:
                         # pieces the board can compile beside what it holds: compiling
                         # takes 4-5 times the source (measured on legacy and the micro:bit)
@@ -598,7 +602,7 @@ class Communicator(Recovery):
             problem = f"the checksum answered {(out + err)[-60:]!r}"
         else:
             raise Fault("noise", f"the checked-exchange wrapper could not be installed ({problem})")
-        source = WRAPPER.replace("{reserve}", str(int(self.reserve)))
+        source = WRAPPER.replace("{reserve}", str(reserve))
         for piece in split_statements(source, _INSTALL_PIECE, gc=True):
             self._bootstrap(piece, deadline)
         for _ in range(MAX_SENDS):
@@ -876,28 +880,24 @@ class Communicator(Recovery):
         with self.lock:
             deadline = self._begin(limit)
             size = max(int(self.piece_size), 256)
-            todo = [code] if op & OP_EVAL or len(code) <= size else split_statements(code, size)
+            if op & OP_EVAL or len(code) <= size:
+                try:
+                    # one piece (the usual call): its reply is the call's
+                    return self._checked(code, key, op, deadline, limit, on_stdout)
+                except _TooBig:
+                    todo: list[str] = []
+                    one = self._cut(code, todo, key, op, deadline, limit, on_stdout, capture)
+                    if one is not None:
+                        return one
+            else:
+                todo = split_statements(code, size)
             while todo:
                 piece = todo.pop(0)
                 try:
                     one = self._checked(piece, key, op, deadline, limit, on_stdout)
                 except _TooBig:
-                    # and from now on, pieces this board can take
-                    self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
-                    smaller = split_statements(piece, max(len(piece) // 2, 256))
-                    if (op & OP_EVAL or key) and len(smaller) < 2:
-                        raise self._device_error(
-                            b"MemoryError: the board has no memory for this code (even "
-                            b"cut at its top-level statements)\n",
-                            capture.value(),
-                        ) from None
-                    if len(smaller) < 2:
-                        # One statement too long to go checked in one exchange on this
-                        # board: stored first, then run checked (see _as_it_is). Its own
-                        # namespace is the board's.
-                        one = self._as_it_is(piece, deadline, limit, on_stdout, op)
-                    else:
-                        todo[:0] = smaller
+                    one = self._cut(piece, todo, key, op, deadline, limit, on_stdout, capture)
+                    if one is None:
                         continue
                 capture.add(one.output)
                 capture.dropped += one.dropped
@@ -910,6 +910,35 @@ class Communicator(Recovery):
         reply.output = capture.value()
         reply.dropped = capture.dropped
         return reply
+
+    def _cut(
+        self,
+        piece: str,
+        todo: list[str],
+        key: int,
+        op: int,
+        deadline: float,
+        limit: float,
+        on_stdout: Callable[[bytes], None] | None,
+        capture: _Capture,
+    ) -> Reply | None:
+        """A piece the board had no memory to take in: cut smaller (the pieces go first in
+        ``todo``, None returned), or, a single statement, sent as it is (its reply)."""
+        # and from now on, pieces this board can take
+        self.piece_size = max(256, min(self.piece_size, len(piece) // 2))
+        smaller = split_statements(piece, max(len(piece) // 2, 256))
+        if (op & OP_EVAL or key) and len(smaller) < 2:
+            raise self._device_error(
+                b"MemoryError: the board has no memory for this code (even "
+                b"cut at its top-level statements)\n",
+                capture.value(),
+            ) from None
+        if len(smaller) < 2:
+            # One statement too long to go checked in one exchange on this board: stored
+            # first, then run checked (see _as_it_is). Its own namespace is the board's.
+            return self._as_it_is(piece, deadline, limit, on_stdout, op)
+        todo[:0] = smaller
+        return None
 
     def _checked(
         self,

@@ -44,7 +44,7 @@ from pytest_mpsession.protocol.constants import (
 from pytest_mpsession.protocol.engine import RawReplClient, State
 from pytest_mpsession.transport import Transport
 
-__all__ = ["RECOVERY_TIMEOUT", "Recovery", "RecoveryReport"]
+__all__ = ["RECOVERY_TIMEOUT", "KeepsRebooting", "Recovery", "RecoveryReport"]
 
 # How long a faulted board gets to come back, all escalation steps together (a USB board
 # re-enumerating after a reset takes a second or two of it).
@@ -61,6 +61,9 @@ _REOPEN_SHARE: Final = 0.5
 # never more steps than this in one recovery.
 _RECOVERY_ROUNDS: Final = 2
 _MAX_STEPS: Final = 10
+# Reboots met while recovering that are answered by entering again (each costs the board's
+# boot time); more than this and the escalation goes on as for any failed step.
+_MAX_REBOOTS: Final = 20
 # After noise where a reply should start: how long the reply of the code (which the board
 # most likely runs all the same) may take to end before the recovery interrupts it.
 REPLY_END_WAIT: Final = 0.25
@@ -81,6 +84,10 @@ RUNNING: Final = frozenset({State.STDOUT, State.STDERR, State.PROMPT})
 
 class NoAnswer(DeviceConnectionError):
     """The board did not show the raw-REPL banner in time (the link itself works)."""
+
+
+class KeepsRebooting(NoAnswer):
+    """The board rebooted again each time it was asked to enter the raw REPL."""
 
 
 class Rebooted(Exception):
@@ -218,7 +225,8 @@ class Recovery:
         rounds_left = _RECOVERY_ROUNDS - 1
         was_armed = self._armed
         lost_seen = False
-        while time.monotonic() < deadline and len(steps) < _MAX_STEPS:
+        reboots = 0  # reboots met during this recovery (each one retried by entering again)
+        while time.monotonic() < deadline and len(steps) - reboots < _MAX_STEPS:
             if not queue:
                 if not rounds_left:
                     break
@@ -231,17 +239,27 @@ class Recovery:
             steps.append(step)
             verifying = False
             try:
-                self._step(step, step_end, budget, hint)
+                self._step(step, step_end, budget, "reset" if reboots else hint)
+                # boot text taken in while entering is spent: only text that comes after
+                # this says the board rebooted again
+                self._tail.clear()
                 lost = False
                 if verify:
                     verifying = True
                     # the board just answered: a tiny exchange needs little time
                     end = min(deadline, time.monotonic() + max(0.3, budget * 0.2))
-                    missing = self._verify(end)
+                    missing = self._verify(end, known_lost=lost_seen)
                     # once seen missing, the RAM stays lost for this recovery, whatever a
                     # later check (after the marker was set again) says
                     lost_seen = lost_seen or (missing and was_armed)
                     lost = lost_seen
+            except KeepsRebooting:
+                # every reboot leaves it at a fresh prompt: enter again (the deadline and
+                # _MAX_REBOOTS bound a board that boots for ever)
+                detail = f"{step}: the board keeps rebooting"
+                lost_seen = True
+                reboots = self._after_reboot(queue, reboots)
+                continue
             except NoAnswer:
                 detail = f"{step}: no raw REPL answer"
                 if verifying:
@@ -250,9 +268,17 @@ class Recovery:
             except Rebooted:
                 detail = f"{step}: the board rebooted again"
                 lost_seen = True  # whatever a marker check says later, this RAM is new
+                reboots = self._after_reboot(queue, reboots)
                 continue
             except (Fault, ProtocolError) as exc:
                 detail = f"{step}: {self._short_reason(exc)}"
+                if isinstance(exc, Fault) and self._rebooted_meanwhile(exc):
+                    # the board rebooted while being brought back (its boot text where an
+                    # answer was due, or the wrapper gone): it sits at a fresh prompt, so
+                    # entering again is what it needs, not a harsher step
+                    lost_seen = True
+                    reboots = self._after_reboot(queue, reboots)
+                    continue
                 if isinstance(exc, Fault) and exc.kind == "disconnect":
                     queue = ["reopen"]  # the link dropped again: a reset cannot cure a link
                 elif verifying and isinstance(exc, Fault) and exc.kind == "timeout":
@@ -276,6 +302,23 @@ class Recovery:
                 lost = lost_seen
             return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
         return RecoveryReport(tuple(steps), False, False, time.monotonic() - start, detail)
+
+    def _after_reboot(self, queue: list[str], reboots: int) -> int:
+        """After a reboot met while recovering: enter again first (the board sits at its
+        fresh prompt), up to ``_MAX_REBOOTS`` times; returns the reboots counted so far.
+        A reboot takes the board's boot time, so the deadline bounds this too."""
+        if reboots < _MAX_REBOOTS:
+            queue.insert(0, "interrupt")
+            return reboots + 1
+        return reboots
+
+    def _rebooted_meanwhile(self, fault: Fault) -> bool:
+        """Whether a fault met while recovering was the board rebooting: its wrapper gone,
+        or boot text where an answer was due."""
+        if fault.kind == "disconnect":
+            return False  # a link that dropped: only reopening cures that
+        tail = bytes(self._tail)
+        return fault.kind == "reset" or any(word in tail for word in _BOOT_WORDS[:2])
 
     def _has_reset_line(self) -> bool:
         # A pseudo-terminal or a socket has no modem lines; asking costs nothing.
@@ -334,14 +377,16 @@ class Recovery:
             self._tail += data
             del self._tail[:-TAIL]
 
-    def _verify(self, deadline: float) -> bool:
+    def _verify(self, deadline: float, *, known_lost: bool = False) -> bool:
         """Resync and check the RAM marker: True when it is missing (the board's RAM is not
         the one it was set in, or it was never set). The check changes nothing on the board;
         the marker is set again only after a check said it is missing, so a check whose
-        answer was lost never hides a lost RAM from the next one."""
+        answer was lost never hides a lost RAM from the next one. ``known_lost``: the board
+        rebooted during this recovery, so the marker is gone: no check, only the resync."""
         # A byte lost on the way damages the (unchecked) check: it is asked again, up to
         # three times, before the step counts as failed.
         out = err = b""
+        missing: bool | None = None
         for attempt in range(3):
             # each try gets its share of what is left, so a lost byte leaves time for more
             end = time.monotonic() + max(0.05, (deadline - time.monotonic()) / (3 - attempt))
@@ -349,8 +394,16 @@ class Recovery:
                 if attempt:
                     self._enter(end, max(0.0, end - time.monotonic()))
                 self._sync(end, max(0.0, end - time.monotonic()))
+                if known_lost:
+                    missing = True
+                    break
                 out, err = self._unchecked(RAM_CHECK, end)
             except (Fault, NoAnswer) as exc:
+                if isinstance(exc, Fault) and exc.kind == "reset":
+                    # it rebooted under the check and then said its marker is gone: that is
+                    # the answer (the board is back at its prompt)
+                    missing = True
+                    break
                 if attempt == 2 or (isinstance(exc, Fault) and exc.kind == "disconnect"):
                     raise
                 continue
@@ -358,10 +411,10 @@ class Recovery:
                 RAM_MARK.encode() + b" True",
                 RAM_MARK.encode() + b" False",
             ):
+                missing = out.strip().endswith(b"False")
                 break
-        else:
+        if missing is None:
             raise Fault("noise", f"the RAM check answered {out[-40:] + err[-40:]!r}")
-        missing = out.strip().endswith(b"False")
         if missing or not self._armed:
             self._armed = False
             # installing takes a few exchanges: more than the check's share of the time

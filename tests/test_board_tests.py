@@ -198,6 +198,35 @@ def test_isolation_between_board_tests(pytester: pytest.Pytester, board_args: li
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize("ending", ["raises", "exits", "times out"])
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_isolation_after_a_test_that_does_not_end_well(
+    pytester: pytest.Pytester, board: str, ending: str
+) -> None:
+    """What a test left behind is put back even when it raised, called ``sys.exit()`` or was
+    interrupted by the timeout (the restore travels with the run, in a ``finally``)."""
+    folder = pytester.mkdir("board")
+    end = {"raises": "raise ValueError('x')", "exits": "import sys\nsys.exit(1)",
+           "times out": "while True:\n    pass"}[ending]  # fmt: skip
+    (folder / "a_leaves_state.py").write_text(ISOLATION_A.replace('print("done")', end) + "\n")
+    (folder / "a_leaves_state.py.exp").write_text("")
+    (folder / "b_checks.py").write_text(ISOLATION_B)
+    (folder / "b_checks.py.exp").write_text("False False\n0 False\n")
+    args = ["--mp-board-tests", "board", "-v"]
+    if ending == "times out":
+        args += ["--mp-timeout", "2"]
+    if board == "mock":
+        result = run(pytester, "--mp-mock", *args)
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", *args)
+    result.stdout.fnmatch_lines(["*b_checks.py*PASSED*"])
+    if ending == "exits":
+        result.assert_outcomes(passed=2)
+    else:
+        result.assert_outcomes(passed=1, failed=1)
+
+
 def test_board_test_files_are_never_imported_on_the_host(pytester: pytest.Pytester) -> None:
     board = pytester.mkdir("board")
     (board / "test_pins.py").write_text(
@@ -394,9 +423,9 @@ def pytest_unconfigure(config):
 
 
 @pytest.mark.parametrize("files", [4, 7])
-def test_an_output_test_is_two_exchanges(pytester: pytest.Pytester, files: int) -> None:
-    """Each output test after the first is its run and one exchange that restores the board
-    and takes the next test's snapshot (no snapshot exchange of its own)."""
+def test_an_output_test_is_one_exchange(pytester: pytest.Pytester, files: int) -> None:
+    """Each output test after the first is one exchange: the snapshot of the board's state,
+    the run and the restore travel together (no exchange of their own)."""
     counts = []
     for n in (files, files + 3):
         folder = pytester.mkdir(f"board{n}")
@@ -406,7 +435,7 @@ def test_an_output_test_is_two_exchanges(pytester: pytest.Pytester, files: int) 
         pytester.makeconftest(COUNT_EXCHANGES)
         run(pytester, "--mp-mock", "--mp-board-tests", str(folder)).assert_outcomes(passed=n)
         counts.append(int((pytester.path / "exchanges.txt").read_text()))
-    assert counts[1] - counts[0] == 2 * 3
+    assert counts[1] - counts[0] == 3
 
 
 HOST_SETS_PATH = """\
@@ -487,3 +516,103 @@ def test_long_non_ascii_code_runs_without_a_recovery(
             result = run(pytester, f"--mp-port={pty.path}", "--mp-board-tests", "board")
     result.assert_outcomes(passed=2)
     assert (pytester.path / "recoveries.txt").read_text() == "[]"
+
+
+MATRIX_UNIT = '''\
+import sys
+import unittest
+
+loads = []
+loads.append(1)
+
+
+class TestM(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.up = 1
+
+    def test_class(self):
+        self.assertEqual(self.up, 1)
+        self.assertEqual(len(loads), 1)
+
+
+def test_func():
+    assert len(loads) == 1
+
+
+def test_on_rp2():
+    assert sys.platform == "rp2", sys.platform
+'''
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_mp_dist_each_runs_every_board_test_on_every_board(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    """Under ``--mp-dist each`` every board test is one item per board (its label in the
+    id, its requirements judged per board), in one process holding both boards or with one
+    xdist worker per board; a unit-test module is loaded once on each board."""
+    folder = pytester.mkdir("board")
+    (folder / "out.py").write_text("print(6 * 7)\n")
+    (folder / "out.py.exp").write_text("42\n")
+    (folder / "only_rp2.py").write_text('requires_platform = ("rp2",)\nprint("rp2")\n')
+    (folder / "only_rp2.py.exp").write_text("rp2\n")
+    (folder / "unit.py").write_text(MATRIX_UNIT)
+    args = ["--mp-port=mpmock://rp2", "--mp-port=mpmock://legacy", "--mp-dist=each"]
+    args += ["--mp-board-tests", "board", "-v", "-rs"]
+    if xdist:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:randomly", *args, "-n", "2"
+        )
+    else:
+        result = run(pytester, *args)
+    rp2, legacy = "rp2@mpmock://rp2", "microbit@mpmock://legacy"
+    result.assert_outcomes(passed=8, failed=1, skipped=1)
+    out = result.stdout.str()
+
+    def shown(nodeid: str, outcome: str) -> bool:  # "-v" alone, and under xdist
+        return f"{nodeid} {outcome}" in out or f"{outcome} {nodeid}" in out
+
+    for label in (rp2, legacy):
+        for nodeid in ("out.py::out.py", "unit.py::test_func", "unit.py::TestM::test_class"):
+            assert shown(f"board/{nodeid}[{label}]", "PASSED"), (nodeid, label, out)
+    assert shown(f"board/only_rp2.py::only_rp2.py[{rp2}]", "PASSED"), out
+    assert shown(f"board/only_rp2.py::only_rp2.py[{legacy}]", "SKIPPED"), out
+    # each item ran on the board its id names
+    assert shown(f"board/unit.py::test_on_rp2[{rp2}]", "PASSED"), out
+    assert shown(f"board/unit.py::test_on_rp2[{legacy}]", "FAILED"), out
+    assert "AssertionError: microbit" in out
+    assert f"mpsession: {rp2}: 5 passed" in out
+    assert f"mpsession: {legacy}: 3 passed, 1 failed, 1 skipped" in out
+
+
+def test_mp_dist_load_keeps_one_item_per_board_test(pytester: pytest.Pytester) -> None:
+    """Without the matrix a board test stays one item, run on a board that can run it."""
+    folder = pytester.mkdir("board")
+    (folder / "out.py").write_text("print(6 * 7)\n")
+    (folder / "out.py.exp").write_text("42\n")
+    (folder / "only_rp2.py").write_text('requires_platform = ("rp2",)\nprint("rp2")\n')
+    (folder / "only_rp2.py.exp").write_text("rp2\n")
+    result = run(pytester, "--mp-port=mpmock://legacy", "--mp-port=mpmock://rp2",
+                 "--mp-board-tests", "board", "-v")  # fmt: skip
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*board/only_rp2.py::only_rp2.py PASSED*"])
+
+
+def test_mp_dist_each_board_tests_select_and_rerun_per_board(pytester: pytest.Pytester) -> None:
+    """``-k`` picks one board's copies by the label in their ids, and ``--lf`` reruns only
+    the copy that failed (on its board)."""
+    folder = pytester.mkdir("board")
+    (folder / "unit.py").write_text(MATRIX_UNIT)
+    args = ["--mp-port=mpmock://rp2", "--mp-port=mpmock://legacy", "--mp-dist=each",
+            "--mp-board-tests", "board", "-p", "no:randomly", "-v"]  # fmt: skip
+    picked = pytester.runpytest(*args, "-k", "legacy and not test_on_rp2")
+    picked.assert_outcomes(passed=2, deselected=4)
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=5, failed=1)
+    again = pytester.runpytest(*args, "--lf")
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(
+        ["*run-last-failure: rerun previous 1 failure*",
+         "*unit.py::test_on_rp2[[]microbit@mpmock://legacy[]] FAILED*"]
+    )  # fmt: skip

@@ -58,3 +58,16 @@ def test_board_starts_fast() -> None:
             times.append(time.perf_counter() - t)
     times.sort()
     assert times[2] < 0.25, times  # the real goal (< 50 ms) is in tests/benchmarks
+
+
+def test_a_long_program_through_mpmock_never_waits_on_the_relay() -> None:
+    # 27 KB of code goes through the wrapper's stdin faster than the engine's input takes
+    # it: what is left over must be moved on at once, not when the relay thread next wakes
+    # for something else (it waited about 6 s, past a 5 s call timeout).
+    from pytest_mpsession.communicator import Communicator
+
+    code = "n = 0\n" + ("n += 1\n# " + "y" * 59 + "\n") * 400 + "print(n)\n"
+    with Communicator.open("mpmock://unix", timeout=5) as comm:
+        for _ in range(3):
+            assert comm.exec(code).strip() == "400"
+        assert comm.last_recovery is None

@@ -509,3 +509,168 @@ def test_board_test_files_are_routed_by_their_requirements(
         "rp2@mpmock://rp2": "1 passed",
         "esp32@mpmock://esp32": "1 passed",
     }
+
+
+# -- probes from a conftest file found while collecting ----------------------------------------
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["one-process", "xdist"])
+def test_probes_of_a_conftest_found_while_collecting_route_tests(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    """``hw/conftest.py`` is loaded only when collection reaches ``hw/`` (after the pool was
+    identified, and never in the xdist controller): its probes still run on every board of
+    the pool, so a test that needs one goes to the board that has it, and a test no board
+    can run is skipped once, naming every board."""
+    hw = pytester.mkpydir("hw")
+    (hw / "conftest.py").write_text(
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('is_esp', \"import sys\\nassert sys.platform == 'esp32'\")\n"
+        "    probes.add('lora', 'import sx127x')\n"
+    )
+    (hw / "test_radio.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.requires_feature('is_esp')\n"
+        "@pytest.mark.parametrize('n', range(3))\n"
+        "def test_esp(device_session, n):\n"
+        "    assert device_session.eval(\"__import__('sys').platform\") == 'esp32'\n\n"
+        "@pytest.mark.requires_feature('lora')\n"
+        "def test_lora(device_session):\n"
+        "    raise AssertionError('no board has it')\n\n"
+        "def test_any(device_session):\n"
+        "    pass\n"
+    )
+    args = [*pool("generic", "esp32"), "-rs", "-p", "no:cacheprovider"]
+    if xdist:
+        # the matrix too: each board's copy of a test is skipped by its own board's answer
+        each = pytester.runpytest_subprocess(*args, "-n", "2", "--mp-dist=each")
+        each.assert_outcomes(passed=5, skipped=5)
+        assert summary_lines(each) == {
+            "generic@mpmock://generic": "1 passed, 4 skipped",
+            "esp32@mpmock://esp32": "4 passed, 1 skipped",
+        }
+    result = pytester.runpytest_subprocess(*args, "-n", "2") if xdist else pytester.runpytest(*args)
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.re_match_lines(
+        [
+            r".*no board of the pool can run it: generic@mpmock://generic: requires_feature: "
+            r"board lacks 'lora' .*; esp32@mpmock://esp32: requires_feature: board lacks 'lora'"
+        ]
+    )
+    counts = summary_lines(result)
+    assert counts["esp32@mpmock://esp32"].startswith(("3 passed", "4 passed")), counts
+    assert sum(int(c.split()[0]) for c in counts.values() if c != "no tests") == 4, counts
+
+
+def test_rendezvous_answers_once_every_board_answered() -> None:
+    """Each worker blocks until every board of the pool gave its answer for the same probe
+    set; a stranger without the key is refused; a board that never answers leaves the
+    others with what is known once the deadline passes."""
+    import concurrent.futures
+    from multiprocessing.connection import AuthenticationError, Client
+
+    from pytest_mpsession.farm.rendezvous import Rendezvous, exchange
+
+    meet = Rendezvous(2, timeout=30)
+    try:
+        with pytest.raises((AuthenticationError, EOFError, OSError)):
+            Client(meet.address, authkey=b"wrong key").close()
+        info = meet.to_dict()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            first = ex.submit(exchange, info, "d1", 0, ["a"])
+            second = ex.submit(exchange, info, "d1", 1, None)
+            assert first.result(60) == second.result(60) == {0: ["a"], 1: None}
+        # a later worker (one replacing a crashed one) is answered at once
+        assert exchange(info, "d1", 1, ["b"]) == {0: ["a"], 1: ["b"]}
+    finally:
+        meet.close()
+    lonely = Rendezvous(2, timeout=0.2)
+    try:
+        assert exchange(lonely.to_dict(), "d2", 0, ["x"]) == {0: ["x"]}
+    finally:
+        lonely.close()
+
+
+def test_a_run_without_labgrid_ports_does_not_import_labgrid(pytester: pytest.Pytester) -> None:
+    """Every process of a run pays for what the plugin imports: labgrid (and the module
+    that drives it, with asyncio) only where a ``labgrid://`` port asks for it."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            names = ("labgrid", "pytest_mpsession.farm.labgrid")
+            held = sorted(m for m in names if m in sys.modules)
+            print("imported:", held or "none")
+        """
+    )
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess(*pool("generic", "esp32"), "-p", "no:labgrid", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["imported: none"])
+
+
+def test_workers_take_their_boards_capabilities_from_the_controller(
+    pytester: pytest.Pytester,
+) -> None:
+    """The controller identified every board moments before the workers start: a worker
+    whose board says it is the same one takes those capabilities, also where pytest's cache
+    cannot serve (no cache here; the unix port has no unique id), instead of probing again;
+    a board that is not the one identified is probed."""
+    from pytest_mpsession.capabilities import BoardIdentity, DeviceCapabilities
+    from pytest_mpsession.plugin.boards import _same_board
+
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_mpsession.plugin.state import get_state
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_board(device_session, request, n):
+            board = get_state(request.config).board
+            assert board.from_cache and board.known is not None
+            assert board.capabilities.to_dict() == board.known.to_dict()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *pool("unix", "generic"), "-n", "2", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=4)
+    caps = DeviceCapabilities("1.24.1", (1, 24, 1), "esp32", machine="ESP32 module")
+    same = BoardIdentity("micropython", "1.24.1", "esp32", None, "ESP32 module")
+    assert _same_board(caps, same)
+    for other in (
+        BoardIdentity("micropython", "1.24.0", "esp32", None, "ESP32 module"),
+        BoardIdentity("micropython", "1.24.1", "rp2", None, "ESP32 module"),
+        BoardIdentity("micropython", "1.24.1", "esp32", "c0ffee", "ESP32 module"),
+    ):
+        assert not _same_board(caps, other)
+
+
+def test_a_board_that_hangs_on_a_late_probe_lacks_the_feature(pytester: pytest.Pytester) -> None:
+    """A probe found while collecting that hangs one board: that board's answer is unknown
+    (it lacks the feature), the other boards route the test, and the hung board is brought
+    back for its own tests."""
+    hw = pytester.mkpydir("hw")
+    (hw / "conftest.py").write_text(
+        "HANG = \"import sys\\nif sys.platform == 'esp32':\\n while 1:\\n  pass\\n\"\n\n"
+        "def pytest_mpsession_probe_features(probes):\n"
+        "    probes.add('stuck', HANG)\n"
+    )
+    (hw / "test_a.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.requires_feature('stuck')\n"
+        "def test_stuck(device_session):\n"
+        "    assert device_session.eval(\"__import__('sys').platform\") == 'generic'\n\n"
+        "@pytest.mark.requires_platform('esp32')\n"
+        "def test_esp32(device_session):\n"
+        "    assert device_session.eval('1 + 1') == 2\n"
+    )
+    result = pytester.runpytest(
+        *pool("generic", "esp32"), "--mp-timeout=3", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    assert summary_lines(result) == {
+        "generic@mpmock://generic": "1 passed",
+        "esp32@mpmock://esp32": "1 passed",
+    }

@@ -192,7 +192,12 @@ def test_a_place_by_name_then_released(pytester: pytest.Pytester, on_lab: object
     pytester.makepyfile(test_place=ON_A_PLACE)
     result = pytester.runpytest_subprocess("--mp-port=labgrid://unix", "-rs")
     result.assert_outcomes(passed=5, skipped=1)
-    result.stdout.fnmatch_lines(["mpsession: micropython * on linux at rfc2217://127.0.0.1:*"])
+    result.stdout.fnmatch_lines(
+        [
+            "mpsession: micropython * on linux at rfc2217://127.0.0.1:*",
+            "mpsession: labgrid places unix (labgrid://unix) acquired in *.?? s",
+        ]
+    )
 
 
 def test_a_place_by_tags(pytester: pytest.Pytester, on_lab: object) -> None:
@@ -374,3 +379,29 @@ def test_an_unreachable_coordinator_is_one_line(
         ["ERROR: mpsession: cannot reach the labgrid coordinator at 127.0.0.1:* (LG_COORDINATOR)*"]
     )
     assert "Traceback" not in result.stderr.str()
+
+
+def test_labgrid_is_imported_past_pytests_assertion_rewriting(pytester: pytest.Pytester) -> None:
+    """labgrid ships a pytest plugin, so pytest marks all of labgrid for assertion rewriting
+    (also with ``-p no:labgrid``); without written bytecode that is 2 s of rewriting per
+    run. The plugin imports it with Python's own importer, and leaves pytest's rewriting of
+    test modules in place."""
+    pytest.importorskip("labgrid", reason="pip install 'pytest-mpsession[labgrid]'")
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_configure(config):
+            from pytest_mpsession.farm.labgrid import import_labgrid
+
+            before = list(sys.meta_path)
+            import_labgrid()
+            assert sys.meta_path == before
+            loader = type(sys.modules["labgrid.driver"].__loader__).__name__
+            print("labgrid loaded by", loader)
+        """
+    )
+    pytester.makepyfile("def test_rewritten():\n    x = 1\n    assert x == 2\n")
+    result = pytester.runpytest_subprocess("-p", "no:labgrid", "-s")
+    result.stdout.fnmatch_lines(["labgrid loaded by SourceFileLoader", "*assert 1 == 2*"])
+    result.assert_outcomes(failed=1)

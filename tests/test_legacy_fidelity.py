@@ -141,6 +141,8 @@ PROBES: dict[str, str] = {
         "except OSError as e:\n print(repr(e))"
     ),
     "gc.mem_alloc at start (KB)": "import gc\ngc.collect()\nprint(gc.mem_alloc() // 1024)",
+    # the UART's line endings: what a "\r\n" the code prints becomes
+    "print of a CRLF": "print(repr('a\\r\\nb'))\nprint('a\\r\\nb')",
     # code on the flat filesystem: modules imported from it (also from a function, as
     # session helpers are), names with "/", the longest name
     "import a module from the flash in a function": (
@@ -233,8 +235,9 @@ LANGUAGE_DIFFERENCES: dict[str, str] = {
 # legacy); from 12.5 KB they do.  The RAM is in one piece, as the board's (its largest
 # allocation is the free RAM less what the REPL holds).
 _RAM = (
-    "the board has 9 KB free (8 KB in one piece); legacy 13 KB (12 KB): its 64-bit engine "
-    "needs about a third more RAM to run the same programs"
+    "the board has 9 KB free (5 KB in one piece); legacy 16 KB (14 KB): its 64-bit engine "
+    "needs about a third more RAM to run the same programs (the profile asks 13 KB; what "
+    "the boot leaves for the collector after the ballast's last trim adds about 3 KB)"
 )
 
 # Why legacy's recursion depth is not the board's: the stack limit is the only knob, and
@@ -262,8 +265,15 @@ BOARD_DIFFERENCES: dict[str, str] = {
         "official build ('+b0bf4a9 on 2018-12-13', as a real board in a drawer has it)"
     ),
     "sys.exit() in the raw REPL": (
-        "the board swallows SystemExit (no reset, RAM kept); the unix port ends on it and "
-        "the link shows that as a soft reboot (the link's to do: emulator/link.py)"
+        "the board swallows SystemExit (no reset, RAM kept: checked on mpmock://microbit); "
+        "the unix port's REPL ends the process on it (FORCED_EXIT) and the link shows that "
+        "as a soft reboot: no board-side code can keep the RAM (an uncaught exception other "
+        "than SystemExit prints a traceback)"
+    ),
+    "print of a CRLF": (
+        "1.9.2 sends '\\r\\n' for every '\\n' its code prints, also after a '\\r' "
+        "('a\\r\\r\\nb'); legacy's link converts lone '\\n's only, as it cannot tell "
+        "the code's output from the REPL's own '\\r\\n's (emulator/legacy_link.py)"
     ),
 }
 

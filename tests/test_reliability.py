@@ -707,7 +707,7 @@ class ScriptedBoard:
             return b"OK\x1e?0:0\r\n\x04\x04>"
         if text.startswith("_mpsx(") and self.armed:
             call = text.removesuffix("\n_mpsw()")
-            n, _check, inner, _key, _op = ast.literal_eval(call[5:])
+            n, _check, inner, *_key_op = ast.literal_eval(call[5:])
             tok = b"\x1e%d" % n
             if inner == "print('fuzz')" and self.reply is not None:
                 reply, self.reply = self.reply, None

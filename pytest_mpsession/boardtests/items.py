@@ -38,64 +38,108 @@ class BoardTestFailure(Exception):
     """A board test's failure, shown as its message alone (no host traceback)."""
 
 
+def _matrix(config: pytest.Config) -> list[tuple[int | None, str]]:
+    """The boards each test runs on: under ``--mp-dist each`` with a pool, ``(index,
+    label)`` of every board (one item per board, ``NAME[label]``); else one unnamed one."""
+    from pytest_mpsession.farm.hooks import matrix_boards
+
+    return list(matrix_boards(config)) or [(None, "")]
+
+
+def _new_item(
+    parent: pytest.Collector, name: str, test: UnitTest | None, index: int | None, label: str
+) -> BoardTestItem:
+    """A test's item on the matrix board ``index`` (``NAME[label]``), or the only one."""
+    from pytest_mpsession.farm.requirements import BOARD_INDEX
+
+    if not label:
+        return BoardTestItem.from_parent(parent, name=name, test=test)
+    extra: dict[str, Any] = {}
+    parent_id: Any = getattr(parent, "id", None)
+    if parent_id is not None and hasattr(parent_id, "with_params"):
+        # pytest 9 keeps a test id's "[...]" apart (NodeId.params), and --lf matches on it:
+        # the label must be the id's params, as a parametrized function's are
+        extra["nodeid"] = parent_id.child(name).with_params(label)
+    item = BoardTestItem.from_parent(parent, name=f"{name}[{label}]", test=test, **extra)
+    if index is not None:
+        item.stash[BOARD_INDEX] = index
+    return item
+
+
+def _note_runner(node: BoardTestFile | BoardTestClass, runner: BoardRunner) -> None:
+    """``runner``'s board ran a test of ``node`` (its teardown goes there too)."""
+    if not any(r is runner for r in node._runners):
+        node._runners.append(runner)
+
+
 class BoardTestFile(pytest.File):
     """A board test file: read on the host, never imported."""
 
     info: BoardFileInfo
-    #: the runner of the board this file's unit tests ran on (its module is dropped there)
-    _runner: BoardRunner | None = None
+    #: the runners of the boards this file's tests ran on (its module is dropped there)
+    _runners: list[BoardRunner]
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
-        """One item for an output test or a file that cannot run; one per unit test."""
+        """One item for an output test or a file that cannot run; one per unit test (each
+        once per board under ``--mp-dist each``, grouped by board)."""
         self.info = info = read_board_file(self.path)
+        self._runners = []
         for name in _MARKERS:
             values = info.requirements.get(name)
             if values:
                 self.add_marker(getattr(pytest.mark, name)(*values))
+        boards = _matrix(self.config)
         if info.error is not None or info.kind == "output":
-            yield BoardTestItem.from_parent(self, name=self.path.name, test=None)
+            for index, label in boards:
+                yield _new_item(self, self.path.name, None, index, label)
             return
         classes: dict[str, BoardTestClass] = {}
+        for index, label in boards:
+            for test in info.tests:
+                if test.cls is None:
+                    yield _new_item(self, test.name, test, index, label)
         for test in info.tests:
-            if test.cls is None:
-                yield BoardTestItem.from_parent(self, name=test.name, test=test)
-            elif test.cls not in classes:
+            if test.cls is not None and test.cls not in classes:
                 classes[test.cls] = BoardTestClass.from_parent(self, name=test.cls)
                 yield classes[test.cls]
 
     def teardown(self) -> None:
-        """After the file's last test here: its module is dropped from the board."""
-        runner = self._runner
-        if runner is not None:
-            self._runner = None
+        """After the file's last test here: its module is dropped from each board."""
+        runners, self._runners = self._runners, []
+        for runner in runners:
             runner.file_done(str(self.path), _timeout(self.config))
 
 
 class BoardTestClass(pytest.Collector):
     """A ``unittest.TestCase`` subclass of a board test file."""
 
-    _runner: BoardRunner | None = None
+    #: the runners of the boards this class's tests ran on
+    _runners: list[BoardRunner]
 
     def collect(self) -> Iterator[pytest.Item]:
-        """One item per test method (inherited ones of the file's own classes included)."""
+        """One item per test method (inherited ones of the file's own classes included),
+        each once per board under ``--mp-dist each``, grouped by board."""
         parent = self.parent
         assert isinstance(parent, BoardTestFile)
-        for test in parent.info.tests:
-            if test.cls == self.name:
-                yield BoardTestItem.from_parent(self, name=test.name, test=test)
+        self._runners = []
+        for index, label in _matrix(self.config):
+            for test in parent.info.tests:
+                if test.cls == self.name:
+                    yield _new_item(self, test.name, test, index, label)
 
     def teardown(self) -> None:
-        """After the class's last test here: its ``tearDownClass`` on the board."""
-        runner = self._runner
-        if runner is None:
-            return
-        self._runner = None
+        """After the class's last test here: its ``tearDownClass`` on each board."""
+        runners, self._runners = getattr(self, "_runners", []), []
         file = self.parent
         assert isinstance(file, BoardTestFile)
         if "tearDownClass" not in file.info.class_hooks.get(self.name, ()):
             return
-        _out, err = runner.class_done(str(file.path), self.name, _timeout(self.config))
-        if err:
+        errors = []
+        for runner in runners:  # every board's tearDownClass runs; the first failure shows
+            _out, err = runner.class_done(str(file.path), self.name, _timeout(self.config))
+            if err:
+                errors.append(err)
+        for err in errors[:1]:
             from pytest_mpsession.boardtests.runner import clean_board_traceback
 
             raise BoardTestFailure(
@@ -218,7 +262,7 @@ class BoardTestItem(pytest.Item):
         rel = self.path.relative_to(root).as_posix() if root is not None else None
         runner = self._runner()
         if not runner.large_board:
-            self.file._runner = runner  # a small board is reset after the file
+            _note_runner(self.file, runner)  # a small board is reset after the file
         timeout = _timeout(self.config)
         if root is not None and rel is not None:
             target = _target_info(runner, root, timeout)
@@ -297,9 +341,9 @@ class BoardTestItem(pytest.Item):
 
         runner = self._runner()
         file = self.file
-        file._runner = runner
+        _note_runner(file, runner)
         if test.cls is not None and isinstance(self.parent, BoardTestClass):
-            self.parent._runner = runner
+            _note_runner(self.parent, runner)
         module = self.path.stem
         result = runner.run_unit(
             str(self.path), info.source, module, test.cls, test.name, _timeout(self.config),

@@ -9,7 +9,9 @@ Each run is one raw-REPL exchange through the communicator's ``exec_raw`` (stdou
 as the board's bytes, the board's exception not raised), inside ``manager.board()``: the
 board is held, and a board fault moves the manager through RECOVERING as for any session
 call. Output tests use the raw exchange because run-tests.py compares exactly those bytes
-(stdout, then the traceback) after its own normalisation.
+(stdout, then the traceback) after its own normalisation. An output test is one exchange:
+on a board with the RAM for the isolation code, the snapshot of the board's state, the run
+and the restore travel together in the call of ``_mpbt_o``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ BOARD_DIR = Path(__file__).parent / "board"
 RESULT = b"\x1e"
 _FRAME = re.compile(r'^(\s*)File "(?P<file>[^"]*)", line (?P<line>\d+)(?P<rest>.*)$')
 _MISSING = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined|KeyError: \d+$")
+_MISSING_OUTPUT = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined")
 
 
 def _board_source(name: str) -> str:
@@ -100,7 +103,10 @@ class OutputRun:
         """A ``MemoryError`` before the script ran at all (it did not compile in the
         board's RAM): run-tests.py's ``SKIP-TOO-LARGE``."""
         text = self.stderr.decode("utf-8", "replace")
-        return not self.stdout and "MemoryError" in text and 'File "<string>"' not in text
+        if self.stdout or "MemoryError" not in text:
+            return False
+        # no frame of the script's own: only the plugin's (the wrapper, _mpbt_o) are there
+        return 'File "' not in clean_board_traceback(text, None, "")
 
 
 @dataclass
@@ -212,9 +218,6 @@ class BoardRunner:
         self._dirty = False
         #: a small board's files before the current file (repr of os.listdir())
         self._files_before: str | None = None
-        #: the board's mark (:func:`_board_mark`) right after the exchange that left the
-        #: isolation snapshot ``_mpbt_g`` for the next output test; None: take one first
-        self._snapshot: tuple[int, int] | None = None
 
     # -- helpers on the board ---------------------------------------------------------------
 
@@ -325,36 +328,25 @@ class BoardRunner:
     def run_output(self, source: bytes, timeout: float | None) -> OutputRun:
         """Run ``source`` as a script on the board; what it printed and its traceback.
 
-        With the communicator's checked exchange (``run``): in a namespace of its own
-        (``__name__ == "__main__"``), ``SystemExit`` ending it, the output as the board's
-        bytes and the traceback apart; what the board had before is noted in one exchange
-        and put back in another (the namespace dropped), on a board with the RAM for it."""
+        On a board with the RAM for the isolation code, one checked exchange calls the
+        runner's ``_mpbt_o`` (``board/_mpbt_out.py``): the snapshot of what the board has,
+        the script in a namespace of its own (``__name__ == "__main__"``, ``SystemExit``
+        ending it) and the restore all happen in it, the restore even when the script
+        raised or was interrupted. A small board runs the source itself through the
+        communicator's checked exchange (no second copy of it in a literal: the board holds
+        the source once), in a namespace that is dropped after it (the board is soft-reset
+        after each file: its isolation)."""
         run = getattr(self.manager.communicator, "run", None)
-        if run is None:  # a communicator without checked exchanges: the runner's own call
+        if run is None or self.large_board:
             return self._run_output_call(source, timeout)
         text = source.decode("utf-8", "surrogateescape")
-        for attempt in (0, 1):
-            with self.manager.board(timeout) as comm:
-                self._fresh_board(comm, timeout)
-                self._ensure_helpers(comm, timeout, unit=False)
-                mark = _board_mark(comm)
-                if mark is None or self._snapshot != mark:
-                    self._snapshot = None
-                    _, err = self._exec(comm, "_mpbt_g=_mpbt_s()", timeout)
-                    if attempt == 0 and _helpers_missing(err):
-                        self._state.epoch = None  # something removed them: send them again
-                        continue
-                try:
-                    reply = comm.run(text, key=OUTPUT_KEY, timeout=timeout)
-                finally:
-                    # the restore, and the next test's snapshot in the same exchange: it is
-                    # used only while nothing else ran on the board since (no reset, no
-                    # exchange of a session or of a recovery), else taken again
-                    self._snapshot = None
-                    _, err = self._exec(comm, _RESTORE_SNAPSHOT % OUTPUT_KEY, timeout)
-                    if not err:
-                        self._snapshot = _board_mark(comm)
-            break
+        with self.manager.board(timeout) as comm:
+            self._fresh_board(comm, timeout)
+            self._ensure_helpers(comm, timeout, unit=False)
+            try:
+                reply = comm.run(text, key=OUTPUT_KEY, timeout=timeout)
+            finally:
+                self._exec(comm, _DROP_NAMESPACE % OUTPUT_KEY, timeout)
         return OutputRun(bytes(reply.output), bytes(reply.traceback))
 
     def _run_output_call(self, source: bytes, timeout: float | None) -> OutputRun:
@@ -364,7 +356,7 @@ class BoardRunner:
                 self._fresh_board(comm, timeout)
                 self._ensure_helpers(comm, timeout, unit=False, call=True)
                 out, err = self._exec(comm, code, timeout)
-            if attempt == 0 and _helpers_missing(err):
+            if attempt == 0 and _helpers_missing(err, output=True):
                 self._state.epoch = None  # something removed them: send them again
                 continue
             break
@@ -490,17 +482,8 @@ class BoardRunner:
 
 #: the checked exchange's namespace key of output tests (far from the sessions' small keys)
 OUTPUT_KEY = 999_983
-#: the restore after an output test, and the snapshot for the next one (see run_output)
-_RESTORE_SNAPSHOT = "_mps_ns.pop(%d,None)\n_mpbt_z(_mpbt_g)\n_mpbt_g=_mpbt_s()"
-
-
-def _board_mark(comm: Any) -> tuple[int, int] | None:
-    """Where the board's conversation is: (resets, exchanges); None when the communicator
-    does not count its exchanges (then every output test takes its own snapshot)."""
-    exchanges = getattr(comm, "exchanges", None)
-    if not isinstance(exchanges, int):
-        return None
-    return (int(comm.reset_count), exchanges)
+#: after an output test on a small board: its namespace dropped (its RAM back)
+_DROP_NAMESPACE = "_mps_ns.pop(%d,None)"
 
 _LIST_FILES = "try:\n import os\n print(repr(os.listdir()))\nexcept Exception:\n pass\n"
 _REMOVE_FILES = (
@@ -556,8 +539,15 @@ def _last_line(err: bytes) -> str:
     return lines[-1] if lines else "(no message)"
 
 
-def _helpers_missing(err: bytes) -> bool:
-    return bool(err) and bool(_MISSING.search(_last_line(err)))
+def _helpers_missing(err: bytes, *, output: bool = False) -> bool:
+    """Whether the runner's board code is gone (a test removed it, or the board lost its
+    RAM unseen). ``output``: of an output test's call, where a ``KeyError`` is the test's."""
+    if not err:
+        return False
+    last = _last_line(err)
+    if output:
+        return bool(_MISSING_OUTPUT.search(last))
+    return bool(_MISSING.search(last))
 
 
 def _exited_result(printed: bytes) -> UnitRun:

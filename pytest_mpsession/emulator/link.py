@@ -293,7 +293,8 @@ class Link:
             if self._closed:
                 return
             self._host_bytes(data)
-            if self._inq or self._outq or self._booting or self._pending_intr:
+            # the relay thread moves what the engine's input could not take yet
+            if self._inq or self._outq or self._booting or self._pending_intr or self._to_engine:
                 self._wake()
 
     def pump(self) -> None:

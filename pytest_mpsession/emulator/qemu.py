@@ -14,9 +14,11 @@ What the relay needs from an engine, and how this one gives it:
   raises ``KeyboardInterrupt`` as on the board (``byte_interrupt``);
 - a soft reset (Ctrl-D, ``sys.exit()``) is the firmware's own;
 - a hard reset restarts the machine: the process ends (after its flash is saved) and a new
-  one boots from the saved flash.  A reset the firmware asks for (``machine.reset()``)
-  pauses QEMU (``-action reboot=shutdown,shutdown=pause``) and is reported on the control
-  pipe (``ctl_r``) as the unix port's board reports one, so the relay does the same thing;
+  one boots from the saved flash (after a first reset, one launched ahead and paused, when
+  the flash is still the one it booted from: a reset then costs the firmware's boot only).
+  A reset the firmware asks for (``machine.reset()``) pauses QEMU (``-action
+  reboot=shutdown,shutdown=pause``) and is reported on the control pipe (``ctl_r``) as the
+  unix port's board reports one, so the relay does the same thing;
 - ``kill()`` saves the flash first (QMP ``memsave``), then ends the process.
 
 The flash of a firmware given as Intel HEX (the micro:bit's) is kept in an image file, the
@@ -281,6 +283,11 @@ class QemuMachine:
             self.flash = flash or os.path.join(workdir, "flash.img")
             self._open_flash(self.flash, given=flash is not None)
         self.starts = 0
+        #: machines started ahead that a reset could use (see :meth:`start`)
+        self.spares_used = 0
+        # the next machine, launched paused after a reset, and the flash it booted from
+        self._spare: QemuEngine | None = None
+        self._spare_flash: bytes | None = None
         self.policy = sandbox.policy(
             read_write=[],
             read_only=[*_LIB_DIRS, "/usr/share/qemu", os.path.realpath(fw)],
@@ -336,9 +343,44 @@ class QemuMachine:
             os.pwrite(self._lock_fd, data, 0)
 
     def start(self) -> QemuEngine:
-        """Boot a new machine from the firmware and the flash image."""
+        """Boot a new machine from the firmware and the flash image.
+
+        After the first reset, the next machine is launched ahead, paused (``-S``) before
+        its first instruction: a reset then only resumes it (QEMU's own start-up, ~0.1 s, is
+        paid while the board runs, as the unix port's engine keeps a spare).  It is used
+        only when the flash is still the one it booted from; otherwise (the firmware wrote
+        a file since) it is ended and a machine boots from the flash as it is now.
+        """
         self.starts += 1
-        return QemuEngine(self)
+        spare, basis = self._spare, self._spare_flash
+        self._spare = self._spare_flash = None
+        eng: QemuEngine | None = None
+        if spare is not None:
+            if basis == self.read_flash():
+                try:
+                    spare.resume()
+                    eng = spare
+                    self.spares_used += 1
+                except EmulatorError:
+                    spare.kill(save=False)
+            else:
+                spare.kill(save=False)
+            if eng is None:
+                spare.close_ctl()
+        if eng is None:
+            eng = QemuEngine(self)
+        if self.starts > 1:
+            self._launch_spare()
+        return eng
+
+    def _launch_spare(self) -> None:
+        """Launch the next machine, paused; a failure only means the next reset boots one."""
+        basis = self.read_flash()
+        try:
+            self._spare = QemuEngine(self, paused=True)
+            self._spare_flash = basis
+        except EmulatorError:
+            self._spare = None
 
     def argv(self, serial_fd: int, qmp_fd: int, boot_image: str) -> list[str]:
         """QEMU's command line: the machine, its firmware, its UART and QMP, nothing else."""
@@ -375,11 +417,12 @@ class QemuMachine:
             "chardev=qmp,mode=control",
         ]
 
-    def boot_image(self) -> str:
-        """Write the image a new machine boots from; returns its path."""
+    def boot_image(self, name: str = "boot.hex") -> str:
+        """Write the image a new machine boots from (``name`` in the QEMU folder; a spare has
+        its own, as it reads it while the current machine runs); returns its path."""
         if self._hex is None:
             return self.profile.firmware
-        path = os.path.join(self.workdir, "boot.hex")
+        path = os.path.join(self.workdir, name)
         self._hex.boot_hex(self.read_flash(), path)
         return path
 
@@ -389,7 +432,11 @@ class QemuMachine:
         return self._hex.base if self._hex is not None else 0
 
     def close(self) -> None:
-        """Release the flash image (its lock)."""
+        """End the spare machine, if any, and release the flash image (its lock)."""
+        if self._spare is not None:
+            self._spare.kill(save=False)
+            self._spare.close_ctl()
+            self._spare = self._spare_flash = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -406,15 +453,17 @@ class QemuEngine:
     #: interrupt handler): the relay sends it as a byte, never as a signal
     byte_interrupt = True
 
-    def __init__(self, machine: QemuMachine) -> None:
+    def __init__(self, machine: QemuMachine, *, paused: bool = False) -> None:
         self.machine = machine
         uart_host, uart_qemu = socket.socketpair()
         qmp_host, qmp_qemu = socket.socketpair()
         ctl_r, self._ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
         self.ctl_r = ctl_r
-        image = machine.boot_image()
+        image = machine.boot_image("boot-spare.hex" if paused else "boot.hex")
         argv = machine.argv(uart_qemu.fileno(), qmp_qemu.fileno(), image)
+        if paused:
+            argv.append("-S")  # built and loaded, stopped before its first instruction
         self._errpath = os.path.join(machine.workdir, "qemu-stderr.txt")
         try:
             with open(self._errpath, "wb") as err:
@@ -452,8 +501,13 @@ class QemuEngine:
             target=self._read_qmp, name=f"qemu-qmp-{self.pid}", daemon=True
         )
         self._reader.start()
-        # QEMU serves QMP once its machine is built: an error before that (a bad machine
-        # name, an unreadable firmware) is its last stderr line
+        self._paused = paused
+        if not paused:
+            self._await_monitor()
+
+    def _await_monitor(self) -> None:
+        """Wait for QEMU's monitor (it serves QMP once its machine is built); an error before
+        that (a bad machine name, an unreadable firmware) is its last stderr line."""
         try:
             if not self._greeted.wait(_START_TIMEOUT) or not self._up:
                 raise EmulatorError(f"no answer within {_START_TIMEOUT:g} s")
@@ -466,10 +520,25 @@ class QemuEngine:
                     pass
             why = self._stderr_line() or str(exc)
             self.kill(save=False)
-            os.close(self.ctl_r)
+            self.close_ctl()
             raise EmulatorError(
-                f"QEMU could not start the {machine.profile.name} board: {why}"
+                f"QEMU could not start the {self.machine.profile.name} board: {why}"
             ) from None
+
+    def resume(self) -> None:
+        """Run a machine launched paused: its firmware starts from its first instruction
+        (as at power-on). EmulatorError when it cannot (the caller boots another)."""
+        if not self._paused:
+            return
+        self._await_monitor()
+        self._command("cont")
+        self._paused = False
+
+    def close_ctl(self) -> None:
+        """Close the read end of the reset pipe (the relay closes it for a machine it ran)."""
+        if self.ctl_r >= 0:
+            os.close(self.ctl_r)
+            self.ctl_r = -1
 
     def _stderr_line(self) -> str:
         try:

@@ -44,11 +44,19 @@ from pytest_mpsession.farm.requirements import (
 )
 
 if TYPE_CHECKING:
+    from pytest_mpsession.capabilities import DeviceCapabilities
     from pytest_mpsession.farm.labgrid import AcquiredPlace
     from pytest_mpsession.farm.pool import PoolBoard, Probed
     from pytest_mpsession.plugin.boards import Board, Progress
 
-__all__ = ["BOARD_FIXTURE", "DIST_MODES", "FarmState", "get_farm", "matrix_boards"]
+__all__ = [
+    "BOARD_FIXTURE",
+    "DIST_MODES",
+    "FarmState",
+    "get_farm",
+    "matrix_boards",
+    "pool_board_caps",
+]
 
 HELP_DIST = (
     "how a pool of boards (--mp-port repeated) shares the tests: load (default): each test "
@@ -91,12 +99,20 @@ class FarmState:
     saved: dict[int, _Saved] = field(default_factory=dict)
     #: labgrid places this process holds (released at the end)
     places: list[AcquiredPlace] = field(default_factory=list)
+    #: seconds it took to reserve and acquire them (the report header says)
+    places_s: float | None = None
     #: the SIGTERM handler installed while places are held
     sigterm: Any = None
     #: the controller's session (the scheduler tells it how many tests the run has)
     session: pytest.Session | None = None
     #: per board label: each test's outcome (the per-board summary)
     outcomes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the controller: where its workers exchange their boards' answers to late probes;
+    #: a worker: how to reach it
+    rendezvous: Any = None
+    meet: dict[str, Any] | None = None
+    #: how many plugins were registered when the probes were last collected
+    plugins_seen: int = -1
 
 
 _FARM = pytest.StashKey[FarmState]()
@@ -214,6 +230,8 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
         farm.pool = [PoolBoard.from_dict(b) for b in pool]
         farm.mine = int(workerinput.get("mpsession_board", 0))
         farm.routed = bool(workerinput.get("mpsession_routed", False))
+        meet = workerinput.get("mpsession_meet")
+        farm.meet = meet if isinstance(meet, dict) else None
     places = workerinput.get("mpsession_places")
     if isinstance(places, list):
         from pytest_mpsession.farm.labgrid import AcquiredPlace
@@ -221,37 +239,50 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
         _use_places([AcquiredPlace.from_dict(p) for p in places])
 
 
+def pool_board_caps(config: pytest.Config) -> DeviceCapabilities | None:
+    """An xdist worker of a pool: what the controller found on its board (just before the
+    worker started), else ``None``."""
+    farm = get_farm(config)
+    if farm is None or farm.pool is None or farm.mine is None:
+        return None
+    return next((b.caps for b in farm.pool if b.index == farm.mine), None)
+
+
 def _take_places(config: pytest.Config, farm: FarmState) -> None:
     """``labgrid://`` ports -> places reserved and acquired now, their links in the pool."""
-    from pytest_mpsession.farm.labgrid import (
-        LabgridError,
-        acquire_places,
-        is_labgrid_url,
-        parse_url,
-    )
     from pytest_mpsession.plugin.state import get_state
 
     state = get_state(config)
     assert state is not None
     ports = list(state.settings.ports)
-    wanted = [(i, p) for i, p in enumerate(ports) if is_labgrid_url(p)]
+    # a run without labgrid:// ports does not import the labgrid module (nor asyncio)
+    wanted = [(i, p) for i, p in enumerate(ports) if p.lower().startswith("labgrid://")]
     if not wanted:
         return
+    from pytest_mpsession.farm.labgrid import (
+        LabgridError,
+        acquire_places,
+        import_labgrid,
+        parse_url,
+    )
+
     try:
         requests = [parse_url(p) for _, p in wanted]
     except ValueError as exc:
         raise pytest.UsageError(f"mpsession: {exc} ({state.settings.port_source})") from None
     try:
-        import labgrid  # noqa: F401
+        import_labgrid()
     except ImportError:
         raise pytest.UsageError(
             "mpsession: labgrid:// ports need labgrid: pip install 'pytest-mpsession[labgrid]'"
         ) from None
+    start = time.monotonic()
     try:
         places = acquire_places(requests, timeout=state.settings.timeout)
     except LabgridError as exc:
         raise pytest.UsageError(f"mpsession: {exc}") from None
     farm.places = places
+    farm.places_s = time.monotonic() - start
     _release_at_exit(places)
     _terminate_as_interrupt(farm)
     for (i, _), place in zip(wanted, places, strict=True):
@@ -310,9 +341,9 @@ def _release_left() -> None:
 
 
 def _release(config: pytest.Config, farm: FarmState) -> None:
-    from pytest_mpsession.farm.labgrid import release_places
-    from pytest_mpsession.transport import set_reset_driver
-
+    if farm.rendezvous is not None:
+        farm.rendezvous.close()
+        farm.rendezvous = None
     if farm.sigterm is not None:
         import signal
 
@@ -322,10 +353,13 @@ def _release(config: pytest.Config, farm: FarmState) -> None:
     held, farm.places = farm.places, []
     places = list(held)
     held.clear()  # the same list the exit handler holds: released here, not again there
-    for place in places:
-        set_reset_driver(place.serial_url, None)
     if not places:
         return
+    from pytest_mpsession.farm.labgrid import release_places
+    from pytest_mpsession.transport import set_reset_driver
+
+    for place in places:
+        set_reset_driver(place.serial_url, None)
     problems = release_places(places)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     for problem in problems:
@@ -470,8 +504,26 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput["mpsession_port"] = farm.pool[index].port
         node.workerinput["mpsession_dist"] = farm.dist
         node.workerinput["mpsession_routed"] = _routes(config, farm)
+        if len(farm.pool) > 1:
+            node.workerinput["mpsession_meet"] = _rendezvous(config, farm).to_dict()
     if farm.places:
         node.workerinput["mpsession_places"] = [p.to_dict() for p in farm.places]
+
+
+def _rendezvous(config: pytest.Config, farm: FarmState) -> Any:
+    """The controller's :class:`~pytest_mpsession.farm.rendezvous.Rendezvous` (made once):
+    a worker decides its collection (and skip reasons naming every board) with every
+    board's answer to late probes."""
+    assert farm.pool is not None
+    if farm.rendezvous is None:
+        from pytest_mpsession.farm.rendezvous import Rendezvous
+        from pytest_mpsession.plugin.state import get_state
+
+        state = get_state(config)
+        timeout = state.settings.timeout if state is not None else 10.0
+        # the workers start one after the other: room for the slowest to catch up
+        farm.rendezvous = Rendezvous(len(farm.pool), timeout=max(60.0, 3 * timeout))
+    return farm.rendezvous
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -541,16 +593,24 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
     prepare_boards(config, Progress(config))  # the pool is opened here (once), if not yet
     farm = get_farm(config)
-    if farm is None or farm.pool is None or len(farm.pool) < 2:
+    if farm is None:
         return None
+    lines = []
+    if farm.places and farm.places_s is not None:
+        held = ", ".join(f"{p.place} ({p.request.url})" for p in farm.places)
+        lines.append(f"mpsession: labgrid places {held} acquired in {farm.places_s:.2f} s")
+    if farm.pool is None or len(farm.pool) < 2:
+        return lines or None
     if not farm.boards:  # the xdist controller
         labels = ", ".join(b.label for b in farm.pool)
         if farm.dist == "each":
-            return [f"mpsession: --mp-dist each: every device test runs on each of {labels}"]
-        if not _routes(config, farm):
-            return None
-        return [f"mpsession: --mp-dist load: each test goes to a board that can run it: {labels}"]
-    lines = [f"mpsession: {b.describe()}" for i, b in sorted(farm.boards.items()) if i]
+            lines.append(f"mpsession: --mp-dist each: every device test runs on each of {labels}")
+        elif _routes(config, farm):
+            lines.append(
+                f"mpsession: --mp-dist load: each test goes to a board that can run it: {labels}"
+            )
+        return lines or None
+    lines += [f"mpsession: {b.describe()}" for i, b in sorted(farm.boards.items()) if i]
     if farm.dist == "each":
         lines.append(
             f"mpsession: --mp-dist each: every device test runs on each of these "
@@ -591,6 +651,68 @@ def _is_device_test(item: pytest.Item) -> bool:
     return uses_board(item)
 
 
+def _late_pool_probes(config: pytest.Config, farm: FarmState) -> None:
+    """Probes a conftest file found during collection added (unknown when the pool was
+    identified): every board of the pool is asked, and the pool's capabilities updated,
+    before a test is bound to a board or a worker's collection decided.
+
+    In one process holding the pool, each board is asked (in parallel); an xdist worker
+    asks its own board and learns the others' answers through the controller's
+    :class:`~pytest_mpsession.farm.rendezvous.Rendezvous`."""
+    plugins = len(config.pluginmanager.get_plugins())
+    if plugins == farm.plugins_seen or farm.pool is None or len(farm.pool) < 2:
+        return
+    farm.plugins_seen = plugins  # a new conftest is a new plugin: only then look again
+    from pytest_mpsession.plugin.boards import new_probes, probe_extra
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    if state is None or not state.settings.configured:
+        return
+    extra = new_probes(config)
+    if extra is None:
+        return
+    names = frozenset(extra)
+
+    def ask(board: Board | None) -> frozenset[str] | None:
+        # a board that fails here shows its fault in its own tests; its answer is unknown
+        # (every worker must still take part in the exchange, or the others wait for it)
+        from pytest_mpsession.errors import MpSessionError
+
+        try:
+            return probe_extra(board, extra) if board is not None else None
+        except (MpSessionError, OSError, ValueError):
+            return None
+
+    answers: dict[int, frozenset[str] | None]
+    if farm.boards:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(farm.boards)) as ex:
+            results = list(ex.map(ask, farm.boards.values()))
+        answers = dict(zip(farm.boards, results, strict=True))
+    elif farm.mine is not None:
+        mine = ask(state.board)
+        answers = {farm.mine: mine}
+        if farm.meet is not None:
+            from pytest_mpsession.farm.rendezvous import RendezvousError, exchange
+
+            try:
+                got = exchange(
+                    farm.meet, extra.digest(), farm.mine, None if mine is None else sorted(mine)
+                )
+            except RendezvousError as exc:
+                raise pytest.UsageError(
+                    f"mpsession: the probes {', '.join(sorted(names))} (added while "
+                    f"collecting) could not be compared across the pool: {exc}"
+                ) from None
+            answers.update({i: frozenset(f) for i, f in got.items() if f is not None})
+    else:
+        return
+    for board in farm.pool:
+        found = answers.get(board.index)
+        if found is not None:
+            board.caps.features = (board.caps.features - names) | (frozenset(found) & names)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Bind each device test to its board(s): every board (``each``), or, in one process
     holding several boards, the first that can run it (a hidden parameter)."""
@@ -600,6 +722,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if len(farm.pool) < 2:
         return
+    _late_pool_probes(config, farm)
     if farm.dist == "each":
         metafunc.parametrize(
             BOARD_FIXTURE,
@@ -654,6 +777,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     farm = get_farm(config)
     if farm is None or farm.pool is None or len(farm.pool) < 2:
         return
+    _late_pool_probes(config, farm)
     pool = farm.pool
     keep: list[pytest.Item] = []
     for item in items:

@@ -43,6 +43,7 @@ __all__ = [
     "PlacePower",
     "PlaceRequest",
     "acquire_places",
+    "import_labgrid",
     "is_labgrid_url",
     "parse_url",
     "release_places",
@@ -165,6 +166,35 @@ def coordinator_address() -> str:
     return os.environ.get(COORDINATOR_ENV, "").strip() or DEFAULT_COORDINATOR
 
 
+def import_labgrid() -> None:
+    """Import labgrid's client (``ImportError`` when labgrid is not installed), past
+    pytest's assertion rewriting.
+
+    labgrid ships a pytest plugin, so pytest marks every module of labgrid for assertion
+    rewriting, even with ``-p no:labgrid``; where bytecode is not written
+    (``PYTHONDONTWRITEBYTECODE``, a read-only install) each run then rewrites and compiles
+    labgrid from source: about 2 s, against 0.7 s for a plain import. Nothing of labgrid's
+    runs as a test here, so its modules are imported by Python's own importer."""
+    import sys
+
+    if "labgrid.remote.client" in sys.modules:
+        return
+    rewriters = [
+        (i, finder)
+        for i, finder in enumerate(sys.meta_path)
+        if type(finder).__name__ == "AssertionRewritingHook"
+    ]
+    for _, finder in rewriters:
+        sys.meta_path.remove(finder)
+    try:
+        import labgrid
+        import labgrid.remote.client
+        import labgrid.remote.generated.labgrid_coordinator_pb2  # noqa: F401
+    finally:
+        for i, finder in rewriters:
+            sys.meta_path.insert(i, finder)
+
+
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_LOCK = threading.Lock()
 
@@ -220,7 +250,26 @@ class _Session:
 
         address = proxymanager.get_grpc_address(self.address, default_port=20408)
         self.changed = asyncio.Event()
-        session = ClientSession(address, self.loop)
+        # A coordinator that is slow to take the connection (a loaded machine) ends
+        # labgrid's start with "Could not connect to coordinator" at once (gRPC fails fast):
+        # wait until the channel is connected (the caller's deadline bounds it), and try a
+        # fresh session again when the stream still drops while starting.
+        for attempt in range(3):
+            session = ClientSession(address, self.loop)
+            try:
+                await session.channel.channel_ready()
+                return await self._subscribe(session)
+            except BaseException as exc:  # also the deadline's cancellation: close, go on
+                try:
+                    await session.channel.close()
+                except Exception:  # closing what did not work: the first error counts
+                    pass
+                if attempt == 2 or not isinstance(exc, Exception):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _subscribe(self, session: Any) -> Any:
+        """Start ``session`` with the update hooks that wake :meth:`wait_until`."""
         # Wake the waits below whenever the coordinator sends a change (labgrid's own
         # handlers run first and keep the session's view of places and resources).
         on_resource, on_place = session.on_resource_changed, session.on_place_changed
@@ -526,6 +575,7 @@ class PlacePower:
 
     def _get_driver(self) -> Any:
         if self._driver is None:
+            import_labgrid()
             import attr
             from labgrid import Target, target_factory
 

@@ -213,8 +213,11 @@ class RoutingScheduling:
     def _sharing(self, tests: list[int]) -> set[WorkerController]:
         """The workers that can run any of ``tests`` (to size a worker's share)."""
         out: set[WorkerController] = set()
+        live = sum(1 for n in self.node2globals if n in self.node2pending and not n.shutting_down)
         for i in tests:
             out.update(self._eligible(i))
+            if len(out) >= live:
+                break  # every worker already shares them (it ran once per finished test)
         return out
 
     def _send_tests(self, node: WorkerController, num: int) -> None:

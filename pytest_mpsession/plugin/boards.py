@@ -36,8 +36,10 @@ __all__ = [
     "header_will_show",
     "is_xdist_controller",
     "late_probes",
+    "new_probes",
     "port_for_worker",
     "prepare_boards",
+    "probe_extra",
     "usb_serial_number",
     "worker_id",
 ]
@@ -66,6 +68,10 @@ class Board:
     probe_s: float | None = None
     #: why this board cannot be used (an xdist worker reports it per test, not by crashing)
     error: str | None = None
+    #: what the xdist controller found on this port moments before (a pool's board): used
+    #: like the cache when the board says it is the same one, also where the cache cannot
+    #: serve (a board without a unique id)
+    known: DeviceCapabilities | None = None
 
     def describe(self) -> str:
         """``micropython 1.22.0 on esp32 at /dev/ttyACM0 (serial 3C61...), features: ...``."""
@@ -181,6 +187,9 @@ def _connect(config: pytest.Config, board: Board, progress: Progress) -> None:
                     board.from_cache = True
                 except ValueError:
                     caps = None
+        if caps is None and board.known is not None and _same_board(board.known, ident):
+            caps = DeviceCapabilities.from_dict(board.known.to_dict())
+            board.from_cache = True
         if caps is None:
             caps = detect(comm, board.probes, timeout=settings.timeout, identity=ident)
             key = cache_key(caps.unique_id, caps.firmware_version, board.probes)
@@ -213,6 +222,17 @@ def _connect(config: pytest.Config, board: Board, progress: Progress) -> None:
         lambda caps: hook.pytest_mpsession_capabilities(capabilities=caps),
     )
     hook.pytest_mpsession_capabilities(capabilities=manager.capabilities)
+
+
+def _same_board(known: DeviceCapabilities, ident: Any) -> bool:
+    """Whether the identity the board just gave is the one ``known`` describes."""
+    return (
+        known.implementation == ident.implementation
+        and known.firmware_version == ident.firmware_version
+        and known.device_type == ident.device_type
+        and known.machine == ident.machine
+        and (known.unique_id or None) == (ident.unique_id or None)
+    )
 
 
 def _close_quietly(obj: Any) -> None:
@@ -345,27 +365,47 @@ def _collect_probes(config: pytest.Config, settings: Settings) -> FeatureProbes:
     return probes
 
 
-def late_probes(config: pytest.Config, state: PluginState) -> None:
-    """Probes added by conftest files found during collection (below the initial ones):
-    known for the marker checks, and run on the board now (one more exchange)."""
-    from pytest_mpsession.capabilities import FeatureProbes, detect
+def new_probes(config: pytest.Config) -> FeatureProbes | None:
+    """Probes that conftest files found during collection (below the initial ones) added
+    since the probes were last collected: the whole set becomes this process's probes (so
+    the marker checks know them), and the new ones are returned; ``None`` when none are new.
+    """
+    from pytest_mpsession.capabilities import FeatureProbes
 
+    state = get_state(config)
+    assert state is not None, "the settings are resolved at pytest_configure"
     before = feature_probes(config)
     after = _collect_probes(config, state.settings)
     new = [(name, code) for name, code in after.items() if name not in before]
     if not new:
-        return
+        return None
     state.probes = after
-    board = state.board
-    if board is None or board.manager is None or board.capabilities is None:
-        return
     extra = FeatureProbes(builtin=False)
     for name, code in new:
         extra.add(name, code)
+    return extra
+
+
+def probe_extra(board: Board, extra: FeatureProbes) -> frozenset[str] | None:
+    """Run the probes ``extra`` on ``board`` (one exchange) and add the features it has to
+    its capabilities; the features found, or ``None`` when the board is not connected."""
+    from pytest_mpsession.capabilities import detect
+
+    if board.manager is None or board.capabilities is None:
+        return None
     with board.manager.board(board.settings.timeout) as comm:
-        found = detect(comm, extra, timeout=board.settings.timeout).features
-    caps = board.manager.capabilities
-    caps.features = caps.features | (found & frozenset(extra))
+        found = detect(comm, extra, timeout=board.settings.timeout).features & frozenset(extra)
+    for caps in {id(c): c for c in (board.manager.capabilities, board.capabilities)}.values():
+        caps.features = caps.features | found
+    return found
+
+
+def late_probes(config: pytest.Config, state: PluginState) -> None:
+    """Probes added by conftest files found during collection (below the initial ones):
+    known for the marker checks, and run on the board now (one more exchange)."""
+    extra = new_probes(config)
+    if extra is not None and state.board is not None:
+        probe_extra(state.board, extra)
 
 
 # -- hooks: the board's life --------------------------------------------------------------
@@ -415,6 +455,10 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
         state.board.error = str(exc)
         return
     board = Board(port=port, settings=state.settings, probes=probes, worker=worker)
+    if given:
+        from pytest_mpsession.farm.hooks import pool_board_caps
+
+        board.known = pool_board_caps(config)
     state.board = board
     if config.option.collectonly:
         return

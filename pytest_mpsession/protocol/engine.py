@@ -81,6 +81,8 @@ _BANNER_PROMPT: Final = RAW_REPL_BANNER + RAW_REPL_PROMPT
 # How much of the chatter before a banner is kept for error messages.
 _CHATTER_KEPT: Final = 200
 _SYNC_END: Final = CTRL_D + CTRL_D + RAW_REPL_PROMPT
+# "OK" and at once the end of stdout: a framed exchange whose wrapper never printed
+_OK_EOT: Final = EXEC_OK + CTRL_D
 # Bytes plain raw mode treats as commands (Ctrl-A reset, Ctrl-B leave, Ctrl-C clear line,
 # Ctrl-D end) and raw-paste as end / interrupt: code can never contain them.
 _UNSENDABLE: Final = (CTRL_A, CTRL_B, CTRL_C, CTRL_D)
@@ -93,6 +95,10 @@ _TRAILER_MAX: Final = 12
 
 class State(enum.Enum):
     """Where the client believes the board is."""
+
+    # Members are singletons: identity hashing (Enum's own hashes the name in Python, and
+    # every transition looks states up in dicts, several times per exchange).
+    __hash__ = object.__hash__
 
     UNKNOWN = "unknown"  # not talked to yet: anything could be running
     ENTERING = "entering"  # interrupt + Ctrl-A sent, skipping chatter until the banner
@@ -115,6 +121,8 @@ class State(enum.Enum):
 
 class Trigger(enum.Enum):
     """What moves the state machine: a host command or something the board sent."""
+
+    __hash__ = object.__hash__  # identity, as for State
 
     # host commands
     ENTER = "enter"
@@ -338,6 +346,8 @@ class RawReplClient:
         # where the reply is in its frame (0 start expected, 1 output, 2 traceback, 3 done),
         # and what the trailer said.
         self._frame = b""
+        self._ok_frame = EXEC_OK  # "OK" and the first byte of the frame's token
+        self._open = b"("  # the frame's start: its token and "("
         self._skip = False
         self._code_stream = b""
         self._stream_sent = -1
@@ -427,6 +437,8 @@ class RawReplClient:
         self._move(Trigger.EXEC_PASTE if raw_paste else Trigger.EXEC_RAW)
         self._reset_exchange()
         self._frame = bytes(frame)
+        self._ok_frame = EXEC_OK + self._frame[:1]
+        self._open = self._frame + b"("
         self._skip = skip_noise or bool(frame)
         self._code_stream = bytes(stream)
         self._stream_sent = -1  # -1: not asked for yet
@@ -686,13 +698,13 @@ class RawReplClient:
         if self._frame:
             # "OK" must be followed by the frame's start (or at once by the end of an
             # output the wrapper never printed to): noise before it cannot forge that.
-            follow = self._frame[:1]
-            want = len(EXEC_OK) + 1
-            if self._buf[:want] in (EXEC_OK + follow, EXEC_OK + CTRL_D):
+            ok_frame = self._ok_frame
+            head = self._buf[: len(ok_frame)]
+            if head == ok_frame or head == _OK_EOT:
                 pass
-            elif len(self._buf) < want and (EXEC_OK + follow).startswith(self._buf):
-                return NEED_DATA
-            elif len(self._buf) < want and (EXEC_OK + CTRL_D).startswith(self._buf):
+            elif len(head) < len(ok_frame) and (
+                ok_frame.startswith(head) or _OK_EOT.startswith(head)
+            ):
                 return NEED_DATA
             elif self._skip_noise(1):
                 return None
@@ -718,6 +730,10 @@ class RawReplClient:
         tok = self._frame
         buf = self._buf
         if self._phase == 0:
+            if buf.startswith(self._open):  # the usual start, taken first
+                del buf[: len(self._open)]
+                self._phase = 1
+                return None
             if buf[:1] == CTRL_D:
                 self._phase = 3  # the wrapper printed nothing: an error before it ran
                 return self._stream(Stdout)

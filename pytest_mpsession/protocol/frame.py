@@ -5,14 +5,16 @@ A checked exchange sends one line of raw-REPL code, a call of the wrapper::
 
     _mpsx(N, C, 'code as a literal', K, O)
 
-``N`` is the exchange number, ``K`` the namespace key (0: the board's ``__main__``), ``O``
-the operation (bit 0: evaluate instead of execute; bit 1: do not record ``N``;
-bit 2: a helper call, which takes no reserve), and ``C`` the
-checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a byte lost, added or changed
-anywhere in the line either breaks its syntax (nothing runs) or makes the checksum disagree,
-and the wrapper then runs nothing and answers ``TOKEN!``. Before running anything the wrapper
-records ``N`` (``_mps_s[0]``), so after a damaged reply the host can ask whether exchange ``N``
-ran (:data:`RAN_QUERY`) and send it again only when it did not.
+(``K`` and ``O`` left out when both are 0, the wrapper's defaults). ``N`` is the exchange
+number, ``K`` the namespace key (0: the board's ``__main__``), ``O`` the operation (bit 0:
+evaluate instead of execute; bit 1: do not record ``N``; bit 2: a session's cleanup, which
+takes no reserve and, given a namespace key, drops that namespace before its code is even
+compiled and runs in ``__main__``), and ``C`` the checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a
+byte lost, added or changed anywhere in the line either breaks its syntax (nothing runs) or
+makes the checksum disagree, and the wrapper then runs nothing and answers ``TOKEN!``.
+Before running anything the wrapper records ``N`` (``_mps_s[0]``), so after a damaged reply
+the host can ask whether exchange ``N`` ran (:data:`RAN_QUERY`) and send it again only when
+it did not.
 
 The reply is framed with the token ``\x1eN``: ``TOKEN(`` + the code's output (any bytes,
 ``\x04`` too) + [``TOKENe`` + traceback] + ``TOKEN)`` + status (``.`` ended, ``x``
@@ -22,8 +24,10 @@ too. The board's checksum is ``binascii.crc32`` where it has one, otherwise a Fl
 sum in pure Python (MicroPython 1.9 on a micro:bit has no ``binascii``); both are cut to 30
 bits so they stay small ints on every board.
 
-The wrapper also keeps ``_mps_s[2]`` bytes reserved while the code runs and frees them when it
-ends, so the next exchange (a cleanup after a test filled the heap) has room to compile.
+A session that filled the heap gets its cleanup all the same: the cleanup's line is small, the
+session's compiled code is garbage by then, and the wrapper drops the session's namespace
+before it compiles the cleanup's code. The wrapper can also keep ``_mps_s[2]`` bytes reserved
+while code runs (0 by default: nothing allocated) and free them when it ends.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ __all__ = [
 
 OP_EVAL: Final = 1
 OP_NORECORD: Final = 2
-#: a helper call (a cleanup): no reserve taken, so it may use what the last call freed
+#: a session's cleanup: no reserve taken; with a namespace key, that namespace is dropped
+#: before the code is compiled (it runs in ``__main__``), so a full heap is freed first
 OP_HELPER: Final = 4
 _MASK: Final = 0x3FFFFFFF
 
@@ -89,15 +94,19 @@ PROBE: Final = (b"mpsession", 12345)
 #: is there (so every byte of it is checked). ``{reserve}`` is the size of the reserve kept
 #: free between exchanges. Few names go into ``__main__`` (a small board's globals dict
 #: grows in one piece): the state is one list, ``_mps_s`` = [last exchange number, records
-#: printed, reserve size, the reserve, the sys module, the checked call waiting to run].
-#: ``_mpsx`` checks, ``_mpsw`` runs (``_mpst`` ends the reply once the code is done): both
-#: are called from the raw REPL's line, so code runs one call deep (a micro:bit's 1.9.2
-#: firmware allows very few nested calls).
+#: printed, reserve size, the reserve, the sys module]. ``_mpsx`` checks the code and runs
+#: it (``_mpst`` ends the reply once the code is done): it is the raw REPL's one call, so
+#: code runs one call deep (a micro:bit's 1.9.2 firmware allows very few nested calls; the
+#: checksum and namespace calls return before the code starts). Each frame marker goes out
+#: in one ``print`` (one write to the link; the reply comes in as few reads as the board
+#: allows), and no reserve is allocated when its size is 0. ``_mps_r`` keeps its three small
+#: prints: it runs deep inside the code, where a micro:bit's C stack has no room for a
+#: bigger frame (one print with ``%`` formatting there is a recursion error).
 WRAPPER: Final = r"""try:
  _mps_ns
 except NameError:
  _mps_ns={}
-_mps_s=[0,0,{reserve},None,__import__('sys'),None]
+_mps_s=[0,0,{reserve},None,__import__('sys')]
 def _mps_r(v):
  r=repr(v)
  print('\x1e',end='')
@@ -114,32 +123,26 @@ def _mpsg(k):
  return g
 def _mpsx(n,c,s,k=0,o=0):
  m=_mps_s
- m[5]=None
  t='\x1e%d'%n
  if type(s) is int:
-  print(t,'<',sep='',end='')
+  print(t+'<',end='')
   s=m[4].stdin.read(s)
  if _mpsh(s,n+8*k+o)!=c:
-  print(t,'!',sep='',end='')
+  print(t+'!',end='')
   return
- m[5]=(t,n,s,_mpsg(k),o)
-def _mpsw():
- m=_mps_s
- a=m[5]
- if a is None:
-  return
- m[5]=None
- t,n,s,g,o=a
- a=None
+ if o&4 and k:
+  _mps_ns.pop(k,None)
+  k=0
+ g=_mpsg(k)
  if not o&2:
   m[0]=n
  m[1]=0
- if not o&4:
+ if m[2] and not o&4:
   try:
    m[3]=bytearray(m[2])
   except MemoryError:
    pass
- print(t,'(',sep='',end='')
+ print(t+'(',end='')
  e=0
  try:
   if o&1:
@@ -155,12 +158,12 @@ def _mpst(t,e,m):
   if isinstance(e,SystemExit):
    e='x'
   else:
-   print(t,'e',sep='',end='')
+   print(t+'e',end='')
    m[4].print_exception(e)
    e='e'
  else:
   e='.'
- print(t,')',e,m[1],sep='',end='')
+ print('%s)%s%d'%(t,e,m[1]),end='')
 __mpsession_up=1
 """
 
@@ -208,7 +211,11 @@ def wire(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     data = code.encode("utf-8", "surrogateescape")
     check = checksum(data, n + 8 * key + op, algo)
     literal = repr(code)
-    line = f"_mpsx({n},{check},{literal},{key},{op})\n_mpsw()"
+    # namespace 0, operation 0 (the usual exec) are the wrapper's defaults: 4 bytes less
+    if key or op:
+        line = f"_mpsx({n},{check},{literal},{key},{op})"
+    else:
+        line = f"_mpsx({n},{check},{literal})"
     return line.encode("utf-8", "surrogateescape")
 
 
@@ -218,7 +225,7 @@ def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[byte
     mpremote sends it), and those bytes."""
     data = code.encode("utf-8", "surrogateescape")
     check = checksum(data, n + 8 * key + op, algo)
-    return f"_mpsx({n},{check},{len(data)},{key},{op})\n_mpsw()".encode(), data
+    return f"_mpsx({n},{check},{len(data)},{key},{op})".encode(), data
 
 
 def parse_ran(out: bytes) -> int | None:

@@ -59,8 +59,8 @@ RESULT_MARKER = "\x1e"
 # free slots seen (-1: no scheduler), stopping once c are free. The baseline's count (element
 # 13) is the queue's room on a board at rest; fewer free slots after every round at cleanup
 # time is a callback that schedules itself again, which only a reset stops.
-# The baseline list is assigned last and is what says the core is there: an install cut short
-# (a Ctrl-C sent by a recovery while _mps_b() ran) is done again in full by the next one.
+# _mps_th is assigned last and is what says the core is there: an install cut short (a Ctrl-C
+# sent by a recovery while _mps_b() ran) is done again in full by the next one.
 CORE = r"""if hasattr(__import__('micropython'),'schedule'):
  def _mps_y(m,n,c):
   s=getattr(m,'schedule',None)
@@ -94,9 +94,8 @@ CORE = r"""if hasattr(__import__('micropython'),'schedule'):
     f=q[1]
   return f
 try:
- _mps_b[13]
-except Exception:
- _mps_th={}
+ _mps_th
+except NameError:
  _mps_sf=set()
  def _mps_b():
   import gc,builtins,sys
@@ -120,6 +119,7 @@ except Exception:
    e(),gc.mem_free(),gc,builtins,m,sys,e,d,getattr(builtins,'delattr',None),
    getattr(builtins,'setattr',None),_mps_y(m,4,99) if getattr(m,'schedule',0) else -1]
  _mps_b=_mps_b()
+ _mps_th={}
 def _mps_c(k,f,a,w):
  _mps_r(_mpsg(k)[f](*a,**w))
 def _mps_d(k,w):

@@ -399,7 +399,7 @@ class DeviceSession:
         code = cleanup_code(self._key, ms)
         try:
             try:
-                reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)
+                reply = manager._exchange(code, timeout, ("core",), key=self._key, op=OP_HELPER)
             except (DeviceConnectionError, ProtocolError, DeviceTimeout) as exc:
                 if not (isinstance(exc, BoardFault) and exc.recovered):
                     raise
@@ -408,7 +408,7 @@ class DeviceSession:
                 if self._ns_epoch != manager.reset_count:
                     self._ns_epoch = None
                     return
-                reply = manager._exchange(code, timeout, ("core",), op=OP_HELPER)
+                reply = manager._exchange(code, timeout, ("core",), key=self._key, op=OP_HELPER)
         except DeviceError as exc:
             if isinstance(exc, DeviceTimeout):
                 raise

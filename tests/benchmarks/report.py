@@ -3,7 +3,8 @@ run on this machine, with the target from the issues and whether it is met.
 
 Run it alone, on a quiet machine (the load average is printed with the table)::
 
-    python tests/benchmarks/report.py
+    python tests/benchmarks/report.py           # every section
+    python tests/benchmarks/report.py --exec    # the exec rows only
 
 It runs the measurements of the benchmark modules beside it (their helpers, not copies);
 ``python -m pytest tests/benchmarks -p no:xdist`` records the same figures with
@@ -59,41 +60,55 @@ def us(seconds: float) -> str:
 
 
 def exec_rows() -> list[Row]:
-    """Our one-line exec and 27 KB program against mpremote's two read loops."""
-    with tempfile.TemporaryDirectory() as tmp, exec_bench.open_clients(Path(tmp)) as clients:
-        f = exec_bench.side_by_side(clients)
+    """Our one-line exec and 27 KB program against mpremote's two read loops, and against
+    the unchecked exchange of before (the checks' cost), on the unix port behind a PTY; the
+    checks' cost again on ``mpmock://unix``."""
+    rows = []
+    for board in exec_bench.BOARDS:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            exec_bench.open_clients(Path(tmp), board) as clients,
+        ):
+            f = exec_bench.side_by_side(clients)
+        rows += _exec_board_rows(board, f)
+    return rows
+
+
+def _exec_board_rows(board: str, f: dict[str, float]) -> list[Row]:
+    where = "unix port on a PTY" if board == "pty" else "mpmock://unix"
     rows = []
     for what, label, targets in (
         (
             "one",
             "exec one line",
-            {"mpremote-serial-device": 0.10, "mpremote": 1.0, "mpsession-unchecked": 1.05},
+            {"mpsession-unchecked": 1.05, "mpremote-serial-device": 0.10, "mpremote": 1.0},
         ),
         (
             "27k",
             "exec 27 KB program",
-            {"mpremote-serial-device": 1.0, "mpremote": 1.0, "mpsession-unchecked": 1.05},
+            {"mpsession-unchecked": 1.05, "mpremote-serial-device": 1.0, "mpremote": 1.0},
         ),
     ):
         for peer, limit in targets.items():
+            if f"{peer}/{what}" not in f:
+                continue  # mpremote cannot open mpmock://
+            ratio = f[f"ratio/{what}/{peer}"]
+            of_medians = f[f"mpsession/{what}"] / f[f"{peer}/{what}"]
             if peer == "mpsession-unchecked":
                 # the cost of the checked exchanges (issue 12): at most +5%
-                ratio = f[f"ratio/{what}/{peer}"]
                 rows.append(
                     Row(
-                        f"{label}: checked vs the unchecked exchange of before",
+                        f"{label} ({where}): checked vs the unchecked exchange of before",
                         ms(f[f"mpsession/{what}"]),
                         ms(f[f"{peer}/{what}"]),
                         ratio,
                         "+5% at most (≤ 1.05)",
                         ratio <= limit,
-                        "",
+                        f" (of medians: {of_medians:.3f})",
                     )
                 )
                 continue
             path = "real-device path" if peer.endswith("serial-device") else "PTY path"
-            ratio = f[f"ratio/{what}/{peer}"]
-            of_medians = f[f"mpsession/{what}"] / f[f"{peer}/{what}"]
             target = "10x faster (≤ 0.10)" if limit < 1 else "no slower (≤ 1.00)"
             rows.append(
                 Row(
@@ -203,6 +218,8 @@ def main() -> int:
     started = time.perf_counter()
     rows: list[Row] = []
     sections: list[Callable[[], list[Row]]] = [exec_rows, emulator_rows, session_rows, pool_rows]
+    if sys.argv[1:] == ["--exec"]:
+        sections = [exec_rows]  # the exec rows alone (the checks' cost, mpremote)
     for section in sections:
         rows += section()
     load_after = os.getloadavg()

@@ -1,0 +1,124 @@
+"""Where the xdist workers of a pool tell each other what their boards answered.
+
+Probes added by a conftest file that only collection finds (``tests/hw/conftest.py``) are
+unknown to the controller, which identified the pool before any worker started and never
+collects. Each worker finds them while collecting, runs them on its own board, and must
+know every other board's answer before it decides its collection (keep the tests its
+board can run, and those no board of the pool can run). The controller serves this
+exchange on a loopback socket (:mod:`multiprocessing.connection`, with a key only the
+run's workers are given): a worker sends its board's answer and blocks, with a deadline,
+until every board of the pool has answered for the same set of probes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Client, Connection, Listener
+from typing import Any
+
+__all__ = ["Rendezvous", "RendezvousError", "exchange"]
+
+
+class RendezvousError(Exception):
+    """The exchange did not happen (the controller is gone, or a board never answered)."""
+
+
+class Rendezvous:
+    """The controller's side: collects, per probe set, each board's features, and answers
+    each worker once every board of the pool is in (or ``timeout`` seconds after it asked).
+    """
+
+    def __init__(self, boards: int, timeout: float) -> None:
+        self.boards = boards
+        self.timeout = timeout
+        self.authkey = secrets.token_bytes(16)
+        self._listener = Listener(("127.0.0.1", 0), authkey=self.authkey)
+        self.address: tuple[str, int] = self._listener.address
+        #: probe-set digest -> board index -> the features it has (None: it could not tell)
+        self._table: dict[str, dict[int, list[str] | None]] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._serve, name="mpsession-rendezvous", daemon=True
+        )
+        self._thread.start()
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a worker needs to take part (travels in ``workerinput``)."""
+        return {
+            "host": self.address[0],
+            "port": self.address[1],
+            "authkey": self.authkey.hex(),
+            "timeout": self.timeout,
+        }
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()
+            except Exception:  # a stranger without the key, or the listener closed
+                if self._closed:
+                    return
+                continue
+            if self._closed:
+                conn.close()
+                return
+            threading.Thread(
+                target=self._answer, args=(conn,), name="mpsession-rendezvous-peer", daemon=True
+            ).start()
+
+    def _answer(self, conn: Connection) -> None:
+        with conn:
+            try:
+                if not conn.poll(self.timeout):
+                    return
+                digest, index, features = conn.recv()
+                deadline = time.monotonic() + self.timeout
+                with self._changed:
+                    answers = self._table.setdefault(str(digest), {})
+                    answers[int(index)] = None if features is None else list(features)
+                    self._changed.notify_all()
+                    while len(answers) < self.boards and not self._closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._changed.wait(left)
+                    reply = dict(answers)
+                conn.send(reply)
+            except (OSError, EOFError, ValueError, TypeError):
+                return  # the worker went away or spoke nonsense: nothing to answer
+
+    def close(self) -> None:
+        """Stop serving (workers still waiting get what is known)."""
+        if self._closed:
+            return
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        try:  # wake the accept() the serving thread is blocked in
+            Client(self.address, authkey=self.authkey).close()
+        except Exception:
+            pass
+        self._thread.join(5)
+        self._listener.close()
+
+
+def exchange(
+    meet: dict[str, Any], digest: str, index: int, features: Sequence[str] | None
+) -> dict[int, list[str] | None]:
+    """A worker's side: give board ``index``'s answer for the probe set ``digest`` and get
+    every board's (by pool index; a board that did not answer in time is missing)."""
+    address = (str(meet["host"]), int(meet["port"]))
+    timeout = float(meet.get("timeout", 60.0))
+    try:
+        with Client(address, authkey=bytes.fromhex(str(meet["authkey"]))) as conn:
+            conn.send((digest, index, None if features is None else sorted(features)))
+            if not conn.poll(timeout + 5):
+                raise RendezvousError(f"no answer from the other boards within {timeout:g} s")
+            reply = conn.recv()
+    except (OSError, EOFError) as exc:
+        raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
+    return {int(k): v for k, v in dict(reply).items()}
