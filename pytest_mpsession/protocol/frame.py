@@ -9,9 +9,10 @@ A checked exchange sends one line of raw-REPL code, a call of the wrapper::
 number, ``K`` the namespace key (0: the board's ``__main__``), ``O`` the operation (bit 0:
 evaluate instead of execute; bit 1: do not record ``N``; bit 2: a session's cleanup, which
 takes no reserve and, given a namespace key, drops that namespace before its code is even
-compiled and runs in ``__main__``), and ``C`` the checksum of the code's UTF-8 bytes seeded with ``N + 8*K + O``: a
-byte lost, added or changed anywhere in the line either breaks its syntax (nothing runs) or
-makes the checksum disagree, and the wrapper then runs nothing and answers ``TOKEN!``.
+compiled and runs in ``__main__``), and ``C`` the checksum of the code's UTF-8 bytes seeded
+with ``N + 8*K + O``: a byte lost, added or changed anywhere in the line either breaks its
+syntax (nothing runs) or makes the checksum disagree, and the wrapper then runs nothing and
+answers ``TOKEN!``.
 Before running anything the wrapper records ``N`` (``_mps_s[0]``), so after a damaged reply
 the host can ask whether exchange ``N`` ran (:data:`RAN_QUERY`) and send it again only when
 it did not.
