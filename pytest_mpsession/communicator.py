@@ -234,14 +234,14 @@ def _wire_stored(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     (``_mpsq``, see ``Communicator._store``): taken out of ``__main__`` and checked by the
     wrapper as a literal would be."""
     check = checksum(code.encode("utf-8", "surrogateescape"), n + 8 * key + op, algo)
-    return f"_mpsx({n},{check},globals().pop('_mpsq',''),{key},{op})\n_mpsw()".encode()
+    return f"_mpsx({n},{check},globals().pop('_mpsq',''),{key},{op})".encode()
 
 
 def _compile_failed(err: bytes) -> bool:
     """Whether a traceback is a MemoryError raised in the wrapper itself, where it compiles
     the code (no frame of the code's own: none of it ran)."""
     frames = _FRAME_LINE.findall(err)
-    return b"MemoryError" in err and bool(frames) and frames[-1] in (b"_mpsw", b"_mpsx")
+    return b"MemoryError" in err and bool(frames) and frames[-1] == b"_mpsx"
 
 
 def _text(code: str | bytes) -> str:
