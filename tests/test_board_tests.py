@@ -36,7 +36,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 # Small files: a 16 KB board loads each with the plugin's runner and unittest beside it.
-CASES = '''\
+CASES = """\
 import unittest
 
 log = []
@@ -67,9 +67,9 @@ class TestA(unittest.TestCase):
 class TestB(unittest.TestCase):
     def test_after_a(self):
         self.assertEqual(log, ["up", "td", "td", "down"])
-'''
+"""
 
-SKIPS = '''\
+SKIPS = """\
 import unittest
 
 
@@ -84,9 +84,9 @@ class TestC(unittest.TestCase):
 
     def test_skiptest(self):
         self.skipTest("at run time")
-'''
+"""
 
-FUNCS = '''\
+FUNCS = """\
 def helper(n):
     return n * 2
 
@@ -98,7 +98,7 @@ def test_pass():
 def test_fail():
     value = helper(3)
     assert value == 7, "helper gave %d" % value
-'''
+"""
 
 
 def test_unit_tests_every_feature(pytester: pytest.Pytester, board_args: list[str]) -> None:
@@ -338,7 +338,7 @@ def test_pytest_timeout_stops_a_board_test(pytester: pytest.Pytester) -> None:
     assert "Timeout (>2.0s) from pytest-timeout" in result.stdout.str()
 
 
-STATEFUL = '''\
+STATEFUL = """\
 state = []
 
 
@@ -349,7 +349,7 @@ def test_a_appends():
 def test_b_sees():
     print("state", state)
     assert state == EXPECTED
-'''
+"""
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("clean", "[1]"), ("soft", "[]")])
@@ -496,9 +496,7 @@ def pytest_unconfigure(config):
 
 
 @pytest.mark.parametrize("board", ["mock-unix", "unix"])
-def test_long_non_ascii_code_runs_without_a_recovery(
-    pytester: pytest.Pytester, board: str
-) -> None:
+def test_long_non_ascii_code_runs_without_a_recovery(pytester: pytest.Pytester, board: str) -> None:
     """Code past the stream threshold with non-ASCII text goes as a literal: a stream's
     length in bytes is not what the board's stdin.read() counts (characters), so such a
     stream was lost twice (1.5 s) and streams were off for the rest of the run."""
@@ -518,7 +516,7 @@ def test_long_non_ascii_code_runs_without_a_recovery(
     assert (pytester.path / "recoveries.txt").read_text() == "[]"
 
 
-MATRIX_UNIT = '''\
+MATRIX_UNIT = """\
 import sys
 import unittest
 
@@ -542,7 +540,7 @@ def test_func():
 
 def test_on_rp2():
     assert sys.platform == "rp2", sys.platform
-'''
+"""
 
 
 @pytest.mark.parametrize("xdist", [False, True])

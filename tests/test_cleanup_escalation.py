@@ -67,7 +67,6 @@ def test_replaced_builtins_are_put_back_without_a_reset(
     assert not [line for line in result.outlines if "cleanup escalated" in line]
 
 
-
 RESCHEDULE = r"""
 import pytest
 

@@ -80,8 +80,7 @@ LEGACY = [
     # recursion stops after a handful of calls, as on the board (the exact depth is a listed
     # difference in tests/test_legacy_fidelity.py)
     (
-        "def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\n"
-        "print(f(0) < 10)",
+        "def f(n):\n try:\n  return f(n + 1)\n except RuntimeError:\n  return n\nprint(f(0) < 10)",
         "True",
     ),
 ]

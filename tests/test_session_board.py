@@ -304,9 +304,7 @@ def test_none_policy_leaves_the_board_alone(manager: DeviceSessionManager) -> No
 
 
 @pytest.fixture
-def fs_session(
-    manager: DeviceSessionManager, profile: str
-) -> Iterator[DeviceSession]:
+def fs_session(manager: DeviceSessionManager, profile: str) -> Iterator[DeviceSession]:
     """A session whose board directory is scratch space: the emulated flash, or on the
     ``unix`` profile the confined engine's private folder (the host's other folders are out
     of its reach)."""

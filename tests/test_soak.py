@@ -213,6 +213,7 @@ def test_helpers_sent_again_and_again_on_a_lossy_link_never_answer_wrong(
     from pytest_mpsession import DeviceSessionManager, ResourceCleanupError
     from pytest_mpsession.communicator import BoardFault
     from pytest_mpsession.errors import DeviceTimeout, MpSessionError
+
     rng = random.Random(5)
     manager = DeviceSessionManager.connect(url, timeout=5)
     manager.communicator.recovery_timeout = 5  # type: ignore[attr-defined]

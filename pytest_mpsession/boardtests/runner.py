@@ -238,7 +238,6 @@ class BoardRunner:
             if not err:
                 self._files_before = out.strip().decode("utf-8", "replace")
 
-
     def _install(
         self, comm: Any, pieces: tuple[str, ...], what: str, timeout: float | None
     ) -> None:
@@ -251,6 +250,7 @@ class BoardRunner:
                     f"could not install the board-test runner{what} on the board at "
                     f"{self.manager.port}: {_last_line(err)}"
                 )
+
     def _ensure_helpers(
         self, comm: Any, timeout: float | None, *, unit: bool, call: bool = False
     ) -> None:
@@ -315,7 +315,6 @@ class BoardRunner:
     @property
     def _unittest_arg(self) -> str:
         return "_mpbt_ut" if self._state.needs_shim else "None"
-
 
     def file_key(self, path: str) -> int:
         """A small int naming ``path`` on the board (never a string: every string the board
@@ -442,9 +441,7 @@ class BoardRunner:
                 exited = self._state.exited.get(key)
                 if exited is not None and exited[0] == comm.reset_count:
                     return _exited_result(exited[1])
-                first = (
-                    set_up_class and cls is not None and (key, cls) not in self._state.classes
-                )
+                first = set_up_class and cls is not None and (key, cls) not in self._state.classes
                 call = _unit_code("test", K=key, C=cls, T=test, A=1 if first else 0)
                 out, err = self._exec(comm, call, timeout)
                 if attempt == 0 and _helpers_missing(err):

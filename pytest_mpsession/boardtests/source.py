@@ -263,9 +263,11 @@ def read_board_file(path: Path) -> BoardFileInfo:
     info.exits_at_top = _exits_at_top(tree)
     if has_exp:
         return info
-    called = _called_at_top(tree) if any(
-        isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in tree.body
-    ) else set()
+    called = (
+        _called_at_top(tree)
+        if any(isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in tree.body)
+        else set()
+    )
     for node in tree.body:
         if (
             isinstance(node, ast.FunctionDef)
