@@ -394,6 +394,7 @@ def prepare_pool(config: pytest.Config, progress: Progress | None) -> bool:
 
 def _finish_probes(farm: FarmState, progress: Progress | None) -> None:
     from pytest_mpsession.farm.pool import PoolError, make_pool
+    from pytest_mpsession.plugin.boards import interrupted
 
     assert farm.probing is not None
     probing, farm.probing = farm.probing, None
@@ -405,6 +406,9 @@ def _finish_probes(farm: FarmState, progress: Progress | None) -> None:
         except PoolError as exc:
             _end(progress, "failed")
             raise pytest.UsageError(f"mpsession: {exc}") from None
+        except KeyboardInterrupt:
+            _end(progress, "failed")
+            raise interrupted() from None
         except BaseException:
             _end(progress, "failed")
             raise

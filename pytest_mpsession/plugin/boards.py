@@ -135,6 +135,14 @@ class Progress:
             self._open = False
 
 
+def interrupted() -> KeyboardInterrupt:
+    """A Ctrl-C met while waiting for a board, raised afresh (``raise interrupted() from
+    None``): the wait's own frames stay out of pytest's report of the interruption. A frame
+    interrupted between two instructions may have no line number, and pytest's report of it
+    then fails with a TypeError (exit 1, an INTERNALERROR-like traceback, not exit 2)."""
+    return KeyboardInterrupt()
+
+
 def connect_board(config: pytest.Config, board: Board, progress: Progress | None = None) -> None:
     """Open the board, find its capabilities (pytest's cache first), start its manager,
     telling ``progress`` what happens (and how long it took).
@@ -145,6 +153,9 @@ def connect_board(config: pytest.Config, board: Board, progress: Progress | None
     try:
         progress.step(f"mpsession: {board.port}: connecting ... ")
         _connect(config, board, progress)
+    except KeyboardInterrupt:
+        progress.end("failed")
+        raise interrupted() from None
     except BaseException:
         progress.end("failed")
         raise
@@ -330,6 +341,9 @@ def _check_pool(config: pytest.Config, settings: Settings, progress: Progress | 
             raise pytest.UsageError(
                 f"mpsession: cannot use the board at {port}: {one_line(exc)}"
             ) from None
+        except KeyboardInterrupt:
+            progress.end("failed")
+            raise interrupted() from None
         except BaseException:
             progress.end("failed")
             raise
