@@ -241,13 +241,14 @@ class BoardRunner:
     def _install(
         self, comm: Any, pieces: tuple[str, ...], what: str, timeout: float | None
     ) -> None:
-        """Send board code piece by piece; a piece the board refuses is a one-line error."""
+        """Send board code piece by piece; a piece the board refuses is a one-line error
+        naming ``what`` (``"the board-test runner (x)"``)."""
         for piece in pieces:
             self.install_count += 1
             _, err = self._exec(comm, piece, timeout)
             if err:
                 raise MpSessionError(
-                    f"could not install the board-test runner{what} on the board at "
+                    f"could not install {what} on the board at "
                     f"{self.manager.port}: {_last_line(err)}"
                 )
 
@@ -261,9 +262,9 @@ class BoardRunner:
             state.classes.clear()
             state.exited.clear()
             state.shim = False
-            self._install(comm, _pieces("_mpbt.py"), "", timeout)
+            self._install(comm, _pieces("_mpbt.py"), "the board-test runner", timeout)
             if self.large_board:
-                self._install(comm, _pieces("_mpbt_iso.py"), "", timeout)
+                self._install(comm, _pieces("_mpbt_iso.py"), "the board-test runner", timeout)
             else:
                 self._exec(comm, "_mpbt_s=lambda:None\n_mpbt_z=lambda g:None", timeout)
             self._dirty = False
@@ -275,13 +276,13 @@ class BoardRunner:
             state.parts = set()
         part = "_mpbt_out.py"
         if call and part not in state.parts:
-            self._install(comm, _pieces(part), f" ({part})", timeout)
+            self._install(comm, _pieces(part), f"the board-test runner ({part})", timeout)
             state.parts.add(part)
         if unit and "unit" not in state.parts:
             from pytest_mpsession.session.board import split_pieces
 
             pieces = split_pieces(shim_sections("_mpbt_unit.py")["runner"])
-            self._install(comm, pieces, " (unit tests)", timeout)
+            self._install(comm, pieces, "the board-test runner (unit tests)", timeout)
             state.parts.add("unit")
         if unit and not state.shim:
             out, _ = self._exec(
@@ -300,14 +301,8 @@ class BoardRunner:
             for name in wanted:
                 if name in state.shim_sections:
                     continue
-                for piece in split_pieces(sections[name]):
-                    self.install_count += 1
-                    _, err = self._exec(comm, piece, timeout)
-                    if err:
-                        raise MpSessionError(
-                            f"could not install the unittest shim ({name}) on the board at "
-                            f"{self.manager.port}: {_last_line(err)}"
-                        )
+                pieces = split_pieces(sections[name])
+                self._install(comm, pieces, f"the unittest shim ({name})", timeout)
                 # a section of several names was sent once for all of them
                 same = sections[name]
                 state.shim_sections.update(n for n, text in sections.items() if text is same)
