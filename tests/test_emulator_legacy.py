@@ -116,3 +116,25 @@ def test_no_wrapper_artefacts(profile: str, raw_repl: type) -> None:
             assert c.exec("import sys\nprint(repr(sys.path[0]))").strip() == "''"
         _out, err = c.exec_raw("import nosuchmod")
         assert b"_mpmock" not in err and err.count(b"File") == 1, err
+
+
+def test_crlf_output_tells_the_codes_output_from_the_repls() -> None:
+    # sans-IO: the code's output gets "\r\n" for every "\n" (as 1.9.2's cooked stdout),
+    # the REPL's own text only for a lone "\n"; across chunk boundaries
+    from pytest_mpsession.emulator.legacy_link import CrlfOutput
+
+    crlf = CrlfOutput()
+    assert crlf(b"\r\nraw REPL; CTRL-B to exit\r\n>") == b"\r\nraw REPL; CTRL-B to exit\r\n>"
+    crlf.exchange(2)  # raw REPL: output, \x04, traceback, \x04
+    assert crlf(b"OKa\r") + crlf(b"\nb\n\x04Trace\r\n") == b"OKa\r\r\nb\r\n\x04Trace\r\r\n"
+    assert crlf(b"E\n\x04>") == b"E\r\n\x04>"
+    assert crlf(b"soft reboot\r\n") == b"soft reboot\r\n"  # the REPL's again
+    crlf.exchange(2)
+    crlf.reset()  # a reboot in the middle of the reply: the boot text is the REPL's
+    assert crlf(b"\r\nMicroPython\r\n") == b"\r\nMicroPython\r\n"
+    # friendly REPL: the echo's line end, then the code's output up to the next prompt
+    crlf.line_entered()
+    assert crlf(b"print(1)\r") + crlf(b"\na\r\nb\n>") == b"print(1)\r\na\r\r\nb\r\n>"
+    assert crlf(b">> x\r\n") == b">> x\r\n"  # the prompt came: the echo of the next line
+    crlf.line_entered()
+    assert crlf(b"for i in x:\r\n..") + crlf(b". \r\n") == b"for i in x:\r\n... \r\n"

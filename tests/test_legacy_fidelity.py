@@ -270,11 +270,6 @@ BOARD_DIFFERENCES: dict[str, str] = {
         "as a soft reboot: no board-side code can keep the RAM (an uncaught exception other "
         "than SystemExit prints a traceback)"
     ),
-    "print of a CRLF": (
-        "1.9.2 sends '\\r\\n' for every '\\n' its code prints, also after a '\\r' "
-        "('a\\r\\r\\nb'); legacy's link converts lone '\\n's only, as it cannot tell "
-        "the code's output from the REPL's own '\\r\\n's (emulator/legacy_link.py)"
-    ),
 }
 
 

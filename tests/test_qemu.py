@@ -632,3 +632,47 @@ def test_elf_firmware_runs_with_kernel_and_refuses_a_flash_option(tmp_path: Path
     assert m.read_flash() is None
     with pytest.raises(EmulatorError, match="cannot keep its flash; drop the flash option"):
         qemu.QemuMachine(prof, str(tmp_path / "f.img"), str(tmp_path))
+
+
+# ---------------------------------------------------------------- legacy against the firmware
+
+LINE_ENDS_RAW = [
+    "print('a\\r\\nb')",
+    "print('x\\r', end='')\nprint('\\ny\\n\\r')",
+    "print('ab\\r\\n' * 40)",
+    "raise ValueError('p\\r\\nq')",
+    "print('out\\r\\n')\nraise ValueError('\\r\\n')",
+]
+LINE_ENDS_FRIENDLY = [b"print('a\\r\\nb')\r", b"print('x\\ny\\r')\r", b"1/0\r"]
+
+
+def line_ends(url: str) -> list[bytes]:
+    """What the board at ``url`` sends for code that prints ``\\r``s and ``\\n``s: whole
+    raw-REPL replies (output and error parts, with their framing), then friendly-REPL lines."""
+    port = serial.serial_for_url(url, timeout=10)
+    try:
+        port.write(b"\r\x03\x03\x01")
+        assert port.read_until(RAW).endswith(RAW)
+        got = []
+        for code in LINE_ENDS_RAW:
+            port.write(code.encode() + b"\x04")
+            got.append(bytes(port.read_until(b"\x04>")))
+        port.write(b"\x02")
+        assert port.read_until(b">>> ").endswith(b">>> ")
+        for line in LINE_ENDS_FRIENDLY:
+            port.write(line)
+            got.append(bytes(port.read_until(b">>> ")))
+        return got
+    finally:
+        port.close()
+
+
+def test_legacy_sends_the_line_ends_of_the_firmware() -> None:
+    # 1.9.2 sends "\r\n" for every "\n" its code prints (output and tracebacks, raw and
+    # friendly REPL), also after a "\r"; the REPL's own text has its "\r\n"s already
+    real = line_ends("mpmock://microbit")
+    legacy = line_ends("mpmock://legacy?baudrate=115200")  # the same line rate: in slices
+    assert real[0] == b"OKa\r\r\nb\r\n\x04\x04>"
+    # (the one language difference here: the text of ZeroDivisionError)
+    assert real[-1].replace(b"division by", b"divide by") == legacy[-1]
+    assert real[:-1] == legacy[:-1]

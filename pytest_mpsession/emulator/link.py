@@ -742,6 +742,7 @@ class Link:
         self._running = False
         self._stdin_used = False  # the host sent the running code bytes (its stdin)
         self._eots = 0  # end-of-transmission bytes still expected before the prompt
+        self._crlf.reset()  # (a board's line ends: nothing of a code's is on its way)
         self._banner_hold: bytearray | None = None
         self._banner_deadline = 0.0
         # a Ctrl-C that came while code was starting (after "OK", before the interpreter's
@@ -966,6 +967,7 @@ class Link:
             # idle at its raw prompt, so the exchange is over
             self.stats["resyncs"] += 1
             self._eots = 0
+            self._crlf.reset()
             i = len(data) - 1
         if data.find(RAW_REPL_PROMPT, i) >= 0:
             self._running = False
@@ -1002,6 +1004,7 @@ class Link:
         self.stats["resyncs"] += 1
         self._running = False
         self._eots = 0
+        self._crlf.reset()
         self._mode = "friendly"
         self._line_len = 0
         self._paste = self._fpaste = False
@@ -1329,6 +1332,8 @@ class Link:
                 self._line_len = max(0, self._line_len - 1)
             elif b in (_C, 0x0D, 0x0A):
                 self._line_len = 0
+                if b != _C:
+                    self._crlf.line_entered()  # what the line runs prints is the code's
             elif b == _A and empty:
                 self._mode = "raw"
             elif b == _B and empty:
@@ -1432,4 +1437,5 @@ class Link:
         self._running = True
         self._stdin_used = False
         self._eots = eots
+        self._crlf.exchange(eots)  # its reply's parts are the code's output (line ends)
         return True
