@@ -230,22 +230,31 @@ LANGUAGE_DIFFERENCES: dict[str, str] = {
 }
 
 # Why legacy has more RAM than the board: its engine is 64-bit, so the same program's
-# objects, bytecode and compiler take more of it.  With the board's 9.7 KB free the session's
-# helpers do not fit where they fit on the micro:bit (tests/test_session_board.py on
-# legacy); from 12.5 KB they do.  The RAM is in one piece, as the board's (its largest
-# allocation is the free RAM less what the REPL holds).
+# objects, bytecode and compiler take more of it.  Measured with the boot's RAM sizing exact
+# (its third pass, _mpmock._settle: the free RAM is the profile's to the byte; before, the
+# boot's own garbage added about 3 KB, so the profile's 13 KB showed as 16 KB): at 13 KB the
+# session's core no longer compiles in the pieces the micro:bit takes
+# (tests/test_session_board.py::test_a_helper_install_cut_short_is_done_again[legacy]: a
+# MemoryError in every piece, where the board runs it); at 14 KB every suite that runs on
+# legacy passes.  Its largest allocation (11 KB) is the free RAM less what the REPL and
+# the probe hold, as the board's (8 KB of 9.5 KB).
 _RAM = (
-    "the board has 9 KB free (5 KB in one piece); legacy 16 KB (14 KB): its 64-bit engine "
-    "needs about a third more RAM to run the same programs (the profile asks 13 KB; what "
-    "the boot leaves for the collector after the ballast's last trim adds about 3 KB)"
+    "the board has 9 KB free (8 KB in one piece); legacy 13 KB (11 KB; the profile's 14 KB "
+    "less what the probe holds): its 64-bit engine needs half as much again to run the "
+    "same programs (at 13 KB the session's core no longer compiles where the board "
+    "compiles it)"
 )
 
-# Why legacy's recursion depth is not the board's: the stack limit is the only knob, and
-# the engine's C stack is spent differently.  Its flash is a block device in Python under
-# littlefs (about 1.9 KB of C stack to reach it); the board's filesystem is C.  A limit low
-# enough for 4 levels (about 3.1 KB) leaves no room to mount the flash at boot, or to open a
-# file one function deep, where the board opens files 4 deep: legacy keeps 4000 bytes, so it
-# is never less usable than the board.
+# Why legacy's recursion depth is not the board's: the interpreter has one C stack limit
+# (mp_state_ctx.thread.stack_limit, written by the link through /proc/PID/mem) for the
+# code and for everything it calls, and the engine spends its C stack differently.  Its
+# flash is littlefs over a block device whose readblocks/writeblocks are Python called from
+# C (about 1.9 KB of C stack per file operation); the board's flat filesystem is C.  A limit
+# low enough for 4 levels (about 3.1 KB) leaves no room to mount the flash at boot, or to
+# open a file one function deep, where the board opens files 4 deep.  The limit cannot
+# follow the code (rising around each file operation would mean wrapping every file object
+# in Python: artefacts, and more stack), and a flash in C (VfsPosix) would have no image to
+# keep across runs: legacy keeps 4600 bytes, so it is never less usable than the board.
 _RECURSION = (
     "the board's stack allows 4 levels; legacy's 7 (top level and in a function): a lower "
     "stack limit stops its Python-level flash (littlefs on a Python block device) from being "
@@ -265,10 +274,13 @@ BOARD_DIFFERENCES: dict[str, str] = {
         "official build ('+b0bf4a9 on 2018-12-13', as a real board in a drawer has it)"
     ),
     "sys.exit() in the raw REPL": (
-        "the board swallows SystemExit (no reset, RAM kept: checked on mpmock://microbit); "
-        "the unix port's REPL ends the process on it (FORCED_EXIT) and the link shows that "
-        "as a soft reboot: no board-side code can keep the RAM (an uncaught exception other "
-        "than SystemExit prints a traceback)"
+        "1.9.2's raw REPL ends the code on SystemExit as on success ('OK\\x04\\x04>', RAM "
+        "kept: checked on mpmock://microbit); 1.29's pyexec returns PYEXEC_FORCED_EXIT for "
+        "it, a constant of the build (no pyexec_system_exit among the engine's symbols), so "
+        "the engine's REPL returns and the process ends ('OK\\x04\\x04', no '>'); the link "
+        "shows that as the soft reboot it is: nothing board-side can catch it first (a "
+        "sys.exit of the board's own misses 'raise SystemExit' and changes what 'except "
+        "SystemExit' sees), and hiding the reboot would let the host trust a RAM that is gone"
     ),
 }
 
