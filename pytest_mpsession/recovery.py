@@ -64,6 +64,13 @@ _MAX_STEPS: Final = 10
 # Reboots met while recovering that are answered by entering again (each costs the board's
 # boot time); more than this and the escalation goes on as for any failed step.
 _MAX_REBOOTS: Final = 20
+# The budget counts progress, not only wall time: a board that rebooted again after it had
+# answered at its raw prompt (it came back, then a reset struck the RAM check or the
+# wrapper's install) is alive, and gets this share of the budget afresh from then on, as
+# long as the whole recovery stays within this many budgets. A board that never answers
+# (or reboots while being entered: a boot loop) gets the budget once.
+_PROGRESS_SHARE: Final = 0.5
+_PROGRESS_BUDGETS: Final = 4.0
 # After noise where a reply should start: how long the reply of the code (which the board
 # most likely runs all the same) may take to end before the recovery interrupts it.
 REPLY_END_WAIT: Final = 0.25
@@ -165,7 +172,9 @@ class Recovery:
         port has one), reopening the port (retried with a bounded backoff: a USB board
         re-enumerating). A lost RAM is counted as a reset (``reset_count``, the reset
         listeners). Clears :attr:`broken` on success; :class:`BoardBrokenError` (with the
-        report) when nothing worked.
+        report) when nothing worked. A board that answers and then reboots again (a reset
+        striking the recovery's own exchanges) is making progress: it gets more time, up to
+        four times ``timeout`` in all.
         """
         limit = self.recovery_timeout if timeout is None else timeout
         with self.lock:
@@ -226,6 +235,9 @@ class Recovery:
         was_armed = self._armed
         lost_seen = False
         reboots = 0  # reboots met during this recovery (each one retried by entering again)
+        # the latest the deadline may be moved to by a board that comes back (see
+        # _PROGRESS_SHARE)
+        latest = start + budget * _PROGRESS_BUDGETS
         while time.monotonic() < deadline and len(steps) - reboots < _MAX_STEPS:
             if not queue:
                 if not rounds_left:
@@ -238,8 +250,10 @@ class Recovery:
             step_end = deadline if not queue else min(deadline, now + share)
             steps.append(step)
             verifying = False
+            answered = False  # the board was at its raw prompt in this step
             try:
                 self._step(step, step_end, budget, "reset" if reboots else hint)
+                answered = True
                 # boot text taken in while entering is spent: only text that comes after
                 # this says the board rebooted again
                 self._tail.clear()
@@ -269,6 +283,8 @@ class Recovery:
                 detail = f"{step}: the board rebooted again"
                 lost_seen = True  # whatever a marker check says later, this RAM is new
                 reboots = self._after_reboot(queue, reboots)
+                if answered:
+                    deadline = self._progress(deadline, latest, budget)
                 continue
             except (Fault, ProtocolError) as exc:
                 detail = f"{step}: {self._short_reason(exc)}"
@@ -278,6 +294,8 @@ class Recovery:
                     # entering again is what it needs, not a harsher step
                     lost_seen = True
                     reboots = self._after_reboot(queue, reboots)
+                    if answered:
+                        deadline = self._progress(deadline, latest, budget)
                     continue
                 if isinstance(exc, Fault) and exc.kind == "disconnect":
                     queue = ["reopen"]  # the link dropped again: a reset cannot cure a link
@@ -302,6 +320,12 @@ class Recovery:
                 lost = lost_seen
             return RecoveryReport(tuple(steps), True, lost, time.monotonic() - start)
         return RecoveryReport(tuple(steps), False, False, time.monotonic() - start, detail)
+
+    @staticmethod
+    def _progress(deadline: float, latest: float, budget: float) -> float:
+        """The deadline after a board came back and then rebooted again (progress: it
+        answered): a fresh share of the budget from now, never past ``latest``."""
+        return max(deadline, min(latest, time.monotonic() + budget * _PROGRESS_SHARE))
 
     def _after_reboot(self, queue: list[str], reboots: int) -> int:
         """After a reboot met while recovering: enter again first (the board sits at its
