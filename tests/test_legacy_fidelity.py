@@ -312,7 +312,9 @@ class _Board:
     def __init__(self, url: str) -> None:
         import serial
 
-        self.port = serial.serial_for_url(url, timeout=20)
+        # (a probe may print nothing for seconds: `import love` animates the micro:bit's
+        # display for 4.5 s in QEMU, and took over 20 s beside the reset-storm test)
+        self.port = serial.serial_for_url(url, timeout=90)
         self.port.write(b"\r\x03\x03\x01")
         self._read_until(RAW)
 
@@ -402,14 +404,14 @@ def run_probes(url: str) -> dict[str, str]:
         results["capability probe: identity"] = (
             f"{caps.implementation} {caps.firmware_version} {caps.device_type} {caps.machine}"
         )
-        for name, code in FRESH.items():
-            b.soft_reset()
-            results[name] = b.run(code)
-        for name, code in PROBES.items():
+        for name, code in {**FRESH, **PROBES}.items():
             # each probe on a freshly reset board: a fact of the board, not of the probes
             # before it
             b.soft_reset()
-            results[name] = b.run(code)
+            try:
+                results[name] = b.run(code)
+            except AssertionError as exc:  # (which probe, on which board)
+                raise AssertionError(f"{url}: probe {name!r}: {exc}") from None
         results["soft reset text"] = (
             b.soft_reset().decode().replace("\r\n", "\n").replace("\n", "|")
         )
