@@ -170,8 +170,8 @@ class DeviceSessionManager:
         self._sessions_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._installed: dict[str, int] = {}  # helper part -> reset_count it was sent at
-        # a helper piece's guard -> (reset_count, its value on the board then)
-        self._guards: dict[str, tuple[int, bool]] = {}
+        # a helper piece's guard -> its value on the board (see _board_has)
+        self._guards: dict[str, bool] = {}
         self._busy_depth = 0  # nesting of board() in the thread holding the lock
         self._probes = probes
         self._caps = capabilities
@@ -497,13 +497,13 @@ class DeviceSessionManager:
             comm.install_code(one, timeout=timeout)
 
     def _board_has(self, comm: CommunicatorLike, guard: str, timeout: float | None) -> bool:
-        """The value of a helper piece's guard on the board (asked once per board life)."""
-        epoch = comm.reset_count
+        """The value of a helper piece's guard on the board: what its firmware has, asked
+        once (a reset does not change it)."""
         known = self._guards.get(guard)
-        if known is None or known[0] != epoch:
-            known = (epoch, bool(comm.eval(guard, timeout)))
+        if known is None:
+            known = bool(comm.eval(guard, timeout))
             self._guards[guard] = known
-        return known[1]
+        return known
 
     def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
         """Remove helper ``parts`` from the board (one exchange) to give a small board their

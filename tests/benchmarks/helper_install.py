@@ -36,7 +36,8 @@ def measure(url: str, rounds: int = 5) -> str:
                 manager._install(board, PARTS, None)
             times.append(time.perf_counter() - start)
             exchanges = manager.exchange_count - before
-            free = int(comm.eval("__import__('gc').mem_free()"))  # type: ignore[call-overload]
+            out, _err = comm.exec_raw_unchecked("import gc\ngc.collect()\nprint(gc.mem_free())")
+            free = int(out)
             with manager.create_session() as session:
                 session.fs.chunk_size = CHUNK
                 data = bytes(range(256))
@@ -46,7 +47,7 @@ def measure(url: str, rounds: int = 5) -> str:
         return (
             f"{url}: install {statistics.median(times) * 1000:.0f} ms median "
             f"({times[0] * 1000:.0f}-{times[-1] * 1000:.0f} ms, {rounds} rounds), "
-            f"{exchanges} exchanges, {free} bytes free after"
+            f"{exchanges} exchanges, {free} bytes free after (collected)"
         )
     finally:
         manager.close()
