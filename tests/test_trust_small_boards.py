@@ -55,3 +55,38 @@ def test_the_chunk_follows_the_free_memory_the_wrapper_saw() -> None:
             assert session.fs.write_chunk_size() == 4096
     finally:
         manager.close()
+
+
+def test_a_helper_piece_without_room_goes_one_definition_at_a_time() -> None:
+    # A piece of several definitions the board has no memory for (a fragmented heap) is
+    # sent again one definition per exchange, each checked; the helpers then work.
+    from pytest_mpsession.errors import MpSessionError
+
+    manager = DeviceSessionManager.connect("mpmock://legacy", timeout=10)
+    try:
+        comm = manager.communicator
+        install = comm.install_code  # type: ignore[attr-defined]
+        sent: list[str] = []
+
+        def no_room_for_two(code: str, timeout: float | None = None) -> None:
+            sent.append(code)
+            if code.count("\ndef ") + code.startswith("def ") > 1:
+                raise MpSessionError(
+                    f"{comm.port}: board code could not be installed intact "
+                    "(b'MemoryError: memory allocation failed, allocating 520 bytes')"
+                )
+            install(code, timeout)
+
+        comm.install_code = no_room_for_two  # type: ignore[attr-defined]
+        with manager.create_session() as session:
+            session.fs.write("mps_one.txt", b"one")
+            assert session.fs.read("mps_one.txt") == b"one"
+            assert session.fs.listdir().count("mps_one.txt") == 1
+            session.fs.remove("mps_one.txt")
+        several = [c for c in sent if c.count("\ndef ") + c.startswith("def ") > 1]
+        assert several, "no piece of several definitions was sent"
+        for name in ("_mps_fr", "_mps_fl", "_mps_fw", "_mps_fh"):
+            alone = [c for c in sent if c.startswith(f"def {name}(")]
+            assert alone and alone[-1].count("\ndef ") == 0, name
+    finally:
+        manager.close()
