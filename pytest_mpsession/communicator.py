@@ -64,9 +64,11 @@ from pytest_mpsession.protocol.engine import (
 )
 from pytest_mpsession.protocol.frame import (
     BOOTSTRAPPED,
+    GC_LINE,
     HASHER,
     OP_EVAL,
     OP_NORECORD,
+    OP_NORESERVE,
     PROBE,
     RAN_QUERY,
     WRAPPER,
@@ -123,6 +125,9 @@ MAX_SENDS: Final = 8
 _WRAPPER_GONE: Final = re.compile(rb"name '_mps[hx]' is(?:n't| not) defined")
 # Board code of the package's own (the wrapper, the helpers) is sent at most this often.
 BOOTSTRAP_SENDS: Final = 40
+# A piece of the package's code the board had no memory for is tried this many more times,
+# each after a collection (the failed try's garbage freed).
+_MEMORY_RETRIES: Final = 2
 # After the last byte of code went out, the board acknowledges it ("OK", or raw-paste's
 # end) within this time, plus the time the bytes take on the line; otherwise the code (or
 # its end) was lost on the way and the exchange is checked and sent again.
@@ -233,7 +238,7 @@ def _wire_stored(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     """The raw-REPL line of a checked exchange whose code was stored on the board before
     (``_mpsq``, see ``Communicator._store``): taken out of ``__main__`` and checked by the
     wrapper as a literal would be."""
-    check = checksum(code.encode("utf-8", "surrogateescape"), n + 8 * key + op, algo)
+    check = checksum(code.encode("utf-8", "surrogateescape"), n + 16 * key + op, algo)
     return f"_mpsx({n},{check},globals().pop('_mpsq',''),{key},{op})".encode()
 
 
@@ -296,6 +301,8 @@ class Communicator(Recovery):
         #: session manager sizes it to the board's free memory)
         self.piece_size = PIECE_SIZE
         self._auto_pieces = True  # piece_size follows the board's free memory
+        #: the board's free memory when the wrapper was last installed (None: not yet)
+        self.free_at_install: int | None = None
         #: output kept per call (bytes); beyond it the middle is dropped and counted
         self.output_limit = OUTPUT_LIMIT
         #: bytes the board-side wrapper keeps free between exchanges (see protocol.frame)
@@ -593,6 +600,7 @@ class Communicator(Recovery):
             if not err and algo in ("c", "a") and answer[1:].isdigit() and free.isdigit():
                 if int(answer[1:]) == checksum(PROBE[0], PROBE[1], algo):
                     self._algo = algo
+                    self.free_at_install = int(free)
                     reserve = max(0, min(int(self.reserve), int(free) // 6))
                     if self._auto_pieces:
                         # pieces the board can compile beside what it holds: compiling
@@ -626,6 +634,7 @@ class Communicator(Recovery):
         """Run board code of the package's own (in ``__main__``) only when it arrived intact:
         sent again until the board confirms it ran (it is idempotent)."""
         problem = ""
+        short = 0  # times the board had no memory for it
         # a long piece on a link that loses bytes needs many tries (each is one round trip)
         for _ in range(BOOTSTRAP_SENDS):
             out, err = self._unchecked(bootstrap(code, self._algo), deadline)
@@ -636,40 +645,30 @@ class Communicator(Recovery):
             problem = repr((out + err)[-80:])
             exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
             if exc_type == "MemoryError":
-                break
+                # what the failed try allocated is garbage now: collected, the piece may
+                # find its block (a small board's heap is fragmented); then given up
+                short += 1
+                if short > _MEMORY_RETRIES:
+                    break
+                self._unchecked(GC_LINE, deadline)
+                continue
             if _WRAPPER_GONE.search(err):
                 raise Fault("reset", "the board's RAM was lost (its wrapper is gone)")
         raise Fault("noise", f"board code could not be installed intact ({problem})")
 
-    def install_code(
-        self, code: str, timeout: float | None = None, *, checked: bool = True
-    ) -> None:
+    def install_code(self, code: str, timeout: float | None = None) -> None:
         """Run board code of the package's own in ``__main__`` (helper definitions: they
-        must be idempotent), sent again until it ran.
-
-        ``checked``: it runs only when its checksum matches (it travels as a literal, so the
-        board holds it twice while compiling). Unchecked, it goes as it is, as mpremote
-        sends code, for boards too small for that: a damaged piece then shows only when it
-        fails to compile. MpSessionError when the board cannot take it (its message is the
-        board's, e.g. a MemoryError)."""
+        must be idempotent), sent again until it ran, and run only when it arrived intact:
+        its checksum is checked on the board before it compiles (it travels as a literal,
+        so the board holds it twice meanwhile: the pieces are kept small, see
+        ``session/board.py``). MpSessionError when the board cannot take it (its message is
+        the board's, e.g. a MemoryError)."""
         with self.lock:
             limit = self._limit(timeout)
             deadline = self._begin(limit)
             try:
                 self._arm(deadline)
-                if checked:
-                    self._bootstrap(code, deadline)
-                    return
-                for _ in range(BOOTSTRAP_SENDS):
-                    # helper definitions never raise: an error is damage (sent again), or
-                    # a board out of memory (given up)
-                    _out, err = self._unchecked(code, deadline)
-                    exc_type, _message = parse_traceback(err.decode("utf-8", "replace"))
-                    if not err:
-                        return
-                    if exc_type == "MemoryError":
-                        break
-                raise Fault("noise", f"board code could not be installed intact ({err[-80:]!r})")
+                self._bootstrap(code, deadline)
             except Fault as fault:
                 if "could not be installed" in fault.detail and "MemoryError" in fault.detail:
                     raise MpSessionError(f"{self.port}: {fault.detail}") from None
@@ -1016,7 +1015,12 @@ class Communicator(Recovery):
                 report = RecoveryReport(("interrupt",), True, False, 0.0)
                 raise self._fault_error(damaged, report, limit) from None
             if fin.status == "e" and not output and _compile_failed(raw.err):
-                raise _TooBig  # no memory to compile the code: none of it ran
+                # no memory to compile the code: none of it ran. The reserve the wrapper
+                # took first may hold the one block the compiler needed: once more without
+                if not op & OP_NORESERVE and sends < MAX_SENDS:
+                    op |= OP_NORESERVE
+                    continue
+                raise _TooBig
             return Reply(output, raw.err, fin.status, records, raw.out.dropped, sends)
 
     def _as_it_is(

@@ -303,6 +303,28 @@ def test_xdist_matrix(pytester: pytest.Pytester) -> None:
     }
 
 
+def test_collect_only_lists_the_matrix_copies_a_run_runs(pytester: pytest.Pytester) -> None:
+    """``--co`` under ``--mp-dist each`` lists each device test once per board, with the ids
+    the run gives them (host tests and board test files alike), with and without xdist."""
+    pytester.makepyfile(test_matrix=MATRIX)
+    board = pytester.mkdir("board")
+    (board / "hello.py").write_text("print('hello')\n")
+    (board / "hello.py.exp").write_text("hello\n")
+    args = [*pool("esp32", "legacy"), "--mp-dist=each", "--mp-board-tests=board"]
+    ran = pytester.runpytest_subprocess(*args, "-n", "2", "-v")
+    ran.assert_outcomes(passed=7, skipped=2)
+    run_ids = set(re.findall(r"(?:PASSED|SKIPPED) (\S+::\S+)", ran.stdout.str()))
+    assert len(run_ids) == 9, ran.stdout.str()
+    assert "board/hello.py::hello.py[microbit@mpmock://legacy]" in run_ids
+    for extra in (["-n", "2"], []):
+        listed = pytester.runpytest_subprocess(*args, *extra, "--co", "-q")
+        assert listed.ret == 0, listed.stdout.str()
+        ids = {line for line in listed.outlines if "::" in line}
+        assert ids == run_ids, listed.stdout.str()
+        listed.stdout.fnmatch_lines(["9 tests collected*"])
+        assert not summary_lines(listed)  # nothing ran: no per-board summary
+
+
 def test_xdist_a_crashed_workers_board_goes_to_its_replacement(
     pytester: pytest.Pytester,
 ) -> None:

@@ -186,3 +186,42 @@ def test_work_stealing_is_not_offered() -> None:
     sched, (a, _b), _ = make({"gw0": ["t::1"], "gw1": ["t::1"]})
     with pytest.raises(NotImplementedError):
         sched.remove_pending_tests_from_node(a, [0])  # type: ignore[arg-type]
+
+
+def test_many_short_tests_go_out_in_few_chunks() -> None:
+    """573 tests any of two boards can run (tests/basics on a pool): handed out in chunks,
+    refilled before a worker runs dry, so the controller's round trip is not paid per test
+    and both workers share the work."""
+    tests = [f"basics/f{i}.py::f{i}.py" for i in range(573)]
+    sched, (a, b), _ = make({"gw0": list(tests), "gw1": list(tests)})
+    sends: list[int] = []
+    for node in (a, b):
+        original = node.send_runtest_some
+
+        def counted(indices: Sequence[int], original: Any = original) -> None:
+            sends.append(len(indices))
+            original(indices)
+
+        node.send_runtest_some = counted  # type: ignore[method-assign]
+    run(sched, [a, b])
+    assert sorted(a.ran + b.ran) == sorted(tests)
+    assert abs(len(a.ran) - len(b.ran)) <= 4
+    assert len(sends) <= 60, sends
+    assert max(sends) >= 50, sends
+
+
+def test_a_worker_left_alone_takes_bigger_chunks() -> None:
+    """Once the only other worker that shares its tests is gone, a worker's refills are
+    sized for one (what is cached about who shares what is refreshed)."""
+    tests = [f"t.py::t{i}" for i in range(200)]
+    sched, (a, b), _ = make({"gw0": list(tests), "gw1": list(tests)})
+    assert len(a.queue) == len(b.queue) == 25  # 200 tests, 2 workers: a quarter of a share
+    sched.remove_node(b)  # type: ignore[arg-type]
+    for _ in range(24):
+        index = a.queue.pop(0)
+        a.ran.append(a.collection[index])
+        sched.mark_test_complete(a, index, 0.01)  # type: ignore[arg-type]
+    # 175 + the crashed worker's 25 (less the one it was running) pending: refilled for one
+    assert len(a.queue) > 25
+    run(sched, [a])
+    assert len(set(a.ran)) == 199  # all but the crashed test

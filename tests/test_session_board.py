@@ -123,7 +123,7 @@ def test_a_helper_install_cut_short_is_done_again(manager: DeviceSessionManager)
     # "'function' object is not subscriptable" and soft reset the board).
     from pytest_mpsession.session.board import CORE
 
-    cut_short = CORE.replace(" _mps_b=_mps_b()\n", " raise KeyboardInterrupt\n")
+    cut_short = CORE.replace(" _mps_b=_mps_B(_mps_bm())\n", " raise KeyboardInterrupt\n")
     assert cut_short != CORE
     with pytest.raises(MpSessionError, match="KeyboardInterrupt"):
         manager.communicator.exec(cut_short)

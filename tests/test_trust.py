@@ -212,3 +212,42 @@ def test_file_errors_name_the_path(manager: DeviceSessionManager) -> None:
         assert info.value.exc_type == "OSError"
         with pytest.raises(DeviceError, match=r"gone\.txt"):
             s.fs.remove("gone.txt")
+
+
+def test_code_the_board_cannot_compile_beside_its_reserve_goes_again_without() -> None:
+    # On a small board's fragmented heap the wrapper's reserve (taken before the code is
+    # compiled) can hold the one block the compiler needed: "MemoryError: parser could not
+    # allocate enough memory" raised in the wrapper, before any of the code ran. The host
+    # sends the code again with the no-reserve bit (OP_NORESERVE) in the checked line, and
+    # the answer is the code's; only then would it cut the code or give up.
+    from pytest_mpsession.communicator import _Capture, _Raw
+    from pytest_mpsession.protocol.engine import ExecFinished
+    from pytest_mpsession.protocol.frame import OP_NORESERVE
+
+    comm = Communicator.open("mpmock://legacy", timeout=10)
+    try:
+        assert comm.eval("1 + 1") == 2
+        run = comm._run
+        lines: list[bytes] = []
+
+        def short_of_memory(data: bytes, deadline: float, *args: object, **kw: object) -> _Raw:
+            if b"_mpsx(" in data and b"41 + 1" in data:
+                lines.append(bytes(data))
+                op = int(data.rstrip(b"\x04").rsplit(b",", 1)[1].rstrip(b")"))
+                if not op & OP_NORESERVE:
+                    raw = _Raw(_Capture(1000))
+                    raw.err = (
+                        b'Traceback (most recent call last):\r\n  File "<string>", line 28, '
+                        b'in _mpsx\r\n  File "<string>", line 1\r\nMemoryError: parser could '
+                        b"not allocate enough memory\r\n"
+                    )
+                    raw.finished = ExecFinished(status="e")
+                    return raw
+            return run(data, deadline, *args, **kw)  # type: ignore[arg-type]
+
+        comm._run = short_of_memory  # type: ignore[method-assign]
+        assert comm.eval("41 + 1") == 42
+        assert len(lines) == 2, lines
+        assert lines[1].rstrip(b"\x04").endswith(b",%d)" % (OP_NORESERVE | 1))  # eval + bit
+    finally:
+        comm.close()

@@ -33,15 +33,26 @@ class BoardTestPaths:
 
     files: set[Path] = field(default_factory=set)
     folders: list[Path] = field(default_factory=list)
+    #: per folder met in collection: (its real path, whether it is in a board test folder);
+    #: collection asks for every file of a folder, and resolving each file's path anew cost
+    #: every pytest process (each xdist worker collects everything) a few lstat calls a file
+    _seen: dict[Path, tuple[Path, bool]] = field(default_factory=dict, repr=False)
 
     def contains(self, path: Path) -> bool:
         """Whether ``path`` is a board test file."""
         if path.suffix != ".py" or path.name in ("conftest.py", "__init__.py"):
             return False
-        real = path.resolve()
-        if real in self.files:
-            return True
-        return any(folder == real.parent or folder in real.parents for folder in self.folders)
+        seen = self._seen.get(path.parent)
+        if seen is None:
+            parent = path.parent.resolve()
+            inside = any(f == parent or f in parent.parents for f in self.folders)
+            seen = self._seen[path.parent] = (parent, inside)
+        if path.is_symlink():  # a file linked from elsewhere: where it really is counts
+            real = path.resolve()
+            if real in self.files:
+                return True
+            return any(f == real.parent or f in real.parents for f in self.folders)
+        return seen[1] or (seen[0] / path.name) in self.files
 
     def add(self, path: Path) -> None:
         """Add a file or a folder."""
@@ -50,6 +61,7 @@ class BoardTestPaths:
             self.folders.append(real)
         else:
             self.files.add(real)
+        self._seen.clear()
 
 
 _PATHS = pytest.StashKey[BoardTestPaths]()

@@ -185,9 +185,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if isinstance(workerinput, dict):
         _configure_worker(config, farm, workerinput)
         return
-    if config.option.collectonly:
-        return
     controller = is_xdist_controller(config)
+    if config.option.collectonly:
+        if farm.dist == "each":
+            _identify_for_listing(config, farm, controller)
+        return
     if farm.dist == "each" and controller and _xdist_dist(config) != "load":
         raise pytest.UsageError(
             f"mpsession: --mp-dist each runs through pytest-xdist's load distribution, not "
@@ -212,6 +214,38 @@ def pytest_configure(config: pytest.Config) -> None:
             ports, probes, cache, baudrate=settings.baudrate, timeout=settings.timeout
         )
         farm.probing = list(zip(ports, futures, strict=True))
+
+
+def _identify_for_listing(config: pytest.Config, farm: FarmState, controller: bool) -> None:
+    """``--collect-only`` under ``--mp-dist each``: the copies of each device test carry their
+    board's label (``esp32@mpmock://esp32``), which needs who each board is. The boards a run
+    would use are identified as a run's controller does it (open, one identity exchange,
+    pytest's cache, close), so the listing shows the copies a run would run. labgrid places
+    are not taken for a listing: with a ``labgrid://`` port the tests are listed once."""
+    from pytest_mpsession.plugin.boards import shared_port
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    assert state is not None
+    settings = state.settings
+    ports = list(settings.ports)
+    if shared_port(ports) or any(p.lower().startswith("labgrid://") for p in ports):
+        return
+    if controller:  # pytest-xdist is off for a listing; a run would use the first N boards
+        ports = ports[: int(config.option.numprocesses)]
+    if len(ports) < 2:
+        return
+    from pytest_mpsession.farm.pool import start_probes
+
+    cache = getattr(config, "cache", None) if settings.use_cache else None
+    futures = start_probes(
+        ports,
+        _feature_probes(config),
+        cache,
+        baudrate=settings.baudrate,
+        timeout=settings.timeout,
+    )
+    farm.probing = list(zip(ports, futures, strict=True))
 
 
 def _feature_probes(config: pytest.Config) -> Any:
@@ -896,6 +930,8 @@ class BoardSummary:
         farm = self.farm
         if farm.pool is None or len(farm.pool) < 2:
             return
+        if terminalreporter.config.option.collectonly:
+            return  # nothing ran
         order = ("passed", "failed", "error", "skipped")
         for board in farm.pool:
             counts = Counter(farm.outcomes.get(board.label, {}).values())

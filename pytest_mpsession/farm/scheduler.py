@@ -62,6 +62,11 @@ class RoutingScheduling:
         self.pending: list[int] = []
         self._started = False
         self._on_collection = on_collection
+        #: per worker, its pending tests and how many workers share them, as last computed:
+        #: asked after every finished test, they only change when ``pending`` or the
+        #: workers do (see :meth:`_changed`)
+        self._mine: dict[WorkerController, list[int]] = {}
+        self._share: dict[WorkerController, tuple[tuple[WorkerController, ...], int]] = {}
 
     # -- the protocol's properties ------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class RoutingScheduling:
             if unknown:
                 self.log(f"{node.gateway.id} collected {len(unknown)} tests no one else has")
             self.node2globals[node] = {self._index[t] for t in collection if t in self._index}
+        self._changed()
 
     def remove_node(self, node: WorkerController) -> str | None:
         """A worker is gone: its unfinished tests go back to the pending ones (the first of
@@ -119,6 +125,7 @@ class RoutingScheduling:
         assert self.collection is not None
         crashed = self.collection[pending.pop(0)]
         self.pending[:0] = pending
+        self._changed()
         for other in list(self.node2pending):
             self.check_schedule(other)
         return crashed
@@ -145,14 +152,18 @@ class RoutingScheduling:
         for node, collection in self.node2collection.items():
             self.node2globals[node] = {self._index[t] for t in collection}
         self.pending[:] = range(len(order))
+        self._changed()
         if self.maxschedchunk is None:
             self.maxschedchunk = max(1, len(order))
+        chunks = {}  # each worker's first chunk, sized before any is sent (as xdist's do)
         for node in self.nodes:
             mine = self._pending_for(node)
             share = max(1, len(self._sharing(mine)))
             chunk = max(2, min(len(mine) // share // 4, self.maxschedchunk))
             if len(mine) <= 2 * share:
                 chunk = max(1, -(-len(mine) // share))
+            chunks[node] = chunk
+        for node, chunk in chunks.items():
             self._send_tests(node, chunk)
         for node in self.nodes:
             if not self._pending_for(node):
@@ -166,7 +177,7 @@ class RoutingScheduling:
         if not mine:
             self._shutdown(node)
             return
-        share = max(1, len(self._sharing(mine)))
+        share = self._share_count(node, mine)
         low = max(2, len(mine) // share // 4)
         high = max(2, len(mine) // share // 2)
         queued = self.node2pending[node]
@@ -188,6 +199,7 @@ class RoutingScheduling:
     def mark_test_pending(self, item: str) -> None:
         """Run ``item`` again (pytest-rerunfailures and the like)."""
         self.pending.insert(0, self._index[item])
+        self._changed()
         for node in self.nodes:
             self.check_schedule(node)
 
@@ -206,9 +218,28 @@ class RoutingScheduling:
             if index in held and n in self.node2pending and not n.shutting_down
         ]
 
+    def _changed(self) -> None:
+        """``pending`` or the workers' collections changed: what was cached is stale."""
+        self._mine.clear()
+        self._share.clear()
+
     def _pending_for(self, node: WorkerController) -> list[int]:
-        held = self.node2globals.get(node, set())
-        return [i for i in self.pending if i in held]
+        """The unsent tests ``node`` can run, in collection order (not to be changed)."""
+        mine = self._mine.get(node)
+        if mine is None:
+            held = self.node2globals.get(node, set())
+            mine = self._mine[node] = [i for i in self.pending if i in held]
+        return mine
+
+    def _share_count(self, node: WorkerController, mine: list[int]) -> int:
+        """How many live workers share ``node``'s pending tests (at least 1)."""
+        live = tuple(n for n in self.node2globals if n in self.node2pending and not n.shutting_down)
+        cached = self._share.get(node)
+        if cached is not None and cached[0] == live:
+            return cached[1]
+        count = max(1, len(self._sharing(mine)))
+        self._share[node] = (live, count)
+        return count
 
     def _sharing(self, tests: list[int]) -> set[WorkerController]:
         """The workers that can run any of ``tests`` (to size a worker's share)."""
@@ -225,8 +256,12 @@ class RoutingScheduling:
         if num <= 0:
             return
         mine = self._pending_for(node)
-        alone = [i for i in mine if len(self._eligible(i)) == 1]
-        chosen = set(alone[:num])
+        chosen: set[int] = set()
+        for i in mine:  # first those only it can run
+            if len(chosen) >= num:
+                break
+            if len(self._eligible(i)) == 1:
+                chosen.add(i)
         for i in mine:
             if len(chosen) >= num:
                 break
@@ -235,6 +270,7 @@ class RoutingScheduling:
         if not picked:
             return
         self.pending = [i for i in self.pending if i not in chosen]
+        self._changed()
         self.node2pending[node].extend(picked)
         assert self.collection is not None
         local = self.node2local[node]

@@ -9,10 +9,10 @@ A checked exchange sends one line of raw-REPL code, a call of the wrapper::
 number, ``K`` the namespace key (0: the board's ``__main__``), ``O`` the operation (bit 0:
 evaluate instead of execute; bit 1: do not record ``N``; bit 2: a session's cleanup, which
 takes no reserve and, given a namespace key, drops that namespace before its code is even
-compiled and runs in ``__main__``), and ``C`` the checksum of the code's UTF-8 bytes seeded
-with ``N + 8*K + O``: a byte lost, added or changed anywhere in the line either breaks its
-syntax (nothing runs) or makes the checksum disagree, and the wrapper then runs nothing and
-answers ``TOKEN!``.
+compiled and runs in ``__main__``; bit 3: no reserve), and ``C`` the checksum of the
+code's UTF-8 bytes seeded with ``N + 16*K + O``: a byte lost, added or changed anywhere in
+the line either breaks its syntax (nothing runs) or makes the checksum disagree, and the
+wrapper then runs nothing and answers ``TOKEN!``.
 Before running anything the wrapper records ``N`` (``_mps_s[0]``), so after a damaged reply
 the host can ask whether exchange ``N`` ran (:data:`RAN_QUERY`) and send it again only when
 it did not.
@@ -46,6 +46,7 @@ __all__ = [
     "OP_EVAL",
     "OP_HELPER",
     "OP_NORECORD",
+    "OP_NORESERVE",
     "PROBE",
     "RAN_QUERY",
     "WRAPPER",
@@ -64,6 +65,9 @@ OP_NORECORD: Final = 2
 #: a session's cleanup: no reserve taken; with a namespace key, that namespace is dropped
 #: before the code is compiled (it runs in ``__main__``), so a full heap is freed first
 OP_HELPER: Final = 4
+#: no reserve taken while the code runs: sent again so when the board had no memory to
+#: compile the code beside its reserve (a small board's fragmented heap)
+OP_NORESERVE: Final = 8
 _MASK: Final = 0x3FFFFFFF
 
 #: Board code of the checksum, sent first and as it is (MicroPython 1.9, one-space
@@ -128,7 +132,7 @@ def _mpsx(n,c,s,k=0,o=0):
  if type(s) is int:
   print(t+'<',end='')
   s=m[4].stdin.read(s)
- if _mpsh(s,n+8*k+o)!=c:
+ if _mpsh(s,n+16*k+o)!=c:
   print(t+'!',end='')
   return
  if o&4 and k:
@@ -138,7 +142,7 @@ def _mpsx(n,c,s,k=0,o=0):
  if not o&2:
   m[0]=n
  m[1]=0
- if m[2] and not o&4:
+ if m[2] and not o&12:
   try:
    m[3]=bytearray(m[2])
   except MemoryError:
@@ -210,7 +214,7 @@ def token(n: int) -> bytes:
 def wire(n: int, code: str, key: int, op: int, algo: str) -> bytes:
     """The raw-REPL line that runs ``code`` checked (see the module docstring)."""
     data = code.encode("utf-8", "surrogateescape")
-    check = checksum(data, n + 8 * key + op, algo)
+    check = checksum(data, n + 16 * key + op, algo)
     literal = repr(code)
     # namespace 0, operation 0 (the usual exec) are the wrapper's defaults: 4 bytes less
     if key or op:
@@ -225,7 +229,7 @@ def wire_streamed(n: int, code: str, key: int, op: int, algo: str) -> tuple[byte
     wrapper from its stdin (no literal: a small board holds the source once, as when
     mpremote sends it), and those bytes."""
     data = code.encode("utf-8", "surrogateescape")
-    check = checksum(data, n + 8 * key + op, algo)
+    check = checksum(data, n + 16 * key + op, algo)
     return f"_mpsx({n},{check},{len(data)},{key},{op})".encode(), data
 
 

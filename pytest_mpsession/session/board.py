@@ -7,8 +7,15 @@ required, one-space indentation (every byte is RAM while it compiles).
 The helpers live in the raw REPL's globals (``__main__``) and are sent in parts, only when the
 board lacks them: before the first exchange that needs a part, and again after a reset
 emptied the board's RAM (``Communicator.reset_count`` changed). A part goes in pieces of at
-most ``PIECE_SIZE`` bytes, each in an exchange of its own (a few extra round trips per part and
-board life): compiling more at once needs more RAM than a 16 KB board has free. Each part is
+most ``PART_PIECE`` bytes cut between top-level statements, each in an exchange of its own
+(a few extra round trips per part and board life): compiling more at once needs more RAM
+than a 16 KB board has free. Every piece is checked on every board, the 16 KB ones included
+(``Communicator.install_code``: it runs only when its checksum matches, so a byte lost on the
+way never leaves a helper that compiles and answers wrong): it travels as a literal and the
+board holds it twice while it compiles, so no top-level statement is long (big functions are
+cut in two, called one after the other, never one deeper: a micro:bit allows few nested
+calls); a piece the board has no memory for goes again one definition at a time, and a piece
+that is one ``if`` (:func:`piece_guard`) goes only where its condition holds. Each part is
 idempotent: sending it twice keeps every session's namespace.
 
 Board names (all start with ``_mps`` so they never meet a user's names in ``__main__``):
@@ -93,35 +100,41 @@ CORE = r"""if hasattr(__import__('micropython'),'schedule'):
    if q[2] and q[1]>f:
     f=q[1]
   return f
+def _mps_B(m):
+ import gc,builtins,sys
+ gc.collect()
+ e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
+ d=('__import__','print','open','exec','eval','repr','getattr','isinstance')
+ if gc.mem_free()>32768:
+  e,d=_mps_bw(builtins,e,d)
+ return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
+  e(),gc.mem_free(),gc,builtins,m,sys,e,d]
+def _mps_bm():
+ try:
+  import micropython as m
+  m.opt_level()
+  return m
+ except Exception:
+  return None
+def _mps_bw(b,e,d):
+ try:
+  n=tuple(n for n in dir(b) if n[:2]!='__' or n=='__import__')
+  f=eval('lambda:('+','.join(n)+',)',{})
+  f()
+  return f,n
+ except Exception:
+  return e,d
+def _mps_c(k,f,a,w):
+ _mps_r(_mpsg(k)[f](*a,**w))
 try:
  _mps_th
 except NameError:
  _mps_sf=set()
- def _mps_b():
-  import gc,builtins,sys
-  try:
-   import micropython as m
-   m.opt_level()
-  except Exception:
-   m=None
-  gc.collect()
-  e=lambda:(__import__,print,open,exec,eval,repr,getattr,isinstance)
-  d=None
-  if gc.mem_free()>32768:
-   try:
-    d=tuple(n for n in dir(builtins) if n[:2]!='__' or n=='__import__')
-    f=eval('lambda:('+','.join(d)+',)',{})
-    f()
-    e=f
-   except Exception:
-    d=None
-  return [list(getattr(sys,'path',[])),m and m.opt_level(),list(getattr(sys,'modules',())),
-   e(),gc.mem_free(),gc,builtins,m,sys,e,d,getattr(builtins,'delattr',None),
-   getattr(builtins,'setattr',None),_mps_y(m,4,99) if getattr(m,'schedule',0) else -1]
- _mps_b=_mps_b()
+ _mps_b=_mps_B(_mps_bm())
+ _mps_b+=[getattr(_mps_b[6],'delattr',None),getattr(_mps_b[6],'setattr',None),
+  _mps_y(_mps_b[7],4,99) if getattr(_mps_b[7],'schedule',0) else -1]
  _mps_th={}
-def _mps_c(k,f,a,w):
- _mps_r(_mpsg(k)[f](*a,**w))
+[globals().pop(n,None) for n in ('_mps_bm','_mps_B','_mps_bw')]
 def _mps_d(k,w):
  _mps_ns.pop(k,None)
  r=_mps_th.pop(k,None)
@@ -144,25 +157,7 @@ def _mps_d(k,w):
    _mps_sf.discard(k)
  r=None
  return (s,e)
-def _mps_z(b):
- x=[]
- c=b[9]()
- i=-1
- for v in c:
-  i+=1
-  if v is not b[3][i]:
-   n=(b[10] or ('__import__','print','open','exec','eval','repr','getattr','isinstance'))[i]
-   try:
-    b[11](b[6],n)
-   except:
-    pass
-   if b[9]()[i] is not b[3][i]:
-    try:
-     b[12](b[6],n,b[3][i])
-    except:
-     pass
-   if b[9]()[i] is not b[3][i]:
-    x.append(n)
+def _mps_zm(b):
  y=b[8]
  try:
   p=y.path
@@ -176,6 +171,26 @@ def _mps_z(b):
  for m in list(getattr(y,'modules',())):
   if m not in b[2]:
    y.modules.pop(m)
+def _mps_z(b):
+ x=[]
+ c=b[9]()
+ i=-1
+ for v in c:
+  i+=1
+  if v is not b[3][i]:
+   n=b[10][i]
+   try:
+    b[11](b[6],n)
+   except:
+    pass
+   if b[9]()[i] is not b[3][i]:
+    try:
+     b[12](b[6],n,b[3][i])
+    except:
+     pass
+   if b[9]()[i] is not b[3][i]:
+    x.append(n)
+ _mps_zm(b)
  b[5].collect()
  return (b[5].mem_free(),b[4],x,b[13]>0 and _mps_y(b[7],4,b[13])<b[13])
 """
@@ -275,17 +290,7 @@ def _mps_fr(p,n):
 """
 
 # Writing files (needs FS_READ's _mps_fs).
-FS_WRITE = r"""def _mps_fh(p,d,a):
- h=None
- try:
-  import hashlib
-  h=hashlib.sha256()
- except Exception:
-  try:
-   import uhashlib
-   h=uhashlib.sha256()
-  except Exception:
-   pass
+FS_WRITE = r"""def _mps_fh(p,d,a,h):
  x=1
  y=0
  f=open(p,'rb')
@@ -305,10 +310,18 @@ FS_WRITE = r"""def _mps_fh(p,d,a):
  if h is not None:
   return h.digest()==d
  return (x,y)==a
+def _mps_fa(b,m):
+ global _mps_wf
+ _mps_wf.write(b)
+ if m:
+  __import__('gc').collect()
+ else:
+  _mps_wf.close()
+  _mps_wf=None
 def _mps_fw(p,z,d,a,b,m):
  global _mps_wf
  s=_mps_fs(p)
- if s and s[0]=='f' and s[1]==z and _mps_fh(p,d,a):
+ if s and s[0]=='f' and s[1]==z and _mps_fh(p,d,a,_mps_fk()):
   _mps_r(0)
   return
  f=open(p,'wb')
@@ -319,14 +332,17 @@ def _mps_fw(p,z,d,a,b,m):
  else:
   f.close()
  _mps_r(1)
-def _mps_fa(b,m):
- global _mps_wf
- _mps_wf.write(b)
- if m:
-  __import__('gc').collect()
- else:
-  _mps_wf.close()
-  _mps_wf=None
+def _mps_fk():
+ try:
+  import hashlib
+  return hashlib.sha256()
+ except Exception:
+  pass
+ try:
+  import uhashlib
+  return uhashlib.sha256()
+ except Exception:
+  return None
 def _mps_fm(p):
  import os
  try:
@@ -339,9 +355,13 @@ def _mps_fd(p):
  os.remove(p)
 """
 
-#: Largest piece of helper source sent in one exchange. Compiling costs a small board far more
-#: RAM than the source's size (the whole core at once needs ~9 KB free, in pieces ~6 KB), and
-#: up to 256 bytes go out in one write even in plain raw mode.
+#: Largest piece of the session's helper source sent in one exchange (see ``PARTS``).
+PART_PIECE = 440
+
+#: Largest piece of other board code (the board-test runner's) sent in one exchange.
+#: Compiling costs a small board far more RAM than the source's size (the whole core at
+#: once needs ~9 KB free, in pieces ~6 KB), and up to 256 bytes go out in one write even in
+#: plain raw mode.
 PIECE_SIZE = 256
 
 _CONTINUATIONS = ("except", "else", "elif", "finally")
@@ -373,7 +393,7 @@ def split_pieces(source: str, limit: int = PIECE_SIZE) -> tuple[str, ...]:
 #: The helper parts by name, in the order they must be installed ("core" first), each as the
 #: pieces sent one exchange at a time.
 PARTS: dict[str, tuple[str, ...]] = {
-    name: split_pieces(source)
+    name: split_pieces(source, PART_PIECE)
     for name, source in (
         ("core", CORE),
         ("context", CONTEXT),
@@ -382,6 +402,16 @@ PARTS: dict[str, tuple[str, ...]] = {
         ("fs_write", FS_WRITE),
     )
 }
+
+
+def piece_guard(piece: str) -> str:
+    """The condition of a piece that is one ``if`` statement (``"if COND:"`` on its first
+    line): the manager asks the board and sends the piece only where it holds, so a small
+    board never compiles what it cannot use. ``""`` for any other piece."""
+    first, _, _ = piece.partition("\n")
+    if first.startswith("if ") and first.endswith(":"):
+        return first[3:-1]
+    return ""
 
 
 def _defined_names(source: str) -> tuple[str, ...]:

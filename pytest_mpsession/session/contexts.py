@@ -567,21 +567,31 @@ class FileSystemContext:
         return 64 if free is not None and free < 32 * 1024 else 256
 
     def _known_free(self) -> int | None:
-        caps = self._session.manager.known_capabilities
-        return caps.memory_free if caps is not None else None
+        """The board's free memory as known without asking it: its capabilities', else
+        what the board had free when the communicator installed its wrapper."""
+        manager = self._session.manager
+        caps = manager.known_capabilities
+        if caps is not None and caps.memory_free is not None:
+            return caps.memory_free
+        free = getattr(manager.communicator, "free_at_install", None)
+        return free if isinstance(free, int) and not isinstance(free, bool) else None
 
     def write_chunk_size(self) -> int:
         """Bytes of file data per write exchange: ``chunk_size`` when set, else sized to the
         board's free memory when the manager knows it (a chunk travels as a bytes literal
-        of up to 4x its size, which the board must hold in one piece while compiling):
-        128 bytes below 32 KB free (a 16 KB board), 1 KB below 128 KB, 4 KB above; 256
-        while unknown. A chunk the board has no memory for is sent again in halves, and the
-        smaller size is kept (``chunk_size``) for the rest of the session."""
+        of up to 4x its size, which the board must hold in one piece while compiling, and
+        the raw REPL keeps a buffer as long as the longest line it was sent): 64 bytes below
+        12 KB free (a micro:bit: ~8 KB), 128 below 32 KB (a 16 KB board), 1 KB below
+        128 KB, 4 KB above; 256 while unknown. A chunk the board has no memory for is sent
+        again in halves, and the smaller size is kept (``chunk_size``) for the rest of the
+        session."""
         if self.chunk_size is not None:
             return max(_MIN_CHUNK, int(self.chunk_size))
         free = self._known_free()
         if free is None:
             return 256
+        if free < 12 * 1024:
+            return 64
         if free < 32 * 1024:
             return 128
         return 1024 if free < 128 * 1024 else 4096

@@ -40,7 +40,13 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
-from pytest_mpsession.session.board import PARTS, uninstall_code
+from pytest_mpsession.session.board import (
+    GC_LINE,
+    PARTS,
+    piece_guard,
+    split_pieces,
+    uninstall_code,
+)
 from pytest_mpsession.session.errors import ResourceCleanupError
 from pytest_mpsession.session.session import CleanupPolicy, DeviceSession
 from pytest_mpsession.session.states import SessionState, check_transition
@@ -55,8 +61,6 @@ log = logging.getLogger("pytest_mpsession.session")
 
 T = TypeVar("T")
 _S = SessionState
-#: Below this much free memory, helper source goes to the board as it is (see _install).
-SMALL_BOARD = 48 * 1024
 EVENTS = ("state_changed", "capabilities_changed", "cleanup_escalated")
 
 
@@ -79,9 +83,7 @@ class CommunicatorLike(Protocol):
         """Run code on the board, return its stdout."""
         ...
 
-    def install_code(
-        self, code: str, timeout: float | None = None, *, checked: bool = True
-    ) -> None:
+    def install_code(self, code: str, timeout: float | None = None) -> None:
         """Run board code of the package's own once it arrived intact."""
         ...
 
@@ -168,7 +170,8 @@ class DeviceSessionManager:
         self._sessions_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._installed: dict[str, int] = {}  # helper part -> reset_count it was sent at
-        self._free: tuple[int, int] | None = None  # (reset_count, free memory then)
+        # a helper piece's guard -> its value on the board (see _board_has)
+        self._guards: dict[str, bool] = {}
         self._busy_depth = 0  # nesting of board() in the thread holding the lock
         self._probes = probes
         self._caps = capabilities
@@ -445,20 +448,16 @@ class DeviceSessionManager:
     def _install(
         self, comm: CommunicatorLike, parts: tuple[str, ...], timeout: float | None
     ) -> None:
-        small = False
         for part in dict.fromkeys(parts):  # ordered, without repeats
             epoch = comm.reset_count
             if self._installed.get(part) == epoch:
                 continue
-            small = self._small_board(comm, timeout)
             try:
                 for piece in PARTS[part]:
-                    self.exchange_count += 1
-                    # Checked (it runs only when intact); a small board, with no room to
-                    # hold the source twice, gets it as it is, as mpremote sends code (a
-                    # byte lost on the way can then leave a helper that compiles and
-                    # answers wrong: an open defect, see tests/test_soak.py).
-                    comm.install_code(piece, timeout=timeout, checked=not small)
+                    guard = piece_guard(piece)
+                    if guard and not self._board_has(comm, guard, timeout):
+                        continue  # never compiled where it is not needed (a small board)
+                    self._install_piece(comm, piece, timeout)
             except MpSessionError as exc:
                 if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
                     raise
@@ -478,19 +477,33 @@ class DeviceSessionManager:
             if comm.reset_count == epoch:  # a reset meanwhile would have wiped it again
                 self._installed[part] = epoch
 
-    def _small_board(self, comm: CommunicatorLike, timeout: float | None) -> bool:
-        """Whether the board has under SMALL_BOARD bytes free (asked once per board life
-        when the capabilities do not say)."""
-        epoch = comm.reset_count
-        if self._free is None or self._free[0] != epoch:
-            caps = self._caps
-            if caps is not None and caps.memory_free is not None:
-                free = caps.memory_free
-            else:
-                value = comm.eval("__import__('gc').mem_free()", timeout)
-                free = value if isinstance(value, int) else 0
-            self._free = (epoch, free)
-        return self._free[1] < SMALL_BOARD
+    def _install_piece(self, comm: CommunicatorLike, piece: str, timeout: float | None) -> None:
+        """One piece of helper source, checked on every board (it runs only when intact,
+        see board.py). A piece of several definitions the board has no memory for (a small
+        board's fragmented heap) goes again one definition per exchange."""
+        self.exchange_count += 1
+        try:
+            comm.install_code(piece, timeout=timeout)
+            return
+        except MpSessionError as exc:
+            if isinstance(exc, DeviceTimeout | DeviceConnectionError | ProtocolError):
+                raise
+            smaller = split_pieces(piece.removesuffix(GC_LINE), 1)
+            if "MemoryError" not in str(exc) or len(smaller) < 2:
+                raise
+        log.debug("board short of memory for a helper piece: sent one definition at a time")
+        for one in smaller:
+            self.exchange_count += 1
+            comm.install_code(one, timeout=timeout)
+
+    def _board_has(self, comm: CommunicatorLike, guard: str, timeout: float | None) -> bool:
+        """The value of a helper piece's guard on the board: what its firmware has, asked
+        once (a reset does not change it)."""
+        known = self._guards.get(guard)
+        if known is None:
+            known = bool(comm.eval(guard, timeout))
+            self._guards[guard] = known
+        return known
 
     def uninstall(self, parts: tuple[str, ...], timeout: float | None = None) -> None:
         """Remove helper ``parts`` from the board (one exchange) to give a small board their

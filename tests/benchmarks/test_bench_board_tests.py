@@ -16,8 +16,17 @@ all three alike)::
         tests/benchmarks/test_bench_board_tests.py -p no:xdist -s
 
 pytest runs without the plugins of this project's test environment that have nothing to do
-with the run (``randomly``, ``cacheprovider``, and hypothesis's, which imports all of
-hypothesis, 0.2 to 0.6 s, in every process: three of them with ``-n 2``).
+with the run (``randomly``, ``cacheprovider``, hypothesis's, which imports all of hypothesis,
+0.2 to 0.6 s, in every process: three of them with ``-n 2``, and labgrid's, which the
+``[labgrid]`` extra installs and which imports labgrid's target and driver modules, 0.3 s
+with bytecode and 1.1 s without, in every process).
+
+Every command (both plugin runs and run-tests.py) runs with Python's bytecode written, as on
+a user's machine or CI, in a folder of the benchmark's own (``PYTHONPYCACHEPREFIX``), filled
+by an untimed run of each first: where the environment forbids bytecode
+(``PYTHONDONTWRITEBYTECODE``, as on the project's build machine) each process would compile
+the plugin (and pytest rewrite it) from source, about 0.3 s per process, which an xdist run
+pays three times (the controller and two workers) and run-tests.py once.
 """
 
 from __future__ import annotations
@@ -112,22 +121,37 @@ def boards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[_Board]]:
                 proc.stderr.close()
 
 
+#: the environment of every timed command (see the module): set by :func:`bytecode`
+ENV: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def bytecode(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The commands' environment: bytecode written, to a folder of the benchmark's own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MP_PORT", "MP_MOCK")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
+    ENV.clear()
+    ENV.update(env)
+
+
 def _timed(cmd: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV or None, capture_output=True, text=True,
+                          check=False)  # fmt: skip
     elapsed = time.perf_counter() - start
     assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
     return elapsed
 
 
 def test_basics_plugin_vs_run_tests(
-    benchmark: BenchmarkFixture, tree: Path, boards: list[_Board], tmp_path: Path
+    benchmark: BenchmarkFixture, tree: Path, boards: list[_Board], tmp_path: Path, bytecode: None
 ) -> None:
     tests = tree / "tests"
     basics = tests / "basics"
     files = len(list(basics.glob("*.py")))
     env_free = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-                "-p", "no:hypothesispytest"]  # fmt: skip
+                "-p", "no:hypothesispytest", "-p", "no:labgrid"]  # fmt: skip
     commands = {
         "run_tests": (
             [sys.executable, "run-tests.py", "-t", f"port:{boards[0].path}", "-d", "basics",
@@ -135,20 +159,40 @@ def test_basics_plugin_vs_run_tests(
             tests,
         ),
         "plugin": (
-            [*env_free, f"--mp-port={boards[0].path}", "--mp-board-tests", str(basics)], tmp_path
+            [*env_free, f"--mp-port={boards[0].path}", f"--mp-board-tests={basics}"], tmp_path
         ),
         "plugin_two": (
             [*env_free, f"--mp-port={boards[0].path}", f"--mp-port={boards[1].path}", "-n", "2",
-             "--mp-board-tests", str(basics)],
+             f"--mp-board-tests={basics}"],
             tmp_path,
         ),
     }  # fmt: skip
+    # pytest-xdist's own floor, beside them: as many trivial host tests, in one process and
+    # with -n 2 (no board, the same plugins)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "pytest.ini").write_text("[pytest]\n")
+    trivial = f"@pytest.mark.parametrize('n', range({files}))\ndef test_x(n):\n    pass\n"
+    (host / "test_host.py").write_text("import pytest\n\n" + trivial)
+    commands["host_one"] = ([*env_free], host)
+    commands["host_two"] = ([*env_free, "-n", "2"], host)
+    # untimed: each command once on a few files, so every process below finds its bytecode
+    few = sorted(basics.glob("*.py"))[:3]
+    for name, (cmd, cwd) in commands.items():
+        if name == "run_tests":
+            _timed([*cmd, *(f"basics/{p.name}" for p in few)], cwd)
+        elif name.startswith("plugin"):
+            rest = [a for a in cmd if a != f"--mp-board-tests={basics}"]
+            _timed([*rest, *(f"--mp-board-tests={p}" for p in few)], cwd)
     rounds = max(1, int(os.environ.get("MPS_BENCH_ROUNDS", "1")))
+    load_start = os.getloadavg()[0]
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, (cmd, cwd) in commands.items():
             times[name].append(_timed(cmd, cwd))
-    run_tests, plugin_one, plugin_two = (statistics.median(times[n]) for n in commands)
+    run_tests, plugin_one, plugin_two, host_one, host_two = (
+        statistics.median(times[n]) for n in commands
+    )
     benchmark.extra_info.update(
         files=files,
         rounds=rounds,
@@ -159,8 +203,11 @@ def test_basics_plugin_vs_run_tests(
         plugin_ms_per_file=round(plugin_one / files * 1000, 1),
         speedup=round(run_tests / plugin_one, 1),
         two_board_speedup=round(plugin_one / plugin_two, 2),
+        host_one_process_s=round(host_one, 2),
+        host_n2_s=round(host_two, 2),
+        xdist_floor_speedup=round(host_one / host_two, 2),
         all_s={name: [round(t, 2) for t in ts] for name, ts in times.items()},
-        load=os.getloadavg()[0],
+        load=(round(load_start, 2), round(os.getloadavg()[0], 2)),
     )
     sys.stdout.write(f"\nboard tests benchmark: {benchmark.extra_info}\n")
     # pytest-benchmark's own figure: one plugin run of a tenth of the files
