@@ -138,21 +138,3 @@ def test_crlf_output_tells_the_codes_output_from_the_repls() -> None:
     assert crlf(b">> x\r\n") == b">> x\r\n"  # the prompt came: the echo of the next line
     crlf.line_entered()
     assert crlf(b"for i in x:\r\n..") + crlf(b". \r\n") == b"for i in x:\r\n... \r\n"
-
-
-def test_legacy_free_ram_is_the_profiles_exactly(raw_repl: type) -> None:
-    # The boot sizes the RAM in three passes (the last one in an exec of its own takes what
-    # the earlier ones' frames still held): a program sees the profile's free RAM, after
-    # power-on and after a soft reset alike, not the profile's plus the boot's garbage
-    from pytest_mpsession.emulator import BUILTIN_PROFILES
-
-    free = BUILTIN_PROFILES["legacy"].free
-    with PtyBoard("legacy") as board:
-        c = raw_repl(board.path)
-        c.enter_raw()
-        for _ in range(2):
-            got = int(c.exec("import gc\ngc.collect()\nprint(gc.mem_free())"))
-            assert free - 256 <= got <= free + 64, (got, free)
-            assert c.exec("import gc\nprint(gc.mem_alloc() < 512)").strip() == "True"
-            c.serial.write(b"\x04")
-            read_past(c.serial, RAW_BANNER)

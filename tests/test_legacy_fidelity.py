@@ -230,22 +230,24 @@ LANGUAGE_DIFFERENCES: dict[str, str] = {
 }
 
 # Why legacy has more RAM than the board: its engine is 64-bit, so the same program's
-# objects, bytecode and compiler take more of it.  Measured with the boot's RAM sizing exact
-# (its third pass, _mpmock._settle: the free RAM is the profile's to the byte; before, the
-# boot's own garbage added about 3 KB, so the profile's 13 KB showed as 16.1 KB), on this
-# branch and with the trust branch's checked helper pieces merged (issue 12), the least
-# free RAM that runs what the micro:bit runs:
+# objects, bytecode and compiler take more of it.  The profile's 13 KB is what a program sees
+# before its first collection; the boot's own garbage (about 3 KB) is what a collection adds
+# (16.1 KB), and the session's chunk sizes, chosen from the uncollected figure when the
+# wrapper goes in, are the micro:bit's (tests/test_trust_small_boards.py).  Measured with
+# the boot's sizing made exact (a third pass in an exec of its own, so that the collected
+# figure is the profile's), with the trust branch's checked helper pieces, the least free
+# RAM that runs what the micro:bit runs:
 # - 13 KB: the session's core no longer compiles in the pieces the micro:bit takes
 #   (test_session_board.py::test_a_helper_install_cut_short_is_done_again[legacy]);
-# - 14 KB: enough here; with the checked helper pieces, fs.write of 256 bytes has no memory
+# - 14 KB: fs.write of 256 bytes has no memory for the checked helper pieces
 #   (test_session_board.py::test_file_written_listed_read_removed[legacy]);
 # - 15 KB: the board-test runner's unittest has no memory for a test module
 #   (test_board_tests.py::test_unit_tests_every_feature[legacy]; the micro:bit runs it,
 #   failing only on its 4-level recursion);
-# - 16 KB: all pass.  Legacy keeps the 16.1 KB it had.  Its largest allocation is the free
-#   RAM less what the REPL and the probe hold, as the board's.
+# - 16 KB: all pass.  So legacy keeps the 16.1 KB.  Its largest allocation is the free RAM
+#   less what the REPL and the probe hold, as the board's.
 _RAM = (
-    "the board has 9 KB free (8 KB in one piece); legacy 16 KB (13 KB): its 64-bit engine "
+    "the board has 9 KB free (8 KB in one piece); legacy 16 KB (14 KB): its 64-bit engine "
     "needs two thirds more to run the same programs (at 15 KB the board-test runner's "
     "unittest, at 14 KB the checked helper pieces, at 13 KB the session's core no longer "
     "fit where the micro:bit runs them)"

@@ -80,13 +80,7 @@ _SETUP_HEAP = 160 * 1024
 # run in the raw REPL at the first prompt of a disguised board (see board/_mpmock.py):
 # mount the flash, set the reset cause, size the RAM; then a second pass on the RAM
 # (the first prints S when the flash has boot.py, or main.py to run, see _SCRIPTS)
-_ACTIVATE = (
-    b"__import__('_mpmock')._activate(%d,%d)"
-    + CTRL_D
-    + b"__import__('_mpmock')._trim()"
-    + CTRL_D
-    + b"__import__('_mpmock')._settle()"
-)
+_ACTIVATE = b"__import__('_mpmock')._activate(%d,%d)" + CTRL_D + b"__import__('_mpmock')._trim()"
 # boot.py, then main.py, as a board runs them at reset: in the REPL's globals, their output
 # and tracebacks on the console
 _SCRIPTS = b"__import__('_mpmock')._run_scripts(%d,globals())"
@@ -797,7 +791,7 @@ class Link:
         elif stage == "shrink":
             if (
                 not buf.endswith(CTRL_D + RAW_REPL_PROMPT)
-                or buf.count(CTRL_D + RAW_REPL_PROMPT) < 3
+                or buf.count(CTRL_D + RAW_REPL_PROMPT) < 2
             ):
                 return
             if b"Traceback" in buf:

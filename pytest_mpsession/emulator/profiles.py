@@ -209,12 +209,11 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         banner="MicroPython v1.9.2-34-gd64154c73 on 2017-09-01; micro:bit v1.0.1 with nRF51822",
         soft_reboot="soft reboot",
         heap=16 * 1024,
-        # the board has about 9.5 KB free at start (microbit: 9744 after gc.collect()); the
-        # engine is 64-bit (its objects and its compiler take more of the same RAM), and with
-        # less than this the session's helpers do not fit where they fit on the board (issue
-        # 14.1; measured with the boot's sizing exact, see tests/test_legacy_fidelity.py,
-        # _RAM): 16.1 KB, what legacy had in fact when the profile said 13 KB
-        free=16512,
+        # the board has about 9.7 KB free at start (microbit: 9680 after gc.collect()); the
+        # engine is 64-bit (its objects and its compiler take more of the same RAM), and at
+        # 9.7 KB the session's helpers do not fit where they fit on the board (issue 14.1):
+        # 13 KB (12.5 KB is the least with which legacy runs what the micro:bit runs)
+        free=13 * 1024,
         # a flat filesystem of about 14 KB for files
         flash_size=16 * 1024,
         block_size=512,

@@ -225,26 +225,9 @@ def _trim():
     # stack (the conservative GC), and what the first exchange left behind, is free now.
     # The RAM is taken again, so that the board's free region is the top of the heap in
     # one piece.
-    _take(cfg["free"])
-
-
-def _settle():
-    # Third pass, in a later exec again: what the second pass's own frames still pinned
-    # (blocks it let go of, seen on the C stack while it collected) is free by now, and is
-    # more than the board's RAM: one block takes that surplus, at the bottom of the free
-    # piece (first fit), so the rest stays in one piece.  Then gc.mem_alloc() counts from
-    # here (the gc module may be the board's own already: its count starts at 0 again).
     import gc
 
-    gc.collect()
-    extra = gc.mem_free() - cfg["free"]
-    if extra >= 64:
-        try:
-            _ballast[0] = [_ballast[0], _block(extra - 48)]
-        except MemoryError:
-            pass
-    gc.collect()
-    _alloc_base[0] = 0
+    _take(cfg["free"])
     _alloc_base[0] = gc.mem_alloc()
 
 
