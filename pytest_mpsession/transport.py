@@ -69,6 +69,21 @@ def _open_quietly(ser: Any) -> None:
         ser.open()
 
 
+def _close_serial(ser: Any) -> None:
+    """``ser.close()``, and then its socket's for ``socket://`` and ``rfc2217://`` ports:
+    pyserial shuts the socket down and closes it in one ``try``, so when the peer already
+    reset the connection (a ser2net restarted, an emulator gone) the shutdown fails with
+    ENOTCONN, the close is skipped, and the socket is left to the garbage collector (a
+    ResourceWarning, an error under ``-W error``)."""
+    sock = getattr(ser, "_socket", None)
+    try:
+        ser.close()
+    finally:
+        if sock is not None and hasattr(sock, "close"):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
 def _reason(exc: BaseException) -> str:
     """What went wrong, in words a user can act on."""
     code = getattr(exc, "errno", None)
@@ -185,8 +200,9 @@ class Transport:
         # pyserial's RFC 2217 client refuses a write timeout (NotImplementedError); its
         # writes go to a TCP socket, which the kernel buffers.
         rfc2217 = port.lower().startswith("rfc2217://")
+        ser: Any = None
         try:
-            ser: Any = serial.serial_for_url(
+            ser = serial.serial_for_url(
                 port,
                 do_not_open=True,
                 baudrate=baudrate,
@@ -199,6 +215,9 @@ class Transport:
                 ser.exclusive = True  # flock(): a second opener fails instead of sharing
             _open_quietly(ser)
         except (serial.SerialException, OSError, ValueError, NotImplementedError) as exc:
+            if ser is not None:
+                with contextlib.suppress(serial.SerialException, OSError, ValueError):
+                    _close_serial(ser)  # a half-open RFC 2217 client holds its socket
             raise DeviceConnectionError(f"cannot open {port}: {_reason(exc)}", port=port) from None
         result: serial.SerialBase = ser
         return result
@@ -368,7 +387,7 @@ class Transport:
                     ) from None
             except DeviceConnectionError as exc:
                 with contextlib.suppress(serial.SerialException, OSError, ValueError):
-                    ser.close()  # a half-open object refuses the next open()
+                    _close_serial(ser)  # a half-open object refuses the next open()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeviceConnectionError(
@@ -389,7 +408,7 @@ class Transport:
 
     def _close_port(self) -> None:
         try:
-            self._ser.close()
+            _close_serial(self._ser)
         except (serial.SerialException, OSError, ValueError):
             pass
         self._fd = None

@@ -659,8 +659,8 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     errors = [line for line in inproc.errlines if line.startswith("ERROR:")]
     taken = os.path.commonpath([pytester.path, by_id])  # pytest's rootdir: above both
     assert errors == [
-        f"ERROR: mpsession: pytest read the port {link} as a test path and made {taken} its "
-        f"rootdir; write --mp-port={link} as one word (or set MP_PORT)"
+        f"ERROR: mpsession: pytest read {link} (the value of --mp-port) as a test path and "
+        f"made {taken} its rootdir; write --mp-port={link} as one word (or set MP_PORT)"
     ], inproc.errlines
     # With a test path beside it pytest finds the project's ini anyway: nothing to say.
     beside = pytester.runpytest("--mp-port", str(link), "test_blink.py", "-p", "no:cacheprovider")
@@ -668,6 +668,33 @@ def test_symlinked_port_in_two_words_keeps_the_projects_ini(
     # Nor when the configuration file is named (-c): pytest guessed nothing from the port.
     named = pytester.runpytest("--mp-port", str(link), "-c", "tox.ini", "-p", "no:cacheprovider")
     named.assert_outcomes(passed=1)
+
+
+def test_board_tests_folder_in_two_words_keeps_the_projects_ini(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # `pytest --mp-mock --mp-board-tests /elsewhere/board` (two words, a folder outside the
+    # project): pytest takes the folder for a test path and a folder above both for its
+    # rootdir. The command runs again with the value in one word; in-process, the usage
+    # error names --mp-board-tests, not a port written as one word beside it.
+    board = tmp_path_factory.mktemp("elsewhere") / "board"
+    board.mkdir()
+    (board / "blink.py").write_text("print('on')\n")
+    (board / "blink.py.exp").write_text("on\n")
+    pytester.makeini("[pytest]\nmp_mock = generic\n")
+    result = pytester.runpytest_subprocess("--mp-board-tests", str(board), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+    inproc = pytester.runpytest(
+        "--mp-port=mpmock://generic", "--mp-board-tests", str(board), "-p", "no:cacheprovider"
+    )
+    assert inproc.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in inproc.errlines if line.startswith("ERROR:")]
+    taken = os.path.commonpath([pytester.path, board])
+    assert errors == [
+        f"ERROR: mpsession: pytest read {board} (the value of --mp-board-tests) as a test path "
+        f"and made {taken} its rootdir; write --mp-board-tests={board} as one word"
+    ], inproc.errlines
 
 
 def test_progress_shows_while_a_silent_board_is_awaited_and_ctrl_c_ends_the_wait(

@@ -181,3 +181,34 @@ def test_closed_transport_errors_name_the_port() -> None:
     t.close()
     with pytest.raises(DeviceConnectionError, match=r"^loop://: write failed"):
         t.write(b"x")
+
+
+def test_a_socket_the_peer_reset_is_closed_not_left_to_the_collector() -> None:
+    # pyserial's socket:// and rfc2217:// clients shut their socket down and close it in one
+    # try: after the peer reset the connection (a ser2net restarted) the shutdown fails and
+    # the socket stayed open until collected, a ResourceWarning (an error under -W error).
+    import gc
+    import socket
+    import struct
+    import warnings
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    with server:
+        t = Transport.open(f"socket://127.0.0.1:{port}", timeout=5)
+        peer, _ = server.accept()
+        # close with SO_LINGER 0: the connection is reset, not ended
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        with pytest.raises(DeviceConnectionError):
+            # the reset arrives: reading sees the link gone
+            deadline = time.monotonic() + 5
+            while True:
+                t.read_some(deadline)
+        sock = t._ser._socket  # type: ignore[attr-defined]  # pyserial's, to check below
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            t.close()
+            gc.collect()
+        assert sock.fileno() == -1, "the socket was left open"
+        assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -392,8 +392,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     settings = resolve_settings(config)
     config.stash[STATE] = PluginState(settings)
-    if settings.port_source == "--mp-port":
-        _check_rootdir(config, settings.ports)
+    _check_rootdir(config)
 
 
 #: the files pytest takes its configuration from, and what marks one as pytest's
@@ -441,59 +440,76 @@ def _rootdir_is_the_projects(config: pytest.Config) -> bool:
     return True  # pragma: no cover - ini_dir is one of here's folders
 
 
-def _rootdir_taken_from(config: pytest.Config, ports: Sequence[str]) -> str | None:
-    """The port whose path pytest took for a test path when it chose its rootdir, if any.
+def _rootdir_taken_from(
+    config: pytest.Config, given: Sequence[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """The ``(option, value)`` whose value pytest took for a test path when it chose its
+    rootdir, if any.
 
-    ``--mp-port /dev/ttyACM0`` (two words) is read as a test path before this plugin is
-    loaded, and can make ``/dev`` the rootdir: the project's ini file and cache are lost.
-    pytest takes the path as given, without resolving a link (``/dev/serial/by-id/usb-...``
-    makes ``/dev/serial/by-id``, or a folder above both it and the project, the rootdir), so
-    the folder of the path as written counts, and, for good measure, that of the device."""
+    ``--mp-port /dev/ttyACM0`` or ``--mp-board-tests ../board`` (two words) is read as a
+    test path before this plugin is loaded, and can make ``/dev`` (or a folder above the
+    project) the rootdir: the project's ini file and cache are lost. pytest takes the path
+    as given, without resolving a link (``/dev/serial/by-id/usb-...`` makes
+    ``/dev/serial/by-id``, or a folder above both it and the project, the rootdir), so the
+    folder of the path as written counts, and, for good measure, that of its target. Only
+    values written as a word of their own are given here: ``--mp-port=X`` is never a test
+    path."""
     root = config.rootpath
     here = config.invocation_params.dir
-    for port in ports:
-        if "://" in port or not os.path.exists(port):
+    for option, value in given:
+        if "://" in value or not os.path.exists(os.path.join(here, value)):
             continue
-        given = Path(os.path.abspath(os.path.join(here, port)))
-        real = Path(os.path.realpath(port))
-        if any(root == p.parent or root in p.parents for p in (given, real)):
+        path = Path(os.path.abspath(os.path.join(here, value)))
+        real = Path(os.path.realpath(path))
+        # a folder is its own candidate for the rootdir, a file (a device) its parent
+        folders = option == "--mp-board-tests"
+        near = {p if folders and p.is_dir() else p.parent for p in (path, real)}
+        if any(root == p or root in p.parents for p in near):
             if not _rootdir_is_the_projects(config):
-                return port
+                return option, value
     return None
 
 
-def _check_rootdir(config: pytest.Config, ports: Sequence[str]) -> None:
+def _check_rootdir(config: pytest.Config) -> None:
     """Say so plainly instead of running with the wrong rootdir (when re-running pytest
-    with the port in one word was not possible)."""
-    port = _rootdir_taken_from(config, ports)
-    if port is not None:
+    with the value in one word was not possible)."""
+    _fixed, given = _join_path_values(config.invocation_params.args)
+    taken = _rootdir_taken_from(config, given)
+    if taken is not None:
+        option, value = taken
+        env = " (or set MP_PORT)" if option == "--mp-port" else ""
         raise pytest.UsageError(
-            f"mpsession: pytest read the port {port} as a test path and made "
-            f"{config.rootpath} its rootdir; write --mp-port={port} as one word (or set MP_PORT)"
+            f"mpsession: pytest read {value} (the value of {option}) as a test path and made "
+            f"{config.rootpath} its rootdir; write {option}={value} as one word{env}"
         )
 
 
 _REEXEC_ENV = "_MPSESSION_REEXEC"
 
 
-def _join_port_values(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``--mp-port X`` -> ``--mp-port=X`` in ``argv``; (new argv, the ports joined)."""
+#: this plugin's options whose value is a path pytest may take for a test path
+_PATH_OPTIONS = ("--mp-port", "--mp-board-tests")
+
+
+def _join_path_values(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``--mp-port X`` -> ``--mp-port=X`` (and ``--mp-board-tests``) in ``argv``; (the new
+    argv, the ``(option, value)`` pairs joined)."""
     out: list[str] = []
-    ports: list[str] = []
+    joined: list[tuple[str, str]] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
             out.extend(argv[i:])
             break
-        if arg == "--mp-port" and i + 1 < len(argv):
-            out.append(f"--mp-port={argv[i + 1]}")
-            ports.append(argv[i + 1])
+        if arg in _PATH_OPTIONS and i + 1 < len(argv):
+            out.append(f"{arg}={argv[i + 1]}")
+            joined.append((arg, argv[i + 1]))
             i += 2
             continue
         out.append(arg)
         i += 1
-    return out, ports
+    return out, joined
 
 
 def _rerun_with_ports_joined(early_config: pytest.Config) -> None:
@@ -506,8 +522,8 @@ def _rerun_with_ports_joined(early_config: pytest.Config) -> None:
     argv = sys.argv[1:]
     if tuple(argv) != tuple(early_config.invocation_params.args):
         return
-    fixed, ports = _join_port_values(argv)
-    if not ports or _rootdir_taken_from(early_config, ports) is None:
+    fixed, given = _join_path_values(argv)
+    if not given or _rootdir_taken_from(early_config, given) is None:
         return
     os.environ[_REEXEC_ENV] = "1"
     # pytest already captures fds 1 and 2 at this point: give the new process the real ones.
