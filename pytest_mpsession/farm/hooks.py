@@ -8,6 +8,9 @@ How a run with several boards goes:
   (:func:`pytest_mpsession.farm.pool.probe_pool`; pytest's capability cache is shared with
   the workers, so they do not probe again). The controller closes the ports before the
   workers start, and gives each worker its board, and the whole pool, in ``workerinput``.
+  With ``labgrid://`` ports the xdist controller takes the places and identifies the pool
+  in a thread while pytest-xdist starts the workers; each worker waits for the pool at the
+  controller's rendezvous in its ``pytest_configure`` (:func:`_take_places_early`).
 - **Routing under xdist** (``--mp-dist load``): each worker keeps in its collection the
   tests its board can run, and those no board of the pool can run (skipped with a reason
   naming every board); :class:`~pytest_mpsession.farm.scheduler.RoutingScheduling` sends
