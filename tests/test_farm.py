@@ -613,6 +613,33 @@ def test_rendezvous_answers_once_every_board_answered() -> None:
         lonely.close()
 
 
+def test_rendezvous_hands_the_pool_to_workers_that_started_before_it() -> None:
+    """labgrid places are taken while the workers start: a worker asking for the pool
+    blocks until the controller offers it (an error, too); one asking later gets it at
+    once; one asking past the deadline gets a one-line error, not a hang."""
+    import concurrent.futures
+
+    from pytest_mpsession.farm.rendezvous import Rendezvous, fetch_pool
+
+    meet = Rendezvous(2, timeout=30)
+    try:
+        info = meet.to_dict()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            waiting = [ex.submit(fetch_pool, info, "pool") for _ in range(2)]
+            assert not concurrent.futures.wait(waiting, 0.2).done  # no offer yet
+            meet.offer("pool", {"pool": [1, 2]})
+            assert [f.result(60) for f in waiting] == [{"pool": [1, 2]}] * 2
+        meet.offer("pool", {"error": "too late: the first offer stands"})
+        assert fetch_pool(info, "pool") == {"pool": [1, 2]}
+    finally:
+        meet.close()
+    lonely = Rendezvous(2, timeout=0.2)
+    try:
+        assert "did not find the pool" in fetch_pool(lonely.to_dict(), "pool")["error"]
+    finally:
+        lonely.close()
+
+
 def test_a_run_without_labgrid_ports_does_not_import_labgrid(pytester: pytest.Pytester) -> None:
     """Every process of a run pays for what the plugin imports: labgrid (and the module
     that drives it, with asyncio) only where a ``labgrid://`` port asks for it."""

@@ -215,6 +215,23 @@ def test_two_workers_on_two_places(pytester: pytest.Pytester, on_lab: object) ->
     result.assert_outcomes(passed=6)
     lines = [ln for ln in result.outlines if re.match(r"mpsession: gw\d: ", ln)]
     assert len(lines) == 2 and {"on linux" in ln for ln in lines} == {True, False}
+    # taken while the workers started (they waited for their boards), then said
+    result.stdout.fnmatch_lines(["mpsession: labgrid places * acquired in *.?? s"])
+
+
+def test_a_missing_place_under_xdist_is_one_line(pytester: pytest.Pytester, on_lab: object) -> None:
+    """Under xdist the places are taken while the workers start: a place that does not
+    exist still ends the run as a usage error, in one line, before any test."""
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://unix", "--mp-port=labgrid://bench-9", "-n", "2"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["*mpsession: labgrid place 'bench-9' (labgrid://bench-9) does not exist*"]
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "passed" not in out
 
 
 def test_a_failing_test_and_a_missing_place(pytester: pytest.Pytester, on_lab: object) -> None:

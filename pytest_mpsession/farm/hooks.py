@@ -8,6 +8,9 @@ How a run with several boards goes:
   (:func:`pytest_mpsession.farm.pool.probe_pool`; pytest's capability cache is shared with
   the workers, so they do not probe again). The controller closes the ports before the
   workers start, and gives each worker its board, and the whole pool, in ``workerinput``.
+  With ``labgrid://`` ports the xdist controller takes the places and identifies the pool
+  in a thread while pytest-xdist starts the workers; each worker waits for the pool at the
+  controller's rendezvous in its ``pytest_configure`` (:func:`_take_places_early`).
 - **Routing under xdist** (``--mp-dist load``): each worker keeps in its collection the
   tests its board can run, and those no board of the pool can run (skipped with a reason
   naming every board); :class:`~pytest_mpsession.farm.scheduler.RoutingScheduling` sends
@@ -45,7 +48,7 @@ from pytest_mpsession.farm.requirements import (
 
 if TYPE_CHECKING:
     from pytest_mpsession.capabilities import DeviceCapabilities
-    from pytest_mpsession.farm.labgrid import AcquiredPlace
+    from pytest_mpsession.farm.labgrid import AcquiredPlace, PlaceRequest
     from pytest_mpsession.farm.pool import PoolBoard, Probed
     from pytest_mpsession.plugin.boards import Board, Progress
 
@@ -113,6 +116,21 @@ class FarmState:
     meet: dict[str, Any] | None = None
     #: how many plugins were registered when the probes were last collected
     plugins_seen: int = -1
+    #: the xdist controller with labgrid places: the places are taken and the pool
+    #: identified while the workers start (a worker waits for its board at the rendezvous)
+    early: bool = False
+    pending: concurrent.futures.Future[_Taken] | None = None
+    pool_size: int = 0
+
+
+@dataclass
+class _Taken:
+    """What the controller took while its workers started: places, ports, the pool."""
+
+    places: list[AcquiredPlace]
+    seconds: float
+    ports: list[str]
+    pool: list[PoolBoard]
 
 
 _FARM = pytest.StashKey[FarmState]()
@@ -195,6 +213,9 @@ def pytest_configure(config: pytest.Config) -> None:
             f"mpsession: --mp-dist each runs through pytest-xdist's load distribution, not "
             f"--dist {_xdist_dist(config)}: leave --dist out"
         )
+    if controller and _labgrid_ports(state.settings.ports):
+        _take_places_early(config, farm)
+        return
     _take_places(config, farm)
     settings = state.settings
     ports = list(settings.ports)
@@ -258,6 +279,10 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
     """An xdist worker: the pool, its own board, the places, as the controller decided."""
     from pytest_mpsession.farm.pool import PoolBoard
 
+    early = workerinput.get("mpsession_early")
+    if isinstance(early, dict):
+        _fetch_pool(workerinput, early)
+
     farm.dist = str(workerinput.get("mpsession_dist", farm.dist))
     pool = workerinput.get("mpsession_pool")
     if isinstance(pool, list):
@@ -273,6 +298,33 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
         _use_places([AcquiredPlace.from_dict(p) for p in places])
 
 
+def _fetch(early: dict[str, Any], kind: str) -> dict[str, Any]:
+    from pytest_mpsession.farm.rendezvous import RendezvousError, fetch_pool
+
+    try:
+        got = fetch_pool(early, kind)
+    except RendezvousError as exc:
+        got = {"error": str(exc)}
+    if "error" in got:
+        raise pytest.UsageError(f"mpsession: {got['error']}")
+    return got
+
+
+def _fetch_pool(workerinput: dict[str, Any], early: dict[str, Any]) -> None:
+    """A worker started while the controller took the labgrid places: wait for the pool
+    at the rendezvous; then the worker input is as if it had come with the worker."""
+    got = _fetch(early, "pool")
+    pool = list(got["pool"])
+    index = int(workerinput.get("mpsession_board", 0))
+    workerinput["mpsession_pool"] = pool
+    workerinput["mpsession_port"] = pool[index]["port"]
+    workerinput["mpsession_dist"] = got["dist"]
+    workerinput["mpsession_routed"] = got["routed"]
+    workerinput["mpsession_places"] = got["places"]
+    if len(pool) > 1:
+        workerinput["mpsession_meet"] = early
+
+
 def pool_board_caps(config: pytest.Config) -> DeviceCapabilities | None:
     """An xdist worker of a pool: what the controller found on its board (just before the
     worker started), else ``None``."""
@@ -282,24 +334,19 @@ def pool_board_caps(config: pytest.Config) -> DeviceCapabilities | None:
     return next((b.caps for b in farm.pool if b.index == farm.mine), None)
 
 
-def _take_places(config: pytest.Config, farm: FarmState) -> None:
-    """``labgrid://`` ports -> places reserved and acquired now, their links in the pool."""
+def _labgrid_ports(ports: tuple[str, ...] | list[str]) -> list[tuple[int, str]]:
+    return [(i, p) for i, p in enumerate(ports) if p.lower().startswith("labgrid://")]
+
+
+def _place_requests(config: pytest.Config) -> tuple[list[int], list[PlaceRequest]]:
+    """The ``labgrid://`` ports' indices and requests, labgrid's client imported (usage
+    errors for a bad URL or labgrid missing)."""
+    from pytest_mpsession.farm.labgrid import import_labgrid, parse_url
     from pytest_mpsession.plugin.state import get_state
 
     state = get_state(config)
     assert state is not None
-    ports = list(state.settings.ports)
-    # a run without labgrid:// ports does not import the labgrid module (nor asyncio)
-    wanted = [(i, p) for i, p in enumerate(ports) if p.lower().startswith("labgrid://")]
-    if not wanted:
-        return
-    from pytest_mpsession.farm.labgrid import (
-        LabgridError,
-        acquire_places,
-        import_labgrid,
-        parse_url,
-    )
-
+    wanted = _labgrid_ports(state.settings.ports)
     try:
         requests = [parse_url(p) for _, p in wanted]
     except ValueError as exc:
@@ -310,6 +357,22 @@ def _take_places(config: pytest.Config, farm: FarmState) -> None:
         raise pytest.UsageError(
             "mpsession: labgrid:// ports need labgrid: pip install 'pytest-mpsession[labgrid]'"
         ) from None
+    return [i for i, _ in wanted], requests
+
+
+def _take_places(config: pytest.Config, farm: FarmState) -> None:
+    """``labgrid://`` ports -> places reserved and acquired now, their links in the pool."""
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    assert state is not None
+    ports = list(state.settings.ports)
+    # a run without labgrid:// ports does not import the labgrid module (nor asyncio)
+    if not _labgrid_ports(ports):
+        return
+    from pytest_mpsession.farm.labgrid import LabgridError, acquire_places
+
+    wanted, requests = _place_requests(config)
     start = time.monotonic()
     try:
         places = acquire_places(requests, timeout=state.settings.timeout)
@@ -319,10 +382,103 @@ def _take_places(config: pytest.Config, farm: FarmState) -> None:
     farm.places_s = time.monotonic() - start
     _release_at_exit(places)
     _terminate_as_interrupt(farm)
-    for (i, _), place in zip(wanted, places, strict=True):
+    for i, place in zip(wanted, places, strict=True):
         ports[i] = place.serial_url
     state.settings = dataclasses.replace(state.settings, ports=tuple(ports))
     _use_places(places)
+
+
+def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
+    """The xdist controller with ``labgrid://`` ports: reserve and acquire the places, and
+    identify the pool's boards, in a thread, while pytest-xdist starts the workers (the
+    exporter starting ser2net, and pyserial's RFC 2217 negotiation, are mostly waiting).
+    Each worker is given its board's index and the rendezvous, where it waits for the pool
+    in its ``pytest_configure``; the controller waits for it before tests are handed out
+    (:func:`_join_early`: a usage error there, exit status 4, when it failed)."""
+    from pytest_mpsession.farm.labgrid import acquire_places
+    from pytest_mpsession.farm.pool import make_pool, start_probes
+    from pytest_mpsession.farm.rendezvous import Rendezvous
+    from pytest_mpsession.plugin.state import get_state
+
+    state = get_state(config)
+    assert state is not None
+    settings = state.settings
+    # imported here, not in the thread: it is CPU work, as is starting the workers (and
+    # importing past pytest's assertion rewriting changes sys.meta_path for a moment)
+    wanted, requests = _place_requests(config)
+    _terminate_as_interrupt(farm)
+    workers = int(config.option.numprocesses)
+    size = min(workers, len(settings.ports))
+    probes = _feature_probes(config)
+    cache = getattr(config, "cache", None) if settings.use_cache else None
+    rendezvous = Rendezvous(size, timeout=max(60.0, 3 * settings.timeout))
+    dist = farm.dist
+    routed = size > 1 and _xdist_dist(config) == "load"
+
+    def take() -> _Taken:
+        try:
+            start = time.monotonic()
+            places = acquire_places(requests, timeout=settings.timeout)
+            seconds = time.monotonic() - start
+            farm.places = places  # released at the end (or at exit) from here on
+            _release_at_exit(places)
+            ports = list(settings.ports)
+            for i, place in zip(wanted, places, strict=True):
+                ports[i] = place.serial_url
+            futures = start_probes(
+                ports[:size], probes, cache, baudrate=settings.baudrate, timeout=settings.timeout
+            )
+            pool = make_pool(ports[:size], [f.result().caps for f in futures])
+        except Exception as exc:
+            rendezvous.offer("pool", {"error": str(exc)})
+            raise
+        # (a worker opens its board once the pool is identified: the board is locked to
+        # one process at a time)
+        rendezvous.offer(
+            "pool",
+            {
+                "pool": [b.to_dict() for b in pool],
+                "places": [p.to_dict() for p in places],
+                "dist": dist,
+                "routed": routed,
+            },
+        )
+        return _Taken(places, seconds, ports, pool)
+
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mpsession-places")
+    farm.pending = executor.submit(take)
+    executor.shutdown(wait=False)
+    farm.early = True
+    farm.pool_size = size
+    farm.rendezvous = rendezvous
+
+
+def _join_early(config: pytest.Config, farm: FarmState) -> None:
+    """The controller: wait for the places and the pool taken while the workers started;
+    a failure is a usage error (exit status 4) before any test is handed out."""
+    from pytest_mpsession.farm.labgrid import LabgridError
+    from pytest_mpsession.farm.pool import PoolError
+    from pytest_mpsession.plugin.state import get_state
+
+    pending = farm.pending
+    if pending is None:
+        return
+    try:
+        taken = pending.result()
+    except (LabgridError, PoolError) as exc:
+        farm.pending = None
+        pytest.exit(f"mpsession: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    farm.pending = None
+    state = get_state(config)
+    assert state is not None
+    state.settings = dataclasses.replace(state.settings, ports=tuple(taken.ports))
+    farm.places_s = taken.seconds
+    farm.pool = taken.pool
+    _use_places(taken.places)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        held = ", ".join(f"{p.place} ({p.request.url})" for p in taken.places)
+        terminal.write_line(f"mpsession: labgrid places {held} acquired in {taken.seconds:.2f} s")
 
 
 def _use_places(places: list[AcquiredPlace]) -> None:
@@ -375,6 +531,9 @@ def _release_left() -> None:
 
 
 def _release(config: pytest.Config, farm: FarmState) -> None:
+    pending, farm.pending = farm.pending, None
+    if pending is not None:  # still taking the places (Ctrl-C early): they are held after
+        concurrent.futures.wait([pending])
     if farm.rendezvous is not None:
         farm.rendezvous.close()
         farm.rendezvous = None
@@ -420,6 +579,8 @@ def prepare_pool(config: pytest.Config, progress: Progress | None) -> bool:
     farm = get_farm(config)
     if farm is None:
         return False
+    if farm.early:
+        return True  # the pool is identified while the workers start (_take_places_early)
     if farm.probing is not None:
         _finish_probes(farm, progress)
         return True
@@ -530,6 +691,18 @@ def pytest_configure_node(node: Any) -> None:
     if farm is None:
         return
     wid = str(node.gateway.id)
+    if farm.pending is not None and farm.pending.done() and farm.pending.exception() is None:
+        _join_early(config, farm)  # a worker replacing a crashed one
+    if farm.pending is not None:
+        # the pool is still being taken: the worker waits for it at the rendezvous
+        taken = set(farm.node_board.values())
+        free = [i for i in range(farm.pool_size) if i not in taken]
+        if not free:
+            return
+        farm.node_board[wid] = free[0]
+        node.workerinput["mpsession_board"] = free[0]
+        node.workerinput["mpsession_early"] = farm.rendezvous.to_dict()
+        return
     if farm.pool is not None:
         taken = set(farm.node_board.values())
         free = [b.index for b in farm.pool if b.index not in taken]
@@ -578,10 +751,13 @@ def _routes(config: pytest.Config, farm: FarmState) -> bool:
     return farm.pool is not None and len(farm.pool) > 1 and _xdist_dist(config) == "load"
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """The routing scheduler, for a pool of several boards under ``--dist load``."""
+    """The routing scheduler, for a pool of several boards under ``--dist load`` (labgrid
+    places taken while the workers started are waited for here)."""
     farm = get_farm(config)
+    if farm is not None:
+        _join_early(config, farm)
     if farm is None or not _routes(config, farm):
         return None
     from pytest_mpsession.farm.scheduler import RoutingScheduling

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-__all__ = ["Rendezvous", "RendezvousError", "exchange"]
+__all__ = ["Rendezvous", "RendezvousError", "exchange", "fetch_pool"]
 
 
 class RendezvousError(Exception):
@@ -41,6 +41,9 @@ class Rendezvous:
         self._table: dict[str, dict[int, list[str] | None]] = {}
         self._changed = threading.Condition()
         self._closed = False
+        #: what the workers of a run whose pool is still being taken wait for, by kind
+        #: (see :meth:`offer`)
+        self._offers: dict[str, dict[str, Any]] = {}
         self._thread = threading.Thread(
             target=self._serve, name="mpsession-rendezvous", daemon=True
         )
@@ -75,8 +78,12 @@ class Rendezvous:
             try:
                 if not conn.poll(self.timeout):
                     return
-                digest, index, features = conn.recv()
+                message = conn.recv()
                 deadline = time.monotonic() + self.timeout
+                if isinstance(message, tuple) and len(message) == 1:
+                    conn.send(self._wait_offer(str(message[0]), deadline))
+                    return
+                digest, index, features = message
                 with self._changed:
                     answers = self._table.setdefault(str(digest), {})
                     answers[int(index)] = None if features is None else list(features)
@@ -90,6 +97,24 @@ class Rendezvous:
                 conn.send(reply)
             except (OSError, EOFError, ValueError, TypeError):
                 return  # the worker went away or spoke nonsense: nothing to answer
+
+    def offer(self, kind: str, payload: dict[str, Any]) -> None:
+        """Hand ``payload`` (``{"error": ...}`` when it failed) to every worker that asks
+        for ``kind`` with :func:`fetch_pool`, now and later; a kind is offered once."""
+        with self._changed:
+            self._offers.setdefault(kind, payload)
+            self._changed.notify_all()
+
+    def _wait_offer(self, kind: str, deadline: float) -> dict[str, Any]:
+        with self._changed:
+            while kind not in self._offers and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            if kind in self._offers:
+                return self._offers[kind]
+        return {"error": "the pytest-xdist controller did not find the pool's boards in time"}
 
     def close(self) -> None:
         """Stop serving (workers still waiting get what is known)."""
@@ -122,3 +147,19 @@ def exchange(
     except (OSError, EOFError) as exc:
         raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
     return {int(k): v for k, v in dict(reply).items()}
+
+
+def fetch_pool(meet: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A worker's side, while the controller still takes the pool (labgrid places): block
+    until the controller offers ``kind`` (see :meth:`Rendezvous.offer`)."""
+    address = (str(meet["host"]), int(meet["port"]))
+    timeout = float(meet.get("timeout", 60.0))
+    try:
+        with Client(address, authkey=bytes.fromhex(str(meet["authkey"]))) as conn:
+            conn.send((kind,))
+            if not conn.poll(timeout + 5):
+                raise RendezvousError(f"no pool from the controller within {timeout:g} s")
+            reply = conn.recv()
+    except (OSError, EOFError) as exc:
+        raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
+    return dict(reply)
