@@ -329,6 +329,46 @@ def test_places_are_released_after_sigint(
             proc.communicate()
 
 
+def test_places_are_released_after_sigint_while_they_are_taken(
+    pytester: pytest.Pytester, on_lab: object
+) -> None:
+    """Ctrl-C as soon as the session starts: under xdist the controller takes the places in
+    a thread while the workers start, so the signal lands while they are being acquired (or
+    just after): the run ends as interrupted, and the places are free after (the fixture)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+            "--mp-port=labgrid://?lab=mp", "--mp-port=labgrid://?lab=mp", "-n", "2",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        while b"test session starts" not in seen:
+            line = proc.stdout.readline()  # blocks until pytest prints its header
+            assert line, seen
+            seen += line
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        text = (seen + out).decode(errors="replace")
+        # interrupted, or (the signal after the last test) a normal end: never a hang
+        assert proc.returncode in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.OK), text
+        assert "Traceback" not in text or "KeyboardInterrupt" in text, text
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
 def test_a_hard_reset_of_a_place_is_its_power_cycle(
     pytester: pytest.Pytester, on_lab: object
 ) -> None:
