@@ -250,7 +250,7 @@ def _identify_for_listing(config: pytest.Config, farm: FarmState, controller: bo
     assert state is not None
     settings = state.settings
     ports = list(settings.ports)
-    if shared_port(ports) or any(p.lower().startswith("labgrid://") for p in ports):
+    if shared_port(ports) or _labgrid_ports(ports):
         return
     if controller:  # pytest-xdist is off for a listing; a run would use the first N boards
         ports = ports[: int(config.option.numprocesses)]
@@ -397,7 +397,6 @@ def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
     (:func:`_join_early`: a usage error there, exit status 4, when it failed)."""
     from pytest_mpsession.farm.labgrid import acquire_places
     from pytest_mpsession.farm.pool import make_pool, start_probes
-    from pytest_mpsession.farm.rendezvous import Rendezvous
     from pytest_mpsession.plugin.state import get_state
 
     state = get_state(config)
@@ -411,7 +410,7 @@ def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
     size = min(workers, len(settings.ports))
     probes = _feature_probes(config)
     cache = getattr(config, "cache", None) if settings.use_cache else None
-    rendezvous = Rendezvous(size, timeout=max(60.0, 3 * settings.timeout))
+    rendezvous = _new_rendezvous(size, settings.timeout)
     dist = farm.dist
     routed = size > 1 and _xdist_dist(config) == "load"
 
@@ -477,8 +476,13 @@ def _join_early(config: pytest.Config, farm: FarmState) -> None:
     _use_places(taken.places)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
-        held = ", ".join(f"{p.place} ({p.request.url})" for p in taken.places)
-        terminal.write_line(f"mpsession: labgrid places {held} acquired in {taken.seconds:.2f} s")
+        terminal.write_line(_places_line(taken.places, taken.seconds))
+
+
+def _places_line(places: list[AcquiredPlace], seconds: float) -> str:
+    """The report's line on the labgrid places this run holds."""
+    held = ", ".join(f"{p.place} ({p.request.url})" for p in places)
+    return f"mpsession: labgrid places {held} acquired in {seconds:.2f} s"
 
 
 def _use_places(places: list[AcquiredPlace]) -> None:
@@ -727,14 +731,20 @@ def _rendezvous(config: pytest.Config, farm: FarmState) -> Any:
     board's answer to late probes."""
     assert farm.pool is not None
     if farm.rendezvous is None:
-        from pytest_mpsession.farm.rendezvous import Rendezvous
         from pytest_mpsession.plugin.state import get_state
 
         state = get_state(config)
         timeout = state.settings.timeout if state is not None else 10.0
-        # the workers start one after the other: room for the slowest to catch up
-        farm.rendezvous = Rendezvous(len(farm.pool), timeout=max(60.0, 3 * timeout))
+        farm.rendezvous = _new_rendezvous(len(farm.pool), timeout)
     return farm.rendezvous
+
+
+def _new_rendezvous(boards: int, timeout: float) -> Any:
+    """A rendezvous for ``boards`` workers; the workers start one after the other, so each
+    waits long enough for the slowest to catch up."""
+    from pytest_mpsession.farm.rendezvous import Rendezvous
+
+    return Rendezvous(boards, timeout=max(60.0, 3 * timeout))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -811,8 +821,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     lines = []
     if farm.places and farm.places_s is not None:
-        held = ", ".join(f"{p.place} ({p.request.url})" for p in farm.places)
-        lines.append(f"mpsession: labgrid places {held} acquired in {farm.places_s:.2f} s")
+        lines.append(_places_line(farm.places, farm.places_s))
     if farm.pool is None or len(farm.pool) < 2:
         return lines or None
     if not farm.boards:  # the xdist controller

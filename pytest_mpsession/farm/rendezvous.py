@@ -131,35 +131,32 @@ class Rendezvous:
         self._listener.close()
 
 
+def _ask(meet: dict[str, Any], message: tuple[Any, ...], what: str) -> Any:
+    """Send ``message`` to the controller's rendezvous and block, with its deadline, for
+    the reply; ``what`` names the reply in the error when none comes."""
+    address = (str(meet["host"]), int(meet["port"]))
+    timeout = float(meet.get("timeout", 60.0))
+    try:
+        with Client(address, authkey=bytes.fromhex(str(meet["authkey"]))) as conn:
+            conn.send(message)
+            if not conn.poll(timeout + 5):
+                raise RendezvousError(f"no {what} within {timeout:g} s")
+            return conn.recv()
+    except (OSError, EOFError) as exc:
+        raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
+
+
 def exchange(
     meet: dict[str, Any], digest: str, index: int, features: Sequence[str] | None
 ) -> dict[int, list[str] | None]:
     """A worker's side: give board ``index``'s answer for the probe set ``digest`` and get
     every board's (by pool index; a board that did not answer in time is missing)."""
-    address = (str(meet["host"]), int(meet["port"]))
-    timeout = float(meet.get("timeout", 60.0))
-    try:
-        with Client(address, authkey=bytes.fromhex(str(meet["authkey"]))) as conn:
-            conn.send((digest, index, None if features is None else sorted(features)))
-            if not conn.poll(timeout + 5):
-                raise RendezvousError(f"no answer from the other boards within {timeout:g} s")
-            reply = conn.recv()
-    except (OSError, EOFError) as exc:
-        raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
+    message = (digest, index, None if features is None else sorted(features))
+    reply = _ask(meet, message, "answer from the other boards")
     return {int(k): v for k, v in dict(reply).items()}
 
 
 def fetch_pool(meet: dict[str, Any], kind: str) -> dict[str, Any]:
     """A worker's side, while the controller still takes the pool (labgrid places): block
     until the controller offers ``kind`` (see :meth:`Rendezvous.offer`)."""
-    address = (str(meet["host"]), int(meet["port"]))
-    timeout = float(meet.get("timeout", 60.0))
-    try:
-        with Client(address, authkey=bytes.fromhex(str(meet["authkey"]))) as conn:
-            conn.send((kind,))
-            if not conn.poll(timeout + 5):
-                raise RendezvousError(f"no pool from the controller within {timeout:g} s")
-            reply = conn.recv()
-    except (OSError, EOFError) as exc:
-        raise RendezvousError(f"the pytest-xdist controller did not answer: {exc}") from None
-    return dict(reply)
+    return dict(_ask(meet, (kind,), "pool from the controller"))
