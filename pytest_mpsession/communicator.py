@@ -1052,7 +1052,7 @@ class Communicator(Recovery):
         runs). _TooBig when the board has no memory for it."""
         problem = b""
         for _ in range(MAX_SENDS):
-            self._unchecked("__import__('gc').collect()", deadline)
+            self._unchecked(GC_LINE, deadline)
             _out, err = self._unchecked(_store_line(code), deadline)
             if not err:
                 return

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_mpsession.communicator import Reply
 from pytest_mpsession.errors import DeviceError, DeviceTimeout, MpSessionError
-from pytest_mpsession.protocol.frame import HASHER, WRAPPER, split_statements
+from pytest_mpsession.protocol.frame import GC_LINE, HASHER, WRAPPER, split_statements
 from pytest_mpsession.session import (
     TRANSITIONS,
     CleanupPolicy,
@@ -23,7 +23,7 @@ from pytest_mpsession.session import (
     SessionState,
     StateTransitionError,
 )
-from pytest_mpsession.session.board import GC_LINE, PARTS, RESULT_MARKER, split_pieces
+from pytest_mpsession.session.board import PARTS, RESULT_MARKER, split_pieces
 from pytest_mpsession.session.deploy import prepare
 from pytest_mpsession.session.literals import to_board_literal
 from pytest_mpsession.session.states import check_transition

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import re
 
+from pytest_mpsession.protocol.frame import GC_LINE
+
 __all__ = ["PARTS", "RESULT_MARKER"]
 
 #: Printed by ``_mps_r`` right before a result's repr.
@@ -365,7 +367,6 @@ PART_PIECE = 440
 PIECE_SIZE = 256
 
 _CONTINUATIONS = ("except", "else", "elif", "finally")
-GC_LINE = "__import__('gc').collect()\n"
 
 
 def split_pieces(source: str, limit: int = PIECE_SIZE) -> tuple[str, ...]:

@@ -40,8 +40,8 @@ from pytest_mpsession.errors import (
     MpSessionError,
     ProtocolError,
 )
+from pytest_mpsession.protocol.frame import GC_LINE
 from pytest_mpsession.session.board import (
-    GC_LINE,
     PARTS,
     piece_guard,
     split_pieces,
