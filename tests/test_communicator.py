@@ -402,6 +402,9 @@ class FakeDevice:
         self.master, slave = os.openpty()
         self.path = os.ttyname(slave)
         os.close(slave)
+        # Never block in a write: once the communicator has gone, nobody drains the slave
+        # side, and a blocking write of noise into a full PTY buffer would hang close().
+        os.set_blocking(self.master, False)
         self.mode = mode
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
