@@ -137,7 +137,7 @@ OUTPUT_LIMIT: Final = 1 << 20
 # Of that, the start kept (the rest of the limit is the end).
 _OUTPUT_HEAD: Final = 64 * 1024
 # Code at least this long goes as it is through the wrapper's stdin, not as a literal.
-STREAM_MIN: Final = 512
+STREAM_MIN: Final = 257
 # Code longer than this goes in pieces unless the session manager knows better.
 PIECE_SIZE: Final = 1 << 16
 # Free bytes kept reserved by the board-side wrapper while code runs (and freed when it
@@ -218,6 +218,39 @@ class _Raw:
     err: bytes = b""
     finished: ExecFinished | None = None
     rejected: bool = False
+
+
+@dataclass
+class _Exchange:
+    """An exchange whose code went out and whose reply is being read (see
+    :meth:`Communicator._send` and :meth:`Communicator._pump`)."""
+
+    raw: _Raw
+    deadline: float
+    stream: bytes = b""
+    started: bool = False
+    per_byte: float = 0.0
+    ack_by: float = 0.0
+    stream_by: float = 0.0
+    #: boot text seen: when the silence after it proves a reboot
+    quiet_until: float = 0.0
+    #: the latest stdout/stderr, to tell boot text from output
+    tail: bytes = b""
+    err: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Ahead:
+    """A checked exchange sent ahead (see :meth:`Communicator.run_ahead`): the code runs on
+    the board, its reply waits for the :meth:`Communicator.run` that claims it."""
+
+    code: str
+    n: int
+    exchange: _Exchange
+    limit: float
+    #: what makes it still the board's current exchange: the exchange count and resets
+    exchanges: int
+    reset_count: int
 
 
 _FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
@@ -312,6 +345,7 @@ class Communicator(Recovery):
         self.resent = 0
         self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
         self._numbers = itertools.count(random.randrange(1, 1 << 20))
+        self._ahead: _Ahead | None = None
 
     @classmethod
     def open(
@@ -735,18 +769,29 @@ class Communicator(Recovery):
         """One exchange from an idle prompt, no recovery, or :class:`Fault` saying what went
         wrong (the board is then in an unknown state). A framed exchange (``frame``) must
         be acknowledged in time (see ACK_WAIT): otherwise Fault ``"lost"``."""
+        ex = self._send(data, deadline, frame=frame, skip_noise=skip_noise, stream=stream)
+        return self._pump(ex, on_stdout, follow=follow)
+
+    def _send(
+        self,
+        data: bytes,
+        deadline: float,
+        *,
+        frame: bytes = b"",
+        skip_noise: bool = False,
+        stream: bytes = b"",
+    ) -> _Exchange:
+        """Send an exchange's code (see :meth:`_run`); its reply is read by :meth:`_pump`."""
         self.exchanges += 1
         eng = self._engine
-        raw = _Raw(_Capture(self.output_limit))
-        err: list[bytes] = []
-        tail = b""  # the latest stdout/stderr, to tell boot text from output
-        quiet_until = 0.0  # boot text seen: when the silence after it proves a reboot
         # The package's own unframed code (skip_noise) must be acknowledged in time too: a
         # lost end byte leaves the board waiting for more code, and its sender tries again.
-        started = not frame and not skip_noise
+        ex = _Exchange(_Raw(_Capture(self.output_limit)), deadline, stream)
+        ex.started = not frame and not skip_noise
         per_byte = 1.0 / self._line_rate()
+        ex.per_byte = per_byte
         paced = 0.0 if self._use_paste(data) else self.plain_chunk_pause * (len(data) // 256)
-        ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
+        ex.ack_by = time.monotonic() + ACK_WAIT + 2 * len(data) * per_byte + paced
         self._tail.clear()
         try:
             self._write(
@@ -758,25 +803,46 @@ class Communicator(Recovery):
                     stream=stream,
                 )
             )
-            stream_by = 0.0
+        except ProtocolError as exc:
+            raise Fault("noise", str(exc), exc) from None
+        except DeviceConnectionError as exc:
+            raise Fault("disconnect", str(exc), exc) from None
+        return ex
+
+    def _pump(
+        self,
+        ex: _Exchange,
+        on_stdout: Callable[[bytes], None] | None = None,
+        *,
+        follow: bool = True,
+    ) -> _Raw:
+        """Read an exchange's reply until it ended (or, not ``follow``, until the board
+        runs the code, its stream sent), sending what the protocol asks for on the way."""
+        eng = self._engine
+        raw = ex.raw
+        deadline = ex.deadline
+        stream = ex.stream
+        per_byte = ex.per_byte
+        try:
             while True:
-                if eng.stream_unacked and not stream_by:
-                    stream_by = (
+                if eng.stream_unacked and not ex.stream_by:
+                    ex.stream_by = (
                         time.monotonic()
                         + ACK_WAIT
                         + 2 * len(stream) * per_byte
                         + self.plain_chunk_pause * (len(stream) // 256)
                     )
                 elif not eng.stream_unacked:
-                    stream_by = 0.0
-                wait = deadline if started else min(deadline, ack_by)
-                if stream_by:
-                    wait = min(wait, stream_by)
+                    ex.stream_by = 0.0
+                wait = deadline if ex.started else min(deadline, ex.ack_by)
+                if ex.stream_by:
+                    wait = min(wait, ex.stream_by)
+                quiet_until = ex.quiet_until
                 ev = self._next_event(min(wait, quiet_until) if quiet_until else wait)
                 if ev is None:
                     if quiet_until and time.monotonic() < deadline:
-                        raise Fault("reset", f"it printed {tail[-80:]!r} instead of the reply")
-                    if (not started or stream_by) and time.monotonic() < deadline:
+                        raise Fault("reset", f"it printed {ex.tail[-80:]!r} instead of the reply")
+                    if (not ex.started or ex.stream_by) and time.monotonic() < deadline:
                         raise Fault("lost", "the board did not acknowledge the code")
                     fault = Fault("timeout", "no answer")
                     fault.printed = raw.out.total
@@ -788,21 +854,24 @@ class Communicator(Recovery):
                         if on_stdout is not None:
                             on_stdout(ev.data)
                     else:
-                        err.append(ev.data)
-                    tail = (tail + ev.data)[-TAIL:]
-                    quiet_until = time.monotonic() + REBOOT_QUIET if looks_rebooted(tail) else 0.0
+                        ex.err.append(ev.data)
+                    ex.tail = (ex.tail + ev.data)[-TAIL:]
+                    rebooted = looks_rebooted(ex.tail)
+                    ex.quiet_until = time.monotonic() + REBOOT_QUIET if rebooted else 0.0
                 elif isinstance(ev, ExecFinished):
-                    raw.err = b"".join(err)
+                    raw.err = b"".join(ex.err)
                     raw.finished = ev
                     return raw
                 elif isinstance(ev, ExecStarted):
-                    started = True
-                    if not follow:
+                    ex.started = True
+                    if not follow and not stream:
                         return raw
                 elif isinstance(ev, CodeRejected):
                     raw.rejected = True
                 elif isinstance(ev, CodeRequested):
-                    pass  # the stream's own deadline starts (top of the loop)
+                    # the stream went out (the stream's own deadline starts at the top)
+                    if not follow:
+                        return raw
                 elif isinstance(ev, RawPasteAccepted):
                     self.raw_paste = True
                 elif isinstance(ev, RawPasteRefused):
@@ -877,7 +946,12 @@ class Communicator(Recovery):
         reply = Reply()
         capture = _Capture(self.output_limit)
         with self.lock:
-            deadline = self._begin(limit)
+            ahead = self._take_ahead()
+            if ahead is not None and ahead.code == code and not key and not op:
+                # sent by run_ahead(): its reply is this call's (its deadline ran from then)
+                end = ahead.exchange.deadline
+                return self._checked(code, 0, 0, end, ahead.limit, on_stdout, ahead=ahead)
+            deadline = self._begin(limit)  # an ahead exchange not claimed is stopped here
             size = max(int(self.piece_size), 256)
             if op & OP_EVAL or len(code) <= size:
                 try:
@@ -909,6 +983,58 @@ class Communicator(Recovery):
         reply.output = capture.value()
         reply.dropped = capture.dropped
         return reply
+
+    def run_ahead(self, code: str, timeout: float | None = None) -> bool:
+        """Send ``code`` to run checked in ``__main__`` and return as soon as the board runs
+        it, so that the board works while the host does something else: the next
+        :meth:`run` (or :meth:`exec_raw`) of the same code in ``__main__`` reads its reply
+        instead of sending it again, with the checks, resends and errors of any call (its
+        timeout counted from now). Any other call first stops it (Ctrl-C, as after
+        :meth:`exec_no_follow`), and a later :meth:`run` of the code runs it again.
+
+        Returns whether it was sent. Nothing is sent for code that would go in pieces, or
+        while the board is not usable; a fault while
+        sending is recovered from here and left unsaid (False): the call that needs the
+        board meets what is left of it."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        limit = self._limit(timeout)
+        with self.lock:
+            self._ahead = None
+            if len(code) > self.piece_size:
+                return False
+            try:
+                deadline = self._begin(limit)
+            except MpSessionError:
+                return False
+            try:
+                self._arm(deadline)
+                n = next(self._numbers) % (1 << 24) or 1
+                if self._streams(code, 0):
+                    line, stream = wire_streamed(n, code, 0, 0, self._algo)
+                else:
+                    line, stream = wire(n, code, 0, 0, self._algo), b""
+                exchange = self._send(line, deadline, frame=token(n), stream=stream)
+                self._pump(exchange, follow=False)
+            except Fault as fault:
+                self._recover_now(fault.kind)
+                return False
+            if exchange.raw.finished is not None or exchange.raw.rejected:
+                return False  # not running (a damaged line): the claiming run() sends it
+            self._ahead = _Ahead(code, n, exchange, limit, self.exchanges, self.reset_count)
+            return True
+
+    def _take_ahead(self) -> _Ahead | None:
+        """The exchange sent ahead, if it is still the board's current one (forgotten
+        either way)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or self._closed or self.broken is not None:
+            return None
+        if ahead.exchanges != self.exchanges or ahead.reset_count != self.reset_count:
+            return None
+        if self._engine.state not in RUNNING:
+            return None
+        return ahead
 
     def _cut(
         self,
@@ -949,9 +1075,11 @@ class Communicator(Recovery):
         on_stdout: Callable[[bytes], None] | None,
         *,
         stored: bool = False,
+        ahead: _Ahead | None = None,
     ) -> Reply:
         """One piece, checked, sent again while it arrives damaged and provably did not run
-        (``stored``: in two exchanges, see :meth:`_as_it_is`)."""
+        (``stored``: in two exchanges, see :meth:`_as_it_is`; ``ahead``: its first send
+        was :meth:`run_ahead`'s)."""
         sends = 0
         while True:
             sends += 1
@@ -960,17 +1088,22 @@ class Communicator(Recovery):
             n = -1  # nothing sent yet
             stream = b""
             try:
-                self._arm(deadline)
-                if stored:
-                    self._store(code, deadline)
-                n = next(self._numbers) % (1 << 24) or 1
-                if stored:
-                    line, stream = _wire_stored(n, code, key, op, self._algo), b""
-                elif self._streams(code, op):
-                    line, stream = wire_streamed(n, code, key, op, self._algo)
+                if ahead is not None:
+                    n, exchange, ahead = ahead.n, ahead.exchange, None
+                    stream = exchange.stream
+                    raw = self._pump(exchange, on_stdout)
                 else:
-                    line, stream = wire(n, code, key, op, self._algo), b""
-                raw = self._run(line, deadline, on_stdout, frame=token(n), stream=stream)
+                    self._arm(deadline)
+                    if stored:
+                        self._store(code, deadline)
+                    n = next(self._numbers) % (1 << 24) or 1
+                    if stored:
+                        line, stream = _wire_stored(n, code, key, op, self._algo), b""
+                    elif self._streams(code, op):
+                        line, stream = wire_streamed(n, code, key, op, self._algo)
+                    else:
+                        line, stream = wire(n, code, key, op, self._algo), b""
+                    raw = self._run(line, deadline, on_stdout, frame=token(n), stream=stream)
                 if raw.rejected and stream:
                     self._stream_rejects += 1
             except Fault as fault:
@@ -1367,9 +1500,15 @@ class Communicator(Recovery):
 
     def close(self) -> None:
         """Close the port (and its board lock), leaving the board as it is (nothing
-        interrupted, no reset)."""
+        interrupted, no reset; only code sent ahead that no call read is stopped)."""
         with self.lock:
             if not self._closed:
+                if self._take_ahead() is not None:
+                    # code sent ahead that nobody will claim: stopped, not left running
+                    try:
+                        self._stop_running(time.monotonic() + INTERRUPT_RETRY)
+                    except (DeviceConnectionError, Rebooted):
+                        pass
                 self._closed = True
                 self._transport.close()
 

@@ -1,0 +1,110 @@
+"""``Communicator.run_ahead``: code sent before its reply is wanted, on the real MicroPython
+unix port behind a PTY. The claiming ``run()`` gets the same reply a plain call would, any
+other call stops the code first, and nothing sent ahead outlives the communicator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from pytest_mpsession.communicator import STREAM_MIN, Communicator
+from pytest_mpsession.errors import DeviceTimeout
+
+pytestmark = pytest.mark.timeout(60)
+
+# runs about 0.3 s on the board, then prints: long enough to be running when the host
+# comes back, short enough to run again
+SPIN = (
+    "import time\nt=time.ticks_ms()\nwhile time.ticks_diff(time.ticks_ms(),t)<300:\n pass\n"
+    "print('spun')\n"
+)
+
+
+@pytest.fixture
+def comm(unix_port: str) -> Iterator[Communicator]:
+    with Communicator.open(unix_port, timeout=10) as c:
+        yield c
+
+
+def test_the_claiming_run_reads_the_reply(comm: Communicator) -> None:
+    before = comm.exchanges
+    assert comm.run_ahead("x = 6 * 7\nprint('ahead', x)") is True
+    reply = comm.run("x = 6 * 7\nprint('ahead', x)")
+    assert (reply.output, reply.status, reply.traceback) == (b"ahead 42\n", ".", b"")
+    assert comm.exchanges == before + 1  # sent once, not again
+    assert comm.eval("x") == 42  # it ran in __main__, as run() would
+
+
+def test_a_streamed_code_goes_ahead_too(comm: Communicator) -> None:
+    code = "".join(f"v{i} = {i}\n" for i in range(STREAM_MIN // 6)) + "print(v3 + v7)\n"
+    assert len(code) >= STREAM_MIN and comm._streams(code, 0)
+    assert comm.run_ahead(code) is True
+    assert comm.exec_raw(code) == (b"10\n", b"")
+
+
+def test_the_board_exception_comes_with_the_claim(comm: Communicator) -> None:
+    code = "print('before')\n1/0"
+    assert comm.run_ahead(code)
+    out, err = comm.exec_raw(code)
+    assert out == b"before\n"
+    assert b"ZeroDivisionError" in err
+
+
+def test_another_call_stops_the_code_and_a_later_run_sends_it_again(comm: Communicator) -> None:
+    assert comm.run_ahead(SPIN)
+    # a different call: the spinning code is stopped first, and its output is not this one's
+    assert comm.exec("print('other')") == "other\n"
+    before = comm.exchanges
+    assert comm.exec(SPIN) == "spun\n"  # not claimed: sent and run again, whole
+    assert comm.exchanges == before + 1
+
+
+@pytest.mark.parametrize("other", ["key", "soft_reset", "interrupt"])
+def test_a_run_elsewhere_or_a_reset_forgets_it(comm: Communicator, other: str) -> None:
+    assert comm.run_ahead("print('main')")
+    if other == "key":
+        # the same code in a namespace of its own is another call
+        assert comm.run("print('main')", key=5).output == b"main\n"
+    elif other == "soft_reset":
+        comm.soft_reset()
+    else:
+        comm.interrupt()
+    before = comm.exchanges
+    assert comm.run("print('main')").output == b"main\n"
+    assert comm.exchanges > before  # sent again: the one ahead was not taken
+
+
+def test_the_timeout_runs_from_the_send(comm: Communicator) -> None:
+    assert comm.run_ahead("while True:\n pass", timeout=0.5)
+    with pytest.raises(DeviceTimeout):
+        comm.exec_raw("while True:\n pass", timeout=0.5)
+    assert comm.exec("print('usable')") == "usable\n"
+
+
+def test_close_stops_code_nobody_claimed(unix_port: str) -> None:
+    comm = Communicator.open(unix_port)
+    assert comm.run_ahead("while True:\n pass")
+    comm.close()
+    # a board still running the loop would not answer Ctrl-A; one at its raw-REPL prompt
+    # says its banner at once
+    with serial.serial_for_url(unix_port, timeout=5) as port:
+        port.write(b"\x01")
+        assert b"raw REPL" in port.read_until(b"raw REPL")
+
+
+def test_nothing_is_sent_ahead_on_a_closed_communicator(unix_port: str) -> None:
+    comm = Communicator.open(unix_port)
+    comm.close()
+    assert comm.run_ahead("print(1)") is False
+
+
+def test_code_for_pieces_is_not_sent_ahead(comm: Communicator) -> None:
+    comm.piece_size = 256
+    code = "".join(f"a{i} = {i}\n" for i in range(60))
+    before = comm.exchanges
+    assert comm.run_ahead(code) is False
+    assert comm.exchanges == before
+    with pytest.raises(TypeError, match="code must be a str"):
+        comm.run_ahead(b"print(1)")  # type: ignore[arg-type]
