@@ -404,19 +404,19 @@ import pytest
 from pytest_mpsession.communicator import Communicator
 
 SEEN = []
-_run = Communicator._run
+_send = Communicator._send
 
 
 def counted(self, data, *args, **kwargs):
     SEEN.append(bytes(data[:40]))
-    return _run(self, data, *args, **kwargs)
+    return _send(self, data, *args, **kwargs)
 
 
-Communicator._run = counted
+Communicator._send = counted
 
 
 def pytest_unconfigure(config):
-    Communicator._run = _run  # pytester runs in this process: leave nothing patched
+    Communicator._send = _send  # pytester runs in this process: leave nothing patched
     with open("exchanges.txt", "w") as f:
         f.write(str(len(SEEN)))
 """
@@ -614,3 +614,160 @@ def test_mp_dist_each_board_tests_select_and_rerun_per_board(pytester: pytest.Py
         ["*run-last-failure: rerun previous 1 failure*",
          "*unit.py::test_on_rp2[[]microbit@mpmock://legacy[]] FAILED*"]
     )  # fmt: skip
+
+
+COUNT_AHEAD = """\
+from pytest_mpsession.communicator import Communicator
+
+SENT = []
+CLAIMED = []
+_run_ahead = Communicator.run_ahead
+_checked = Communicator._checked
+
+
+def run_ahead(self, code, timeout=None):
+    sent = _run_ahead(self, code, timeout)
+    if sent:
+        SENT.append(code)
+    return sent
+
+
+def checked(self, code, *args, **kwargs):
+    if kwargs.get("ahead") is not None:
+        CLAIMED.append(code)
+    return _checked(self, code, *args, **kwargs)
+
+
+Communicator.run_ahead = run_ahead
+Communicator._checked = checked
+
+
+def pytest_unconfigure(config):
+    Communicator.run_ahead = _run_ahead  # pytester runs in this process
+    Communicator._checked = _checked
+    with open("ahead.txt", "w") as f:
+        f.write(repr((len(SENT), len(CLAIMED))))
+"""
+
+
+def _ahead_counts(pytester: pytest.Pytester) -> tuple[int, int]:
+    import ast
+
+    sent, claimed = ast.literal_eval((pytester.path / "ahead.txt").read_text())
+    return int(sent), int(claimed)
+
+
+def _output_files(folder: object, names: list[str], bad: str = "") -> None:
+    from pathlib import Path
+
+    assert isinstance(folder, Path)
+    for name in names:
+        (folder / f"{name}.py").write_text(f"x = '{name}'\nprint(x, len(x))\n")
+        want = f"{name} {len(name)}\n" if name != bad else "something else\n"
+        (folder / f"{name}.py.exp").write_text(want)
+
+
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_the_next_output_test_runs_while_pytest_reports(
+    pytester: pytest.Pytester, board: str
+) -> None:
+    """Each output test after the first starts on the board as the one before it ends (the
+    board works while pytest reports): every one of them is claimed by its own run, and the
+    verdicts are what they are without it (one wrong output among them fails alone)."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b", "c", "d", "e"], bad="c")
+    pytester.makeconftest(COUNT_AHEAD)
+    if board == "mock":
+        result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "-v")
+    else:
+        with PtyBoard("unix") as pty:
+            result = run(pytester, f"--mp-port={pty.path}", "--mp-board-tests", "board", "-v")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*c.py*FAILED*"])
+    assert _ahead_counts(pytester) == (4, 4)
+
+
+SESSION_HOOK = """
+def pytest_mpsession_session_start(session):
+    session.exec("hook_ran = 1")
+"""
+
+SKIP_B = """
+import pytest
+
+
+def pytest_runtest_setup(item):
+    if item.name.startswith("b"):
+        pytest.skip("skipped by the conftest")
+"""
+
+
+@pytest.mark.parametrize(
+    "case", ["-x", "--maxfail=3", "--sw", "--mp-reset=soft", "session hook", "marker"]
+)
+def test_nothing_goes_ahead_when_something_may_come_between(
+    pytester: pytest.Pytester, case: str
+) -> None:
+    """Nothing starts early when the next test may not run at all or not right after this
+    one: a run that stops at failures, a reset after each test, a hook of the user's taking
+    each test's session, a requirement marker whose check may skip it."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b", "c"])
+    conftest = COUNT_AHEAD
+    args = ["--mp-mock", "--mp-board-tests", "board"]
+    if case == "session hook":
+        conftest += SESSION_HOOK
+    elif case == "marker":
+        for name in "abc":
+            path = folder / f"{name}.py"
+            path.write_text("requires_feature = ('float',)\n" + path.read_text())
+    else:
+        args.append(case)
+    pytester.makeconftest(conftest)
+    # (--sw keeps its place in pytest's cache)
+    pytester.runpytest("-p", "no:randomly", *args).assert_outcomes(passed=3)
+    assert _ahead_counts(pytester) == (0, 0)
+
+
+def test_a_test_sent_ahead_and_then_skipped_leaves_the_next_one_right(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test started early that a hook of the user's then skips: its reply is never read,
+    and the test after it runs and is judged on its own (its code is stopped first)."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c"])
+    (folder / "b.py").write_text("x = 1\nwhile x:\n    pass\n")  # never ends
+    (folder / "b.py.exp").write_text("")
+    pytester.makeconftest(COUNT_AHEAD + SKIP_B)
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "--mp-timeout", "5", "-v")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*c.py*PASSED*"])
+    assert _ahead_counts(pytester) == (1, 0)  # b, never claimed (c comes after a skip)
+
+
+INTERRUPT_AFTER_A = """
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.nodeid.endswith("a.py"):
+        raise KeyboardInterrupt
+"""
+
+
+def test_ctrl_c_stops_the_test_sent_ahead(pytester: pytest.Pytester) -> None:
+    """Ctrl-C while pytest reports the test before: the run ends interrupted, and the next
+    test's code, started early, does not go on running on the board after it."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a"])
+    (folder / "b.py").write_text("x = 1\nwhile x:\n    pass\n")
+    (folder / "b.py.exp").write_text("")
+    pytester.makeconftest(COUNT_AHEAD + INTERRUPT_AFTER_A)
+    with PtyBoard("unix") as pty:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:randomly", f"--mp-port={pty.path}", "--mp-board-tests", "board"
+        )
+        assert result.ret == pytest.ExitCode.INTERRUPTED
+        assert _ahead_counts(pytester) == (1, 0)
+        import serial
+
+        with serial.serial_for_url(pty.path, timeout=5) as port:
+            port.write(b"\x01")  # answered at the raw-REPL prompt, not by a spinning board
+            assert b"raw REPL" in port.read_until(b"raw REPL")

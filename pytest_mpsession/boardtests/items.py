@@ -15,7 +15,7 @@ import difflib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -178,6 +178,9 @@ class BoardTestItem(pytest.Item):
         self.session_: DeviceSession | None = None
         self.manager_: DeviceSessionManager | None = None
         self._exchange_done = False
+        #: the test pytest runs after this one (set as this one starts)
+        self.next_item: pytest.Item | None = None
+        self._plan: _OutputPlan | None = None
 
     @property
     def file(self) -> BoardTestFile:
@@ -249,26 +252,24 @@ class BoardTestItem(pytest.Item):
         else:
             self._run_unit(info, self.test)
 
-    def _run_output(self, info: BoardFileInfo) -> None:
+    def _prepare_output(self, runner: BoardRunner, timeout: float) -> _OutputPlan:
+        """What an output test needs before the board: its skip by run-tests.py's rules
+        (``pytest.skip``) and its expected output (a bad ``.exp``: BoardTestFailure)."""
         from pytest_mpsession.boardtests.expected import (
             ExpectedError,
             cpython_output,
             expected_file,
             read_expected,
         )
-        from pytest_mpsession.boardtests.runner import clean_board_traceback
 
+        if self._plan is not None:
+            return self._plan
         root = mprules.micropython_tests_root(self.path)
         rel = self.path.relative_to(root).as_posix() if root is not None else None
-        runner = self._runner()
-        if not runner.large_board:
-            _note_runner(self.file, runner)  # a small board is reset after the file
-        timeout = _timeout(self.config)
         if root is not None and rel is not None:
             target = _target_info(runner, root, timeout)
             reason = mprules.feature_skip(rel, target)
             if reason is not None:
-                self._exchange_done = True
                 _skip(reason)
         # the expected output first: a bad .exp fails the test without using the board
         exp = expected_file(self.path, root is not None)
@@ -277,11 +278,41 @@ class BoardTestItem(pytest.Item):
                 expected = read_expected(exp)
             else:
                 cache = getattr(self.config, "cache", None)
-                expected, _cached = cpython_output(self.path, info.source, cache)
+                expected, _cached = cpython_output(self.path, self.file.info.source, cache)
         except ExpectedError as exc:
             raise BoardTestFailure(str(exc)) from None
+        self._plan = _OutputPlan(rel, exp, expected)
+        return self._plan
+
+    def _send_next_ahead(self, runner: BoardRunner, timeout: float) -> None:
+        """Start the next test on the board now, when it is an output test that runs on
+        this board right after this one with nothing in between that could use or change
+        the board (see :func:`_runs_next_unchanged`): the board runs it while pytest
+        reports this one, and its own run reads the reply."""
+        nxt = self.next_item
+        if not isinstance(nxt, BoardTestItem) or not _runs_next_unchanged(self, nxt):
+            return
+        try:
+            nxt._prepare_output(runner, timeout)
+        except (pytest.skip.Exception, BoardTestFailure):
+            return  # it does not reach the board: nothing to start
+        runner.run_output_ahead(nxt.file.info.source, timeout)
+
+    def _run_output(self, info: BoardFileInfo) -> None:
+        from pytest_mpsession.boardtests.runner import clean_board_traceback
+
+        runner = self._runner()
+        if not runner.large_board:
+            _note_runner(self.file, runner)  # a small board is reset after the file
+        timeout = _timeout(self.config)
+        try:
+            rel, exp, expected = self._prepare_output(runner, timeout)
+        except pytest.skip.Exception:
+            self._exchange_done = True  # nothing was sent: nothing to interrupt
+            raise
         run = runner.run_output(info.source, timeout)
         self._exchange_done = True
+        self._send_next_ahead(runner, timeout)
         printed = mprules.normalize_output(run.stdout + run.stderr)
         if run.too_large:
             _skip("too large: the file does not compile in the board's RAM")
@@ -379,6 +410,49 @@ class BoardTestItem(pytest.Item):
         if isinstance(err, MpSessionError):  # what happened to the board, in its one line
             return f"{type(err).__name__}: {err}"
         return super().repr_failure(excinfo, style=style)
+
+
+class _OutputPlan(NamedTuple):
+    """An output test's path under MicroPython's ``tests/`` (None elsewhere), its ``.exp``
+    file (None: CPython's output) and the expected output."""
+
+    rel: str | None
+    exp: Path | None
+    expected: bytes
+
+
+def _runs_next_unchanged(item: BoardTestItem, nxt: BoardTestItem) -> bool:
+    """Whether ``nxt``, an output test, reaches this board right after ``item`` with nothing
+    in between that uses or changes it: no reset after ``item`` (``--mp-reset``/``mp_reset``
+    of none or clean, its session untouched), no marker on ``nxt`` whose check could skip
+    it, no other hook taking its session, one board in this process, and a run that goes
+    on whatever ``item``'s verdict (no ``--maxfail``/``-x``/``--stepwise``)."""
+    from pytest_mpsession.farm.hooks import get_farm
+    from pytest_mpsession.farm.requirements import BOARD_INDEX
+    from pytest_mpsession.plugin.state import get_state
+
+    config = item.config
+    if nxt.test is not None or nxt.file.info.error is not None or nxt is item:
+        return False
+    state = get_state(config)
+    if state is None or state.board is None or state.board.manager is not item.manager_:
+        return False
+    if state.fault is not None or state.broken is not None:
+        return False
+    mark = item.get_closest_marker("mp_reset")
+    policy = str(mark.args[0]) if mark is not None and mark.args else state.settings.reset
+    if policy not in ("clean", "none") or next(nxt.iter_markers(), None) is not None:
+        return False
+    if config.getoption("maxfail", 0) or config.getoption("stepwise", False):
+        return False
+    farm = get_farm(config)
+    if nxt.stash.get(BOARD_INDEX, None) is not None or (farm is not None and len(farm.boards) > 1):
+        return False  # a matrix board, or a process routing to several
+    hook = config.hook
+    return not (
+        hook.pytest_mpsession_session_start.get_hookimpls()
+        or hook.pytest_mpsession_session_finish.get_hookimpls()
+    )
 
 
 def _skip(reason: str) -> None:

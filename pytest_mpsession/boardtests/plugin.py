@@ -173,3 +173,11 @@ def pytest_collect_file(
     kept = [r for r in result if not isinstance(r, pytest.Module)]
     kept.append(BoardTestFile.from_parent(parent, path=file_path))
     return kept
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """A board test learns which test pytest runs after it (the next output test may start
+    on the board early: see ``BoardTestItem._send_next_ahead``)."""
+    if hasattr(item, "next_item"):
+        item.next_item = nextitem

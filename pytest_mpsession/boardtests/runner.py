@@ -343,6 +343,23 @@ class BoardRunner:
                 self._exec(comm, _DROP_NAMESPACE % OUTPUT_KEY, timeout)
         return OutputRun(bytes(reply.output), bytes(reply.traceback))
 
+    def run_output_ahead(self, source: bytes, timeout: float | None) -> bool:
+        """Start the output test ``source`` on the board without waiting for its end (see
+        :meth:`Communicator.run_ahead`), so that the board runs it while pytest reports the
+        test before it: the next :meth:`run_output` of the same source reads its reply.
+        Only on a board with the isolation code (the test is then one exchange that
+        restores the board itself) whose runner is in place; whether it was sent."""
+        if not self.large_board:
+            return False
+        with self.manager.board(timeout) as comm:
+            run_ahead = getattr(comm, "run_ahead", None)
+            state = self._state
+            if run_ahead is None or state.epoch != comm.reset_count:
+                return False
+            if "_mpbt_out.py" not in state.parts:
+                return False
+            return bool(run_ahead(f"_mpbt_o({_code_literal(source)})", timeout))
+
     def _run_output_call(self, source: bytes, timeout: float | None) -> OutputRun:
         code = f"_mpbt_o({_code_literal(source)})"
         for attempt in (0, 1):
