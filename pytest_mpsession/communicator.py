@@ -251,6 +251,23 @@ class _Ahead:
     #: what makes it still the board's current exchange: the exchange count and resets
     exchanges: int
     reset_count: int
+    #: when run_ahead() returned (the host's own time starts)
+    left: float = 0.0
+
+    def resume(self, limit: float) -> None:
+        """Take the exchange up again after the host was away: the time it was away is not
+        the board's (its reply, or its code's acknowledgement, waits unread meanwhile, and a
+        board printing much waits on the host too), so the protocol's waits are pushed back
+        by it and the code gets at least ``limit`` from now, as a call sent now would."""
+        now = time.monotonic()
+        away = max(0.0, now - self.left)
+        ex = self.exchange
+        ex.deadline = max(ex.deadline, now + limit)
+        ex.ack_by += away
+        if ex.stream_by:
+            ex.stream_by += away
+        if ex.quiet_until:
+            ex.quiet_until += away
 
 
 _FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
@@ -948,9 +965,11 @@ class Communicator(Recovery):
         with self.lock:
             ahead = self._take_ahead()
             if ahead is not None and ahead.code == code and not key and not op:
-                # sent by run_ahead(): its reply is this call's (its deadline ran from then)
+                # sent by run_ahead(): its reply is this call's (with at least this call's
+                # time limit from now: the host's time away is not the board's)
+                ahead.resume(limit)
                 end = ahead.exchange.deadline
-                return self._checked(code, 0, 0, end, ahead.limit, on_stdout, ahead=ahead)
+                return self._checked(code, 0, 0, end, limit, on_stdout, ahead=ahead)
             deadline = self._begin(limit)  # an ahead exchange not claimed is stopped here
             size = max(int(self.piece_size), 256)
             if op & OP_EVAL or len(code) <= size:
@@ -989,7 +1008,8 @@ class Communicator(Recovery):
         it, so that the board works while the host does something else: the next
         :meth:`run` (or :meth:`exec_raw`) of the same code in ``__main__`` reads its reply
         instead of sending it again, with the checks, resends and errors of any call (its
-        timeout counted from now). Any other call first stops it (Ctrl-C, as after
+        timeout counted from now, and at least the claiming call's own from the claim: the
+        time the host is away is not the board's). Any other call first stops it (Ctrl-C, as after
         :meth:`exec_no_follow`), and a later :meth:`run` of the code runs it again.
 
         Returns whether it was sent. Nothing is sent for code that would go in pieces, or
@@ -1021,7 +1041,9 @@ class Communicator(Recovery):
                 return False
             if exchange.raw.finished is not None or exchange.raw.rejected:
                 return False  # not running (a damaged line): the claiming run() sends it
-            self._ahead = _Ahead(code, n, exchange, limit, self.exchanges, self.reset_count)
+            self._ahead = _Ahead(
+                code, n, exchange, limit, self.exchanges, self.reset_count, time.monotonic()
+            )
             return True
 
     def _take_ahead(self) -> _Ahead | None:

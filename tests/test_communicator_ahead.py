@@ -4,6 +4,7 @@ other call stops the code first, and nothing sent ahead outlives the communicato
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -108,3 +109,19 @@ def test_code_for_pieces_is_not_sent_ahead(comm: Communicator) -> None:
     assert comm.exchanges == before
     with pytest.raises(TypeError, match="code must be a str"):
         comm.run_ahead(b"print(1)")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_time_the_host_is_away_is_not_the_boards(comm: Communicator, streamed: bool) -> None:
+    """The host claims the reply later than the code's timeout (a slow plugin between two
+    board tests): the code, done long before, is not timed out, nor its stream taken for
+    lost (its reply and acknowledgement wait unread, not delivered at the claim's start)."""
+    code = "import time\ntime.sleep(0.2)\nprint('late')\n"
+    if streamed:
+        code = "#" + "p" * STREAM_MIN + "\n" + code
+        assert comm._streams(code, 0)
+    assert comm.run_ahead(code, timeout=0.5)
+    time.sleep(1.0)  # the host away (not a synchronisation: the reply is read below)
+    before = comm.exchanges
+    assert comm.exec_raw(code, timeout=0.5) == (b"late\n", b"")
+    assert comm.exchanges == before  # claimed, not sent again

@@ -1,0 +1,193 @@
+"""Attacks on board tests sent ahead (``--mp-board-tests``: the next output test starts on
+the board as the one before it ends, see ``BoardTestItem._send_next_ahead``).
+
+Each attack runs the same files twice where it can: as they run (tests sent ahead) and with
+``--maxfail=1000`` (nothing goes ahead, the run otherwise the same), and asks for the same
+verdicts, and for the tests after the attacking one to pass.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_board_tests import COUNT_AHEAD, _ahead_counts, _output_files
+
+from pytest_mpsession.emulator import PtyBoard
+
+pytestmark = pytest.mark.timeout(300)
+
+_VERDICT = re.compile(r"(PASSED|FAILED|ERROR|XFAIL|XPASS) (\S+\.py::\S+)")
+_SKIPPED = re.compile(r"SKIPPED \[\d+\] (\S+\.py):\d+")
+
+
+def verdicts(result: pytest.RunResult) -> dict[str, str]:
+    """Each test's verdict, from the short summary of ``-rA``."""
+    seen: dict[str, str] = {}
+    for line in result.outlines:
+        m = _VERDICT.match(line)
+        if m is not None:
+            seen[m.group(2)] = m.group(1)
+        m = _SKIPPED.match(line)
+        if m is not None:  # (an output test: its file is its id)
+            name = m.group(1).rsplit("/", 1)[-1]
+            seen[f"{m.group(1)}::{name}"] = "SKIPPED"
+    return seen
+
+
+def of(got: dict[str, str], *names: str) -> list[str]:
+    """The verdicts of the output tests ``names`` (``board/NAME.py``)."""
+    return [got[f"board/{n}.py::{n}.py"] for n in names]
+
+
+def both_ways(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, str]]:
+    """Run with tests sent ahead, then with nothing ahead; the verdicts must agree. The run
+    with tests ahead and its verdicts."""
+    base = ("-p", "no:cacheprovider", "-p", "no:randomly", "--mp-board-tests", "board", "-rA")
+    ahead = pytester.runpytest(*base, *args)
+    sent, claimed = _ahead_counts(pytester)
+    plain = pytester.runpytest(*base, *args, "--maxfail=1000")
+    assert _ahead_counts(pytester) == (0, 0)
+    got = verdicts(ahead)
+    assert got and got == verdicts(plain), (ahead.stdout.str(), plain.stdout.str())
+    assert sent > 0 and claimed > 0  # the attack did meet tests sent ahead
+    return ahead, got
+
+
+# -- 1. a test sent ahead resets the board -------------------------------------------------
+
+RESETS = """\
+import machine
+print('going')
+r = getattr(machine, 'reset', None) or machine.soft_reset
+r()
+print('not reached')
+"""
+
+
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_a_test_sent_ahead_that_resets_the_board(pytester: pytest.Pytester, board: str) -> None:
+    """A test that resets the board, started early: its verdict is its own, the reset is
+    met by its claim (not by the test after it), and the tests after it pass."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c", "d"])
+    (folder / "b.py").write_text(RESETS)
+    (folder / "b.py.exp").write_text("going\n")
+    pytester.makeconftest(COUNT_AHEAD)
+    if board == "mock":
+        _, got = both_ways(pytester, "--mp-mock")
+    else:
+        with PtyBoard("unix") as pty:
+            _, got = both_ways(pytester, f"--mp-port={pty.path}")
+    assert of(got, *"acd") == ["PASSED"] * 3, got
+
+
+# -- 2. output that looks like the protocol, too much output, stdin ---------------------------
+
+LOOKALIKES = {
+    # the raw REPL's own bytes and banner, printed by a test
+    "eot": "print('one\\x04two')\nprint('\\x04>')\n",
+    "banner": "print('raw REPL; CTRL-B to exit\\r\\n>OK\\x04\\x04>')\n",
+    "frame": "import sys\nsys.stdout.write('\\x1e\\x1e0 1 2\\x1e\\n')\nprint('\\x1e')\n",
+    "ctrl": "print('\\x01\\x02\\x03\\x05')\n",
+}
+
+
+def test_a_test_sent_ahead_that_prints_the_protocol(pytester: pytest.Pytester) -> None:
+    """Tests printing the raw REPL's end bytes, its banner, the checked exchange's frame
+    byte or control characters, each started early: each is judged on what it printed
+    (the same verdict as without going ahead) and nothing leaks into the next test."""
+    folder = pytester.mkdir("board")
+    names = []
+    for i, (name, code) in enumerate(LOOKALIKES.items()):
+        (folder / f"t{i}_{name}.py").write_text(code)
+        names.append(f"t{i}_{name}z")
+    _output_files(folder, names)
+    pytester.makeconftest(COUNT_AHEAD)
+    # the expected output of each lookalike is CPython's (no .exp): what it prints there
+    _, got = both_ways(pytester, "--mp-mock")
+    assert set(got.values()) == {"PASSED"}, got
+
+
+def test_a_test_sent_ahead_that_prints_too_much(pytester: pytest.Pytester) -> None:
+    """A test printing more than the communicator keeps, started early: its verdict is a
+    wrong output, and the test after it passes."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c"])
+    (folder / "b.py").write_text("s = 'x' * 1023\nfor i in range(1200):\n    print(s)\n")
+    (folder / "b.py.exp").write_text("short\n")
+    pytester.makeconftest(COUNT_AHEAD)
+    _, got = both_ways(pytester, "--mp-mock")
+    assert of(got, "b", "c") == ["FAILED", "PASSED"], got
+
+
+STDIN_READ = """\
+import sys
+print('reading')
+c = sys.stdin.read(1)
+print('read', repr(c))
+"""
+
+
+@pytest.mark.parametrize("pad", [0, 400], ids=["short", "streamed"])
+def test_a_test_sent_ahead_that_reads_stdin(pytester: pytest.Pytester, pad: int) -> None:
+    """A board test reading ``sys.stdin`` (the link the code travels on; a long test's code
+    is read from it by the board's wrapper): it reads nothing of its own code or of the next
+    test's, waits until its timeout, and the test after it passes."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c"])
+    (folder / "b.py").write_text("# " + "p" * pad + "\n" + STDIN_READ)
+    (folder / "b.py.exp").write_text("reading\n")
+    pytester.makeconftest(COUNT_AHEAD)
+    ahead, got = both_ways(pytester, "--mp-mock", "--mp-timeout", "2")
+    assert of(got, "b", "c") == ["FAILED", "PASSED"], got
+    assert "DeviceTimeout" in ahead.stdout.str()
+    assert "read '" not in ahead.stdout.str()
+
+
+# -- 3. timeouts ---------------------------------------------------------------------------
+
+SLOW_REPORT = """
+import time
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.nodeid.endswith("a.py"):
+        time.sleep(1.5)  # a slow reporting plugin, while b runs ahead
+"""
+
+
+@pytest.mark.parametrize("pad", [0, 400], ids=["short", "streamed"])
+def test_the_time_pytest_spends_between_tests_is_not_the_next_ones(
+    pytester: pytest.Pytester, pad: int
+) -> None:
+    """A plugin that takes longer to report a test than ``--mp-timeout``: the test sent
+    ahead meanwhile, done long before (its reply waiting unread), is not timed out for the
+    host's slowness, nor is its code (a long one, streamed) taken for lost."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c"])
+    # b's reply comes a moment after it starts: never read with the acknowledgement
+    code = "# " + "p" * pad + "\nimport time\ntime.sleep(0.2)\nprint('b done')\n"
+    (folder / "b.py").write_text(code)
+    (folder / "b.py.exp").write_text("b done\n")
+    pytester.makeconftest(COUNT_AHEAD + SLOW_REPORT)
+    _, got = both_ways(pytester, "--mp-mock", "--mp-timeout", "1")
+    assert set(got.values()) == {"PASSED"}, got
+    assert _ahead_counts(pytester) == (0, 0)  # (the plain run's)
+
+
+@pytest.mark.parametrize("limit", ["--mp-timeout", "--timeout"])
+def test_a_test_sent_ahead_that_never_ends(pytester: pytest.Pytester, limit: str) -> None:
+    """A test that spins forever, started early, met by ``--mp-timeout`` or by
+    pytest-timeout (its signal firing while the host waits on the claim): it fails with
+    that timeout, and the tests after it pass."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c", "d"])
+    (folder / "b.py").write_text("x = 1\nwhile x:\n    pass\n")
+    (folder / "b.py.exp").write_text("")
+    pytester.makeconftest(COUNT_AHEAD)
+    args = ["--mp-timeout", "1"] if limit == "--mp-timeout" else ["--timeout", "2"]
+    ahead, got = both_ways(pytester, "--mp-mock", *args)
+    assert of(got, *"abcd") == ["PASSED", "FAILED", "PASSED", "PASSED"]
+    word = "DeviceTimeout" if limit == "--mp-timeout" else "Timeout (>2.0s) from pytest-timeout"
+    assert word in ahead.stdout.str()
