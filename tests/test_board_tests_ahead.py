@@ -191,3 +191,80 @@ def test_a_test_sent_ahead_that_never_ends(pytester: pytest.Pytester, limit: str
     assert of(got, *"abcd") == ["PASSED", "FAILED", "PASSED", "PASSED"]
     word = "DeviceTimeout" if limit == "--mp-timeout" else "Timeout (>2.0s) from pytest-timeout"
     assert word in ahead.stdout.str()
+
+
+# -- 4. faults of the link and the board while tests go ahead -------------------------------
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        "seed=1&disconnect=0.05&reset=0.05",
+        "seed=3&disconnect=0.05&reset=0.05",
+        "seed=1&garbage=0.03",
+    ],
+)
+def test_faults_while_tests_go_ahead_never_give_a_wrong_verdict(
+    pytester: pytest.Pytester, faults: str
+) -> None:
+    """Dropped links, resets (its RAM lost with the runner's code) and noise of an emulated
+    board (seeded) while each test starts early: a test may fail with the fault's own
+    one-line error, or pass, never fail on a wrong output or a missing runner, nor pass a
+    wrong one; every test after a fault is judged on its own."""
+    folder = pytester.mkdir("board")
+    names = [f"t{i:02}" for i in range(16)]
+    _output_files(folder, names, bad="t07")
+    pytester.makeconftest(COUNT_AHEAD)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "--mp-board-tests", "board", "-rA",
+        f"--mp-port=mpmock://generic?{faults}", "--mp-timeout", "3",
+    )  # fmt: skip
+    got = verdicts(result)
+    out = result.stdout.str()
+    assert len(got) == len(names), out
+    assert got["board/t07.py::t07.py"] == "FAILED"
+    fault = re.compile(r"FAILED \S+ - Board\w+Error: ")
+    for line in result.outlines:
+        if line.startswith("FAILED") and "t07.py" not in line:
+            assert fault.match(line), out  # a fault's error, never a verdict on the output
+    assert "_pytest" not in out  # each fault in its one line, no host traceback
+    sent, claimed = _ahead_counts(pytester)
+    assert sent > 0 and claimed > 0
+
+
+# -- the runner's code lost --------------------------------------------------------------------
+
+REMOVES_RUNNER = """\
+import __main__
+for k in [k for k in dir(__main__) if k.startswith('_mpbt')]:
+    delattr(__main__, k)
+print('gone')
+"""
+
+
+@pytest.mark.parametrize("board", ["mock", "unix"])
+def test_the_runner_removed_from_the_board_is_sent_again(
+    pytester: pytest.Pytester, board: str
+) -> None:
+    """A test that removes the runner's own code from the board (or a board that lost its
+    RAM unseen): the test after it finds it gone (a current MicroPython says "isn't
+    defined", 1.9 "is not defined"), sends it again and passes."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c"])
+    (folder / "b.py").write_text(REMOVES_RUNNER)
+    (folder / "b.py.exp").write_text("gone\n")
+    (folder / "test_u.py").write_text(
+        "import unittest\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_a_removes(self):\n"
+        + "".join("        " + line + "\n" for line in REMOVES_RUNNER.splitlines()[:3])
+        + "\n    def test_b_after(self):\n        self.assertEqual(1 + 1, 2)\n"
+    )
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly", "--mp-board-tests", "board", "-rA"]
+    if board == "mock":
+        result = pytester.runpytest(*args, "--mp-mock")
+    else:
+        with PtyBoard("unix") as pty:
+            result = pytester.runpytest(*args, f"--mp-port={pty.path}")
+    got = verdicts(result)
+    assert of(got, "a", "c") == ["PASSED", "PASSED"], result.stdout.str()
+    assert got["board/test_u.py::T::test_b_after"] == "PASSED", result.stdout.str()

@@ -40,8 +40,8 @@ __all__ = [
 BOARD_DIR = Path(__file__).parent / "board"
 RESULT = b"\x1e"
 _FRAME = re.compile(r'^(\s*)File "(?P<file>[^"]*)", line (?P<line>\d+)(?P<rest>.*)$')
-_MISSING = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined|KeyError: \d+$")
-_MISSING_OUTPUT = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined")
+_MISSING = re.compile(r"NameError: name '_mpbt\w*' is(?:n't| not) defined|KeyError: \d+$")
+_MISSING_OUTPUT = re.compile(r"NameError: name '_mpbt\w*' is(?:n't| not) defined")
 
 
 def _board_source(name: str) -> str:
