@@ -363,6 +363,9 @@ class Communicator(Recovery):
         self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
         self._numbers = itertools.count(random.randrange(1, 1 << 20))
         self._ahead: _Ahead | None = None
+        # a call was waiting on running code when something not the board's (Ctrl-C,
+        # pytest-timeout) took the host away: close() stops it (see _pump)
+        self._abandoned = False
 
     @classmethod
     def open(
@@ -834,7 +837,24 @@ class Communicator(Recovery):
         follow: bool = True,
     ) -> _Raw:
         """Read an exchange's reply until it ended (or, not ``follow``, until the board
-        runs the code, its stream sent), sending what the protocol asks for on the way."""
+        runs the code, its stream sent), sending what the protocol asks for on the way.
+
+        Left by an exception not the board's (KeyboardInterrupt, pytest-timeout's), the
+        code a call waited on is marked abandoned: :meth:`close` stops it, as nobody will
+        read its reply (code sent not to be followed is left running, as asked)."""
+        self._abandoned = follow
+        raw = self._read_reply(ex, on_stdout, follow=follow)
+        self._abandoned = False
+        return raw
+
+    def _read_reply(
+        self,
+        ex: _Exchange,
+        on_stdout: Callable[[bytes], None] | None,
+        *,
+        follow: bool,
+    ) -> _Raw:
+        """:meth:`_pump`'s reading."""
         eng = self._engine
         raw = ex.raw
         deadline = ex.deadline
@@ -1522,11 +1542,13 @@ class Communicator(Recovery):
 
     def close(self) -> None:
         """Close the port (and its board lock), leaving the board as it is (nothing
-        interrupted, no reset; only code sent ahead that no call read is stopped)."""
+        interrupted, no reset; only code that no call will read is stopped: sent ahead
+        and not claimed, or a call's left when Ctrl-C took the host away from it)."""
         with self.lock:
             if not self._closed:
-                if self._take_ahead() is not None:
-                    # code sent ahead that nobody will claim: stopped, not left running
+                abandoned = self._abandoned and self._engine.state in RUNNING
+                if self._take_ahead() is not None or abandoned:
+                    # code nobody will read the reply of: stopped, not left running
                     try:
                         self._stop_running(time.monotonic() + INTERRUPT_RETRY)
                     except (DeviceConnectionError, Rebooted):

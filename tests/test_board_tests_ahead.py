@@ -8,9 +8,16 @@ verdicts, and for the tests after the attacking one to pass.
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import serial
 from test_board_tests import COUNT_AHEAD, _ahead_counts, _output_files
 
 from pytest_mpsession.emulator import PtyBoard
@@ -268,3 +275,72 @@ def test_the_runner_removed_from_the_board_is_sent_again(
     got = verdicts(result)
     assert of(got, "a", "c") == ["PASSED", "PASSED"], result.stdout.str()
     assert got["board/test_u.py::T::test_b_after"] == "PASSED", result.stdout.str()
+
+
+# -- 6, 7. Ctrl-C at moments of a run; a second pytest on the same board ----------------------
+
+
+def _read_until(proc: subprocess.Popen[bytes], want: bytes, seen: bytearray) -> None:
+    """Read the process's output until ``want`` (a deadline, never a sleep)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + 60
+    while want not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{want!r} never came: {bytes(seen)!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            assert chunk, f"ended before {want!r}: {bytes(seen)!r}"
+            seen.extend(chunk)
+
+
+def _answers(port: str) -> bool:
+    """Whether the board answers Ctrl-A at once (at its raw-REPL prompt, not running code)."""
+    with serial.serial_for_url(port, timeout=5) as link:
+        link.write(b"\x01")
+        return b"raw REPL" in link.read_until(b"raw REPL")
+
+
+@pytest.mark.parametrize("moment", ["a starts", "b ahead", "spin claimed"])
+def test_ctrl_c_at_any_moment_leaves_the_board_answering(
+    pytester: pytest.Pytester, moment: str
+) -> None:
+    """SIGINT to pytest as a test starts, while the next one runs ahead, or while the host
+    waits on a test (sent ahead) that never ends: the run ends interrupted (exit 2) and the
+    board answers at its prompt, not running a test nobody waits for. In the last case a
+    second pytest on the same board meanwhile gets the one-line busy error, and the first
+    is unharmed."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b", "d"])
+    (folder / "c.py").write_text("x = 1\nwhile x:\n    pass\n")  # sent ahead after b
+    (folder / "c.py.exp").write_text("")
+    want = {
+        "a starts": b"a.py::a.py ",
+        "b ahead": b"a.py::a.py PASSED",
+        "spin claimed": b"b.py::b.py PASSED",
+    }
+    with PtyBoard("unix") as pty:
+        args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+        args += [f"--mp-port={pty.path}", "--mp-board-tests", "board", "-v", "--mp-timeout=600"]
+        seen = bytearray()
+        with subprocess.Popen(
+            args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as proc:
+            try:
+                _read_until(proc, want[moment], seen)
+                if moment == "spin claimed":
+                    second = pytester.runpytest_subprocess(
+                        "-p", "no:randomly", f"--mp-port={pty.path}", "--mp-board-tests", "board"
+                    )
+                    assert second.ret == pytest.ExitCode.USAGE_ERROR
+                    err = second.stderr.str() + second.stdout.str()
+                    assert re.search(r"board busy: \S+ is in use by pid \d+", err), err
+                    assert "Traceback" not in err
+                    assert proc.poll() is None  # the first goes on
+                proc.send_signal(signal.SIGINT)
+                _read_until(proc, b"KeyboardInterrupt", seen)
+                assert proc.wait(60) == pytest.ExitCode.INTERRUPTED, bytes(seen)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        assert _answers(pty.path), bytes(seen)

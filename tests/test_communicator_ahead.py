@@ -125,3 +125,35 @@ def test_the_time_the_host_is_away_is_not_the_boards(comm: Communicator, streame
     before = comm.exchanges
     assert comm.exec_raw(code, timeout=0.5) == (b"late\n", b"")
     assert comm.exchanges == before  # claimed, not sent again
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_close_stops_code_a_ctrl_c_took_the_host_away_from(unix_port: str, ahead: bool) -> None:
+    """Ctrl-C (or pytest-timeout) while a call waits on code that never ends, the call's own
+    or one sent ahead and claimed: nobody will read its reply, and close() stops it."""
+    spin = "print('go')\nwhile True:\n pass\n"
+    comm = Communicator.open(unix_port)
+    if ahead:
+        assert comm.run_ahead(spin)
+
+    def interrupt(_data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        comm.run(spin, on_stdout=interrupt)
+    comm.close()
+    with serial.serial_for_url(unix_port, timeout=5) as port:
+        port.write(b"\x01")  # answered at the raw-REPL prompt: the loop was stopped
+        assert b"raw REPL" in port.read_until(b"raw REPL")
+
+
+def test_close_leaves_code_sent_not_to_be_followed_running(unix_port: str) -> None:
+    """Code sent to run on (exec_no_follow) is left running by close(), as asked."""
+    with Communicator.open(unix_port) as comm:
+        comm.exec_no_follow("while True:\n pass\n")
+    with serial.serial_for_url(unix_port, timeout=0.5) as port:
+        port.write(b"\x01")
+        assert b"raw REPL" not in port.read_until(b"raw REPL")  # still looping
+        port.write(b"\x03\x03")  # (stopped here: the fixture's board is shared)
+    with Communicator.open(unix_port, timeout=10) as comm:
+        assert comm.eval("1 + 1") == 2
