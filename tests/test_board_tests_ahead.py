@@ -344,3 +344,72 @@ def test_ctrl_c_at_any_moment_leaves_the_board_answering(
                 if proc.poll() is None:
                     proc.kill()
         assert _answers(pty.path), bytes(seen)
+
+
+# -- 5. other boards, other runs ---------------------------------------------------------------
+
+SHUFFLE = """
+import random
+
+
+def pytest_collection_modifyitems(items):
+    random.Random(3).shuffle(items)  # (pytest-randomly's way: any order)
+"""
+
+UNIT = """\
+import unittest
+
+
+class T(unittest.TestCase):
+    def test_ok(self):
+        self.assertEqual(2 * 3, 6)
+
+    def test_bad(self):
+        self.assertEqual(2 * 3, 7)
+"""
+
+
+@pytest.mark.parametrize("case", ["legacy", "matrix", "xdist", "random order", "--lf"])
+def test_verdicts_with_other_boards_and_runs(pytester: pytest.Pytester, case: str) -> None:
+    """Output tests mixed with unit tests on a small board (nothing goes ahead), a firmware
+    matrix (nothing goes ahead), two xdist workers with a board each, a shuffled order (as
+    pytest-randomly's), and ``--lf``: every verdict is the test's own."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b", "c", "cc", "f"], bad="c")
+    (folder / "cc.py.exp").write_text("not cc\n")
+    (folder / "d_unit.py").write_text(UNIT)
+    pytester.makeconftest(COUNT_AHEAD + (SHUFFLE if case == "random order" else ""))
+    args = ["--mp-board-tests", "board", "-rA"]
+    want = {f"board/{n}.py::{n}.py": "PASSED" for n in "abf"}
+    want["board/c.py::c.py"] = want["board/cc.py::cc.py"] = "FAILED"
+    want["board/d_unit.py::T::test_ok"] = "PASSED"
+    want["board/d_unit.py::T::test_bad"] = "FAILED"
+    ahead = case in ("random order", "--lf")
+    if case == "legacy":
+        result = run_plain(pytester, "--mp-mock=legacy", *args)
+    elif case == "matrix":
+        ports = ["--mp-port=mpmock://generic", "--mp-port=mpmock://legacy", "--mp-dist=each"]
+        result = run_plain(pytester, *ports, *args)
+        labels = ["generic@mpmock://generic", "microbit@mpmock://legacy"]
+        want = {f"{k}[{label}]": v for k, v in want.items() for label in labels}
+    elif case == "xdist":
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:randomly", "--mp-mock", *args, "-n", "2"
+        )
+    elif case == "random order":
+        result = run_plain(pytester, "--mp-mock", *args)
+    else:
+        pytester.runpytest("-p", "no:randomly", "--mp-mock", *args).assert_outcomes(
+            passed=4, failed=3
+        )
+        result = pytester.runpytest("-p", "no:randomly", "--mp-mock", "--lf", *args)
+        want = {k: v for k, v in want.items() if v == "FAILED"}
+    got = verdicts(result)
+    assert got == want, result.stdout.str()
+    if case != "xdist":  # (each worker writes its own counts)
+        sent, claimed = _ahead_counts(pytester)
+        assert (sent > 0) == ahead and claimed == sent, (sent, claimed)
+
+
+def run_plain(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
