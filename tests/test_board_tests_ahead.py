@@ -413,3 +413,71 @@ def test_verdicts_with_other_boards_and_runs(pytester: pytest.Pytester, case: st
 
 def run_plain(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+
+# -- 3b. pytest-timeout counts the test before the one sent ahead ------------------------------
+
+SLOW_LINK = """
+from pytest_mpsession.communicator import Communicator
+
+_line_rate = Communicator._line_rate
+Communicator._line_rate = lambda self: 100.0  # bytes a second: a slow serial link
+
+
+def pytest_sessionfinish(session):
+    Communicator._line_rate = _line_rate  # pytester runs in this process
+"""
+
+
+@pytest.mark.parametrize("timeout", [None, "3", "marker"])
+def test_the_next_code_goes_ahead_only_in_a_small_part_of_the_timeout_left(
+    pytester: pytest.Pytester, timeout: str | None
+) -> None:
+    """pytest-timeout's limit counts the test that sends the next one ahead: over a link
+    slow for the next test's code (about 3 s of it here), nothing is sent ahead by a test
+    under a 3 s limit (``--timeout``, or its marker), and everything is without one."""
+    folder = pytester.mkdir("board")
+    for name in "abc":
+        (folder / f"{name}.py").write_text(f"# {'p' * 240}\nprint('{name}')\n")
+        (folder / f"{name}.py.exp").write_text(f"{name}\n")
+    conftest = COUNT_AHEAD + SLOW_LINK
+    args = ["--mp-mock"]
+    if timeout == "3":
+        args.append("--timeout=3")
+    elif timeout == "marker":
+        conftest += (
+            "\n\nimport pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
+            "    items[0].add_marker(pytest.mark.timeout(3))\n"
+        )
+    pytester.makeconftest(conftest)
+    run_plain(pytester, "--mp-board-tests", "board", *args).assert_outcomes(passed=3)
+    # (a marker on a alone: b, not limited, sends c ahead)
+    want = {None: (2, 2), "3": (0, 0), "marker": (1, 1)}[timeout]
+    assert _ahead_counts(pytester) == want
+
+
+FAILING_AHEAD = """
+from pytest_mpsession.communicator import Communicator
+from pytest_mpsession.errors import BoardDisconnectedError
+
+
+def broken_run_ahead(self, code, timeout=None):
+    raise BoardDisconnectedError("the link dropped while the next test was sent")
+
+
+_run_ahead = Communicator.run_ahead
+Communicator.run_ahead = broken_run_ahead
+
+
+def pytest_unconfigure(config):
+    Communicator.run_ahead = _run_ahead  # pytester runs in this process
+"""
+
+
+def test_a_failure_sending_the_next_test_is_not_this_ones(pytester: pytest.Pytester) -> None:
+    """The board's error while the next test is being started early is not the verdict of
+    the test that started it: that one passes, and the next runs on its own."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b"])
+    pytester.makeconftest(FAILING_AHEAD)
+    run_plain(pytester, "--mp-mock", "--mp-board-tests", "board").assert_outcomes(passed=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,6 +22,7 @@ import pytest
 
 from pytest_mpsession.boardtests import mprules
 from pytest_mpsession.boardtests.source import BoardFileInfo, UnitTest, read_board_file
+from pytest_mpsession.errors import MpSessionError
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -178,8 +180,9 @@ class BoardTestItem(pytest.Item):
         self.session_: DeviceSession | None = None
         self.manager_: DeviceSessionManager | None = None
         self._exchange_done = False
-        #: the test pytest runs after this one (set as this one starts)
+        #: the test pytest runs after this one, and when this one started (set as it starts)
         self.next_item: pytest.Item | None = None
+        self.started = 0.0
         self._plan: _OutputPlan | None = None
 
     @property
@@ -296,7 +299,15 @@ class BoardTestItem(pytest.Item):
             nxt._prepare_output(runner, timeout)
         except (pytest.skip.Exception, BoardTestFailure):
             return  # it does not reach the board: nothing to start
-        runner.run_output_ahead(nxt.file.info.source, timeout)
+        # pytest-timeout's limit counts this test's time: sending the next one's code must
+        # take a small part of what is left of it (on a slow link, a long test's code could
+        # otherwise fail this test by a timeout that is not its own)
+        limit = _pytest_timeout(self)
+        within = None if limit is None else (limit - (time.monotonic() - self.started)) / 4
+        try:
+            runner.run_output_ahead(nxt.file.info.source, timeout, within=within)
+        except MpSessionError:
+            return  # the board's trouble: the next test meets it in its own run
 
     def _run_output(self, info: BoardFileInfo) -> None:
         from pytest_mpsession.boardtests.runner import clean_board_traceback
@@ -453,6 +464,24 @@ def _runs_next_unchanged(item: BoardTestItem, nxt: BoardTestItem) -> bool:
         hook.pytest_mpsession_session_start.get_hookimpls()
         or hook.pytest_mpsession_session_finish.get_hookimpls()
     )
+
+
+def _pytest_timeout(item: pytest.Item) -> float | None:
+    """pytest-timeout's limit for ``item`` in seconds (its marker, else what
+    ``--timeout``, the ini file or ``PYTEST_TIMEOUT`` set), or None without one."""
+    if not item.config.pluginmanager.has_plugin("timeout"):
+        return None
+    mark = item.get_closest_marker("timeout")
+    value: Any
+    if mark is not None:
+        value = mark.args[0] if mark.args else mark.kwargs.get("timeout")
+    else:
+        value = getattr(item.config, "_env_timeout", None)  # pytest-timeout's resolved one
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        return None
+    return limit if limit > 0 else None
 
 
 def _skip(reason: str) -> None:
