@@ -841,8 +841,9 @@ class Communicator(Recovery):
 
         Left by an exception not the board's (KeyboardInterrupt, pytest-timeout's), the
         code a call waited on is marked abandoned: :meth:`close` stops it, as nobody will
-        read its reply (code sent not to be followed is left running, as asked)."""
-        self._abandoned = follow
+        read its reply (code sent not to be followed is left running once it runs, as
+        asked; code sent ahead is stopped by close() unless claimed)."""
+        self._abandoned = True
         raw = self._read_reply(ex, on_stdout, follow=follow)
         self._abandoned = False
         return raw

@@ -146,7 +146,7 @@ def test_a_test_sent_ahead_that_reads_stdin(pytester: pytest.Pytester, pad: int)
     (folder / "b.py").write_text("# " + "p" * pad + "\n" + STDIN_READ)
     (folder / "b.py.exp").write_text("reading\n")
     pytester.makeconftest(COUNT_AHEAD)
-    ahead, got = both_ways(pytester, "--mp-mock", "--mp-timeout", "2")
+    ahead, got = both_ways(pytester, "--mp-mock", "--mp-timeout", "1")
     assert of(got, "b", "c") == ["FAILED", "PASSED"], got
     assert "DeviceTimeout" in ahead.stdout.str()
     assert "read '" not in ahead.stdout.str()

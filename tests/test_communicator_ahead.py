@@ -157,3 +157,25 @@ def test_close_leaves_code_sent_not_to_be_followed_running(unix_port: str) -> No
         port.write(b"\x03\x03")  # (stopped here: the fixture's board is shared)
     with Communicator.open(unix_port, timeout=10) as comm:
         assert comm.eval("1 + 1") == 2
+
+
+def test_ctrl_c_as_code_is_sent_ahead_leaves_nothing_running(
+    unix_port: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just as the board starts code sent ahead, before run_ahead() returned: no call
+    will claim it, and close() stops it."""
+    comm = Communicator.open(unix_port)
+    read_reply = Communicator._read_reply
+
+    def interrupted(self: Communicator, *args: object, **kwargs: object) -> object:
+        read_reply(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Communicator, "_read_reply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        comm.run_ahead("while True:\n pass\n")
+    monkeypatch.undo()
+    comm.close()
+    with serial.serial_for_url(unix_port, timeout=5) as port:
+        port.write(b"\x01")
+        assert b"raw REPL" in port.read_until(b"raw REPL")
