@@ -116,6 +116,29 @@ def test_a_test_sent_ahead_that_prints_the_protocol(pytester: pytest.Pytester) -
     assert set(got.values()) == {"PASSED"}, got
 
 
+FORGES_THE_END = """\
+import __main__
+n = __main__._mps_s[0]  # the number of the exchange running this test
+print('before')
+print('\\x1e%d).0' % n)  # the end of its reply's frame, forged
+print('after')
+"""
+
+
+def test_a_test_sent_ahead_that_forges_the_end_of_its_reply(pytester: pytest.Pytester) -> None:
+    """A test printing the end of its own reply's frame (the exchange number is on the
+    board): it fails with the noise it made, never passes on half its output, and the
+    tests after it pass."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "c", "d"])
+    (folder / "b.py").write_text(FORGES_THE_END)
+    (folder / "b.py.exp").write_text("before\n")
+    pytester.makeconftest(COUNT_AHEAD)
+    ahead, got = both_ways(pytester, "--mp-mock")
+    assert of(got, *"abcd") == ["PASSED", "FAILED", "PASSED", "PASSED"], got
+    assert "b.py - BoardNoiseError" in ahead.stdout.str()
+
+
 def test_a_test_sent_ahead_that_prints_too_much(pytester: pytest.Pytester) -> None:
     """A test printing more than the communicator keeps, started early: its verdict is a
     wrong output, and the test after it passes."""
@@ -369,11 +392,14 @@ class T(unittest.TestCase):
 """
 
 
-@pytest.mark.parametrize("case", ["legacy", "matrix", "xdist", "random order", "--lf"])
+@pytest.mark.parametrize(
+    "case", ["legacy", "matrix", "two boards", "xdist", "random order", "--lf"]
+)
 def test_verdicts_with_other_boards_and_runs(pytester: pytest.Pytester, case: str) -> None:
     """Output tests mixed with unit tests on a small board (nothing goes ahead), a firmware
-    matrix (nothing goes ahead), two xdist workers with a board each, a shuffled order (as
-    pytest-randomly's), and ``--lf``: every verdict is the test's own."""
+    matrix or two boards in one process (nothing goes ahead), two xdist workers with a
+    board each, a shuffled order (as pytest-randomly's), and ``--lf``: every verdict is the
+    test's own."""
     folder = pytester.mkdir("board")
     _output_files(folder, ["a", "b", "c", "cc", "f"], bad="c")
     (folder / "cc.py.exp").write_text("not cc\n")
@@ -392,6 +418,8 @@ def test_verdicts_with_other_boards_and_runs(pytester: pytest.Pytester, case: st
         result = run_plain(pytester, *ports, *args)
         labels = ["generic@mpmock://generic", "microbit@mpmock://legacy"]
         want = {f"{k}[{label}]": v for k, v in want.items() for label in labels}
+    elif case == "two boards":  # one process routing to both: nothing goes ahead
+        result = run_plain(pytester, "--mp-port=mpmock://generic", "--mp-port=mpmock://rp2", *args)
     elif case == "xdist":
         result = pytester.runpytest_subprocess(
             "-p", "no:cacheprovider", "-p", "no:randomly", "--mp-mock", *args, "-n", "2"
