@@ -234,6 +234,37 @@ def test_a_missing_place_under_xdist_is_one_line(pytester: pytest.Pytester, on_l
     assert "Traceback" not in out and "passed" not in out
 
 
+def test_a_place_whose_board_does_not_answer_under_xdist_is_one_line(
+    pytester: pytest.Pytester, on_lab: object
+) -> None:
+    """Under xdist each worker opens its own place's board and the pool is put together
+    from what they found: a board that does not answer (the emulated esp32 stopped) ends
+    the run as a usage error naming it, in one line, before any test; the places are free
+    after (the fixture)."""
+    import signal
+
+    from labgrid_lab import Lab
+
+    assert isinstance(on_lab, Lab)
+    emulator = next(p for p in on_lab.procs if "pytest_mpsession.emulator" in p.args)
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    os.kill(emulator.pid, signal.SIGSTOP)
+    try:
+        result = pytester.runpytest_subprocess(
+            "--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n", "2", "--mp-timeout", "2"
+        )
+    finally:
+        os.kill(emulator.pid, signal.SIGCONT)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(
+        ["*mpsession: labgrid place esp32 (labgrid://esp32): cannot use the board at "
+         "rfc2217://127.0.0.1:*: no raw REPL answer from * within 2 s: it sent nothing*"]
+    )  # fmt: skip
+    assert "mpsession: mpsession:" not in out
+    assert "Traceback" not in out and "passed" not in out
+
+
 def test_a_failing_test_and_a_missing_place(pytester: pytest.Pytester, on_lab: object) -> None:
     pytester.makepyfile(
         "def test_fails(device_session):\n    assert device_session.eval('1') == 2\n"
