@@ -219,6 +219,21 @@ def test_two_workers_on_two_places(pytester: pytest.Pytester, on_lab: object) ->
     result.stdout.fnmatch_lines(["mpsession: labgrid places * acquired in *.?? s"])
 
 
+def test_a_matrix_over_two_places(pytester: pytest.Pytester, on_lab: object) -> None:
+    """``--mp-dist each`` over places: every device test once per board (the pool the
+    workers put together at the rendezvous), the board in each test's id."""
+    pytester.makepyfile(test_place=ON_A_PLACE)
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n", "2", "--mp-dist", "each",
+        "-v", "-rs",
+    )  # fmt: skip
+    # test_any on both boards, each platform's own test on its board (skipped on the other)
+    result.assert_outcomes(passed=10, skipped=2)
+    result.stdout.fnmatch_lines(["*PASSED test_place.py::test_esp32?esp32@rfc2217://*"])
+    result.stdout.fnmatch_lines(["*PASSED test_place.py::test_unix?linux@rfc2217://*"])
+    result.stdout.fnmatch_lines(["mpsession: esp32@rfc2217://*: 5 passed, 1 skipped"])
+
+
 def test_a_missing_place_under_xdist_is_one_line(pytester: pytest.Pytester, on_lab: object) -> None:
     """Under xdist the places are taken while the workers start: a place that does not
     exist still ends the run as a usage error, in one line, before any test."""
