@@ -745,6 +745,35 @@ def test_a_test_sent_ahead_and_then_skipped_leaves_the_next_one_right(
     assert _ahead_counts(pytester) == (1, 0)  # b, never claimed (c comes after a skip)
 
 
+FAILING_AHEAD = """
+from pytest_mpsession.boardtests.runner import BoardRunner
+
+_original = BoardRunner.run_output_ahead
+
+
+def broken(self, source, timeout, **kwargs):
+    raise RuntimeError("the board would not take it")
+
+
+BoardRunner.run_output_ahead = broken
+
+
+def pytest_unconfigure(config):
+    BoardRunner.run_output_ahead = _original  # pytester runs in this process
+"""
+
+
+def test_a_failure_to_start_the_next_test_is_not_this_tests(pytester: pytest.Pytester) -> None:
+    """Starting the next test early is the plugin's business: when it fails, the test that
+    tried passes all the same, and the next one runs as it would have."""
+    folder = pytester.mkdir("board")
+    _output_files(folder, ["a", "b", "c"], bad="c")
+    pytester.makeconftest(FAILING_AHEAD)
+    result = run(pytester, "--mp-mock", "--mp-board-tests", "board", "-v")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*a.py*PASSED*", "*b.py*PASSED*", "*c.py*FAILED*"])
+
+
 INTERRUPT_AFTER_A = """
 def pytest_runtest_logreport(report):
     if report.when == "call" and report.nodeid.endswith("a.py"):

@@ -482,30 +482,3 @@ def test_the_next_code_goes_ahead_only_in_a_small_part_of_the_timeout_left(
     # (a marker on a alone: b, not limited, sends c ahead)
     want = {None: (2, 2), "3": (0, 0), "marker": (1, 1)}[timeout]
     assert _ahead_counts(pytester) == want
-
-
-FAILING_AHEAD = """
-from pytest_mpsession.communicator import Communicator
-from pytest_mpsession.errors import BoardDisconnectedError
-
-
-def broken_run_ahead(self, code, timeout=None):
-    raise BoardDisconnectedError("the link dropped while the next test was sent")
-
-
-_run_ahead = Communicator.run_ahead
-Communicator.run_ahead = broken_run_ahead
-
-
-def pytest_unconfigure(config):
-    Communicator.run_ahead = _run_ahead  # pytester runs in this process
-"""
-
-
-def test_a_failure_sending_the_next_test_is_not_this_ones(pytester: pytest.Pytester) -> None:
-    """The board's error while the next test is being started early is not the verdict of
-    the test that started it: that one passes, and the next runs on its own."""
-    folder = pytester.mkdir("board")
-    _output_files(folder, ["a", "b"])
-    pytester.makeconftest(FAILING_AHEAD)
-    run_plain(pytester, "--mp-mock", "--mp-board-tests", "board").assert_outcomes(passed=2)

@@ -640,6 +640,50 @@ def test_rendezvous_hands_the_pool_to_workers_that_started_before_it() -> None:
         lonely.close()
 
 
+def test_rendezvous_gathers_every_boards_part() -> None:
+    """labgrid places: each worker gives what its board is, and blocks until every board's
+    part is in; all of them and the controller get the parts in pool order (the first that
+    failed, in pool order, when one did); a board that never comes is a one-line error."""
+    import concurrent.futures
+
+    from pytest_mpsession.farm.rendezvous import Rendezvous, gather
+
+    meet = Rendezvous(2, timeout=30)
+    try:
+        info = meet.to_dict()
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            second = ex.submit(gather, info, "boards", 1, {"caps": "B"})
+            assert not concurrent.futures.wait([second], 0.2).done  # board 0 not in yet
+            first = gather(info, "boards", 0, {"caps": "A"})
+            assert first == second.result(60) == {"answers": [{"caps": "A"}, {"caps": "B"}]}
+        assert meet.wait("boards") == first
+        # a part given again (a worker replacing a crashed one) does not change the pool
+        assert gather(info, "boards", 1, {"caps": "C"}) == first
+    finally:
+        meet.close()
+    failing = Rendezvous(3, timeout=30)
+    try:
+        info = failing.to_dict()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            parts = [{"caps": "A"}, {"error": "board 1 is dead"}, {"error": "board 2 too"}]
+            waiting = [ex.submit(gather, info, "boards", i, parts[i]) for i in (2, 1)]
+            got = gather(info, "boards", 0, parts[0])
+            assert got == {"error": "board 1 is dead"}
+            assert [f.result(60) for f in waiting] == [got, got]
+    finally:
+        failing.close()
+    lonely = Rendezvous(2, timeout=0.3)
+    try:
+        got = gather(lonely.to_dict(), "boards", 0, {"caps": "A"})
+        assert got == {
+            "error": "1 board(s) of the pool were not identified in time (their "
+            "pytest-xdist workers did not start or could not reach the controller)"
+        }
+        assert lonely.wait("boards", 0.1) == got
+    finally:
+        lonely.close()
+
+
 def test_a_run_without_labgrid_ports_does_not_import_labgrid(pytester: pytest.Pytester) -> None:
     """Every process of a run pays for what the plugin imports: labgrid (and the module
     that drives it, with asyncio) only where a ``labgrid://`` port asks for it."""

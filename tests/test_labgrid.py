@@ -219,6 +219,21 @@ def test_two_workers_on_two_places(pytester: pytest.Pytester, on_lab: object) ->
     result.stdout.fnmatch_lines(["mpsession: labgrid places * acquired in *.?? s"])
 
 
+def test_a_matrix_over_two_places(pytester: pytest.Pytester, on_lab: object) -> None:
+    """``--mp-dist each`` over places: every device test once per board (the pool the
+    workers put together at the rendezvous), the board in each test's id."""
+    pytester.makepyfile(test_place=ON_A_PLACE)
+    result = pytester.runpytest_subprocess(
+        "--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n", "2", "--mp-dist", "each",
+        "-v", "-rs",
+    )  # fmt: skip
+    # test_any on both boards, each platform's own test on its board (skipped on the other)
+    result.assert_outcomes(passed=10, skipped=2)
+    result.stdout.fnmatch_lines(["*PASSED test_place.py::test_esp32?esp32@rfc2217://*"])
+    result.stdout.fnmatch_lines(["*PASSED test_place.py::test_unix?linux@rfc2217://*"])
+    result.stdout.fnmatch_lines(["mpsession: esp32@rfc2217://*: 5 passed, 1 skipped"])
+
+
 def test_a_missing_place_under_xdist_is_one_line(pytester: pytest.Pytester, on_lab: object) -> None:
     """Under xdist the places are taken while the workers start: a place that does not
     exist still ends the run as a usage error, in one line, before any test."""
@@ -231,6 +246,37 @@ def test_a_missing_place_under_xdist_is_one_line(pytester: pytest.Pytester, on_l
         ["*mpsession: labgrid place 'bench-9' (labgrid://bench-9) does not exist*"]
     )
     out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "passed" not in out
+
+
+def test_a_place_whose_board_does_not_answer_under_xdist_is_one_line(
+    pytester: pytest.Pytester, on_lab: object
+) -> None:
+    """Under xdist each worker opens its own place's board and the pool is put together
+    from what they found: a board that does not answer (the emulated esp32 stopped) ends
+    the run as a usage error naming it, in one line, before any test; the places are free
+    after (the fixture)."""
+    import signal
+
+    from labgrid_lab import Lab
+
+    assert isinstance(on_lab, Lab)
+    emulator = next(p for p in on_lab.procs if "pytest_mpsession.emulator" in p.args)
+    pytester.makepyfile("def test_x(device_session):\n    pass\n")
+    os.kill(emulator.pid, signal.SIGSTOP)
+    try:
+        result = pytester.runpytest_subprocess(
+            "--mp-port=labgrid://unix", "--mp-port=labgrid://esp32", "-n", "2", "--mp-timeout", "2"
+        )
+    finally:
+        os.kill(emulator.pid, signal.SIGCONT)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(
+        ["*mpsession: labgrid place esp32 (labgrid://esp32): cannot use the board at "
+         "rfc2217://127.0.0.1:*: no raw REPL answer from * within 2 s: it sent nothing*"]
+    )  # fmt: skip
+    assert "mpsession: mpsession:" not in out
     assert "Traceback" not in out and "passed" not in out
 
 

@@ -22,7 +22,6 @@ import pytest
 
 from pytest_mpsession.boardtests import mprules
 from pytest_mpsession.boardtests.source import BoardFileInfo, UnitTest, read_board_file
-from pytest_mpsession.errors import MpSessionError
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -297,17 +296,16 @@ class BoardTestItem(pytest.Item):
             return
         try:
             nxt._prepare_output(runner, timeout)
-        except (pytest.skip.Exception, BoardTestFailure):
-            return  # it does not reach the board: nothing to start
-        # pytest-timeout's limit counts this test's time: sending the next one's code must
-        # take a small part of what is left of it (on a slow link, a long test's code could
-        # otherwise fail this test by a timeout that is not its own)
-        limit = _pytest_timeout(self)
-        within = None if limit is None else (limit - (time.monotonic() - self.started)) / 4
-        try:
+            # pytest-timeout's limit counts this test's time: sending the next one's code
+            # must take a small part of what is left of it (on a slow link, a long test's
+            # code could otherwise fail this test by a timeout that is not its own)
+            limit = _pytest_timeout(self)
+            within = None if limit is None else (limit - (time.monotonic() - self.started)) / 4
             runner.run_output_ahead(nxt.file.info.source, timeout, within=within)
-        except MpSessionError:
-            return  # the board's trouble: the next test meets it in its own run
+        except (pytest.skip.Exception, Exception):
+            # It does not reach the board (a skip, a bad .exp), or the board would not take
+            # it now: the next test meets that itself, never this one.
+            return
 
     def _run_output(self, info: BoardFileInfo) -> None:
         from pytest_mpsession.boardtests.runner import clean_board_traceback

@@ -59,6 +59,7 @@ __all__ = [
     "get_farm",
     "matrix_boards",
     "pool_board_caps",
+    "share_board",
 ]
 
 HELP_DIST = (
@@ -121,16 +122,21 @@ class FarmState:
     early: bool = False
     pending: concurrent.futures.Future[_Taken] | None = None
     pool_size: int = 0
+    #: a worker of such a run: the rendezvous where it gives its board's capabilities
+    #: (until it did), and the pool's ports
+    gather: dict[str, Any] | None = None
+    gather_ports: list[str] = field(default_factory=list)
+    #: and the places by their boards' links (``esp32 (labgrid://esp32)``), for errors
+    gather_places: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class _Taken:
-    """What the controller took while its workers started: places, ports, the pool."""
+    """What the controller took while its workers started: places and their ports."""
 
     places: list[AcquiredPlace]
     seconds: float
     ports: list[str]
-    pool: list[PoolBoard]
 
 
 _FARM = pytest.StashKey[FarmState]()
@@ -281,7 +287,7 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
 
     early = workerinput.get("mpsession_early")
     if isinstance(early, dict):
-        _fetch_pool(workerinput, early)
+        _fetch_places(farm, workerinput, early)
 
     farm.dist = str(workerinput.get("mpsession_dist", farm.dist))
     pool = workerinput.get("mpsession_pool")
@@ -291,6 +297,8 @@ def _configure_worker(config: pytest.Config, farm: FarmState, workerinput: dict[
         farm.routed = bool(workerinput.get("mpsession_routed", False))
         meet = workerinput.get("mpsession_meet")
         farm.meet = meet if isinstance(meet, dict) else None
+    elif farm.gather is not None:
+        farm.routed = bool(workerinput.get("mpsession_routed", False))
     places = workerinput.get("mpsession_places")
     if isinstance(places, list):
         from pytest_mpsession.farm.labgrid import AcquiredPlace
@@ -310,19 +318,20 @@ def _fetch(early: dict[str, Any], kind: str) -> dict[str, Any]:
     return got
 
 
-def _fetch_pool(workerinput: dict[str, Any], early: dict[str, Any]) -> None:
-    """A worker started while the controller took the labgrid places: wait for the pool
-    at the rendezvous; then the worker input is as if it had come with the worker."""
-    got = _fetch(early, "pool")
-    pool = list(got["pool"])
+def _fetch_places(farm: FarmState, workerinput: dict[str, Any], early: dict[str, Any]) -> None:
+    """A worker started while the controller took the labgrid places: wait for their
+    ports at the rendezvous. The worker opens its board as any worker does, then gives
+    what it found there and learns the pool (:func:`share_board`)."""
+    got = _fetch(early, "places")
+    ports = [str(p) for p in got["ports"]]
     index = int(workerinput.get("mpsession_board", 0))
-    workerinput["mpsession_pool"] = pool
-    workerinput["mpsession_port"] = pool[index]["port"]
+    workerinput["mpsession_port"] = ports[index]
     workerinput["mpsession_dist"] = got["dist"]
     workerinput["mpsession_routed"] = got["routed"]
     workerinput["mpsession_places"] = got["places"]
-    if len(pool) > 1:
-        workerinput["mpsession_meet"] = early
+    farm.mine = index
+    farm.gather, farm.gather_ports = early, ports
+    farm.gather_places = {str(p["serial_url"]): f"{p['place']} ({p['url']})" for p in got["places"]}
 
 
 def pool_board_caps(config: pytest.Config) -> DeviceCapabilities | None:
@@ -396,7 +405,6 @@ def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
     in its ``pytest_configure``; the controller waits for it before tests are handed out
     (:func:`_join_early`: a usage error there, exit status 4, when it failed)."""
     from pytest_mpsession.farm.labgrid import acquire_places
-    from pytest_mpsession.farm.pool import make_pool, start_probes
     from pytest_mpsession.plugin.state import get_state
 
     state = get_state(config)
@@ -408,8 +416,6 @@ def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
     _terminate_as_interrupt(farm)
     workers = int(config.option.numprocesses)
     size = min(workers, len(settings.ports))
-    probes = _feature_probes(config)
-    cache = getattr(config, "cache", None) if settings.use_cache else None
     rendezvous = _new_rendezvous(size, settings.timeout)
     dist = farm.dist
     routed = size > 1 and _xdist_dist(config) == "load"
@@ -424,25 +430,22 @@ def _take_places_early(config: pytest.Config, farm: FarmState) -> None:
             ports = list(settings.ports)
             for i, place in zip(wanted, places, strict=True):
                 ports[i] = place.serial_url
-            futures = start_probes(
-                ports[:size], probes, cache, baudrate=settings.baudrate, timeout=settings.timeout
-            )
-            pool = make_pool(ports[:size], [f.result().caps for f in futures])
         except Exception as exc:
-            rendezvous.offer("pool", {"error": str(exc)})
+            rendezvous.offer("places", {"error": str(exc)})
             raise
-        # (a worker opens its board once the pool is identified: the board is locked to
-        # one process at a time)
+        # each worker opens its own board and gives what it found at the rendezvous
+        # (gather "boards"): the controller never opens them, pyserial's RFC 2217 open and
+        # close of each (0.4 and 0.3 s of its fixed pauses) stay off the way to the tests
         rendezvous.offer(
-            "pool",
+            "places",
             {
-                "pool": [b.to_dict() for b in pool],
+                "ports": ports[:size],
                 "places": [p.to_dict() for p in places],
                 "dist": dist,
                 "routed": routed,
             },
         )
-        return _Taken(places, seconds, ports, pool)
+        return _Taken(places, seconds, ports)
 
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mpsession-places")
     farm.pending = executor.submit(take)
@@ -472,11 +475,53 @@ def _join_early(config: pytest.Config, farm: FarmState) -> None:
     assert state is not None
     state.settings = dataclasses.replace(state.settings, ports=tuple(taken.ports))
     farm.places_s = taken.seconds
-    farm.pool = taken.pool
     _use_places(taken.places)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
         terminal.write_line(_places_line(taken.places, taken.seconds))
+    got = farm.rendezvous.wait("boards")
+    if "error" in got:
+        pytest.exit(f"mpsession: {got['error']}", returncode=pytest.ExitCode.USAGE_ERROR)
+    farm.pool = _gathered_pool(taken.ports[: farm.pool_size], got)
+
+
+def _gathered_pool(ports: list[str], got: dict[str, Any]) -> list[PoolBoard]:
+    """The pool of the boards the workers identified (see :func:`share_board`)."""
+    from pytest_mpsession.capabilities import DeviceCapabilities
+    from pytest_mpsession.farm.pool import make_pool
+
+    caps = [DeviceCapabilities.from_dict(a["caps"]) for a in got["answers"]]
+    return make_pool(ports, caps)
+
+
+def share_board(config: pytest.Config, board: Board) -> None:
+    """An xdist worker of a run whose boards are labgrid places, its board opened (or
+    failed): give what it found at the rendezvous and learn the whole pool (a usage error
+    when a board of the pool could not be used)."""
+    farm = get_farm(config)
+    if farm is None or farm.gather is None or farm.mine is None or farm.pool is not None:
+        return
+    from pytest_mpsession.farm.rendezvous import RendezvousError, gather
+
+    meet, ports = farm.gather, farm.gather_ports
+    farm.gather = None
+    caps = board.capabilities
+    if caps is not None and board.error is None:
+        part: dict[str, Any] = {"caps": caps.to_dict()}
+    else:
+        why = board.error or f"the board at {board.port} could not be identified"
+        why = why.removeprefix("mpsession: ")
+        place = farm.gather_places.get(board.port)
+        part = {"error": f"labgrid place {place}: {why}" if place else why}
+    try:
+        got = gather(meet, "boards", farm.mine, part)
+    except RendezvousError as exc:
+        got = {"error": str(exc)}
+    if "error" in got:
+        raise pytest.UsageError(f"mpsession: {got['error']}")
+    farm.pool = _gathered_pool(ports, got)
+    if len(farm.pool) > 1:
+        farm.meet = meet
 
 
 def _places_line(places: list[AcquiredPlace], seconds: float) -> str:
@@ -695,10 +740,10 @@ def pytest_configure_node(node: Any) -> None:
     if farm is None:
         return
     wid = str(node.gateway.id)
-    if farm.pending is not None and farm.pending.done() and farm.pending.exception() is None:
-        _join_early(config, farm)  # a worker replacing a crashed one
     if farm.pending is not None:
-        # the pool is still being taken: the worker waits for it at the rendezvous
+        # the places are still being taken, or the pool identified by the workers: the
+        # worker waits for its port at the rendezvous (never joined here: the pool needs
+        # every worker)
         taken = set(farm.node_board.values())
         free = [i for i in range(farm.pool_size) if i not in taken]
         if not free:

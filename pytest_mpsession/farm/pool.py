@@ -4,8 +4,10 @@ Routing has to know every board of the pool before the first test is handed out.
 process that hands tests out (the pytest-xdist controller, or the one pytest process of a
 run without xdist) therefore asks every board for its capabilities itself, all boards in
 parallel: open the port, one identity exchange, pytest's cache (keyed by the board's unique
-id and firmware, shared with the workers) or else the full probe. Nothing here knows pytest
-beyond the cache object it is handed.
+id and firmware, shared with the workers) or else the full probe. (labgrid places under
+xdist are the exception: each worker identifies its own board and the pool is put together
+at the rendezvous, see ``farm/hooks.py`` ``share_board``.) Nothing here knows pytest beyond
+the cache object it is handed.
 """
 
 from __future__ import annotations

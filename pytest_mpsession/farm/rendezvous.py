@@ -8,6 +8,11 @@ board can run, and those no board of the pool can run). The controller serves th
 exchange on a loopback socket (:mod:`multiprocessing.connection`, with a key only the
 run's workers are given): a worker sends its board's answer and blocks, with a deadline,
 until every board of the pool has answered for the same set of probes.
+
+The same place serves a run whose boards are labgrid places: the controller offers the
+places' ports once it holds them (:meth:`Rendezvous.offer`, :func:`fetch_pool`), each worker
+opens its own board and gives what it found (:func:`gather`), and every worker and the
+controller get the whole pool from there (the controller never opens the boards itself).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-__all__ = ["Rendezvous", "RendezvousError", "exchange", "fetch_pool"]
+__all__ = ["Rendezvous", "RendezvousError", "exchange", "fetch_pool", "gather"]
 
 
 class RendezvousError(Exception):
@@ -44,6 +49,8 @@ class Rendezvous:
         #: what the workers of a run whose pool is still being taken wait for, by kind
         #: (see :meth:`offer`)
         self._offers: dict[str, dict[str, Any]] = {}
+        #: per kind, what each board gave (see :meth:`give`)
+        self._gathered: dict[str, dict[int, dict[str, Any]]] = {}
         self._thread = threading.Thread(
             target=self._serve, name="mpsession-rendezvous", daemon=True
         )
@@ -83,6 +90,11 @@ class Rendezvous:
                 if isinstance(message, tuple) and len(message) == 1:
                     conn.send(self._wait_offer(str(message[0]), deadline))
                     return
+                if isinstance(message, tuple) and len(message) == 4 and message[0] == "gather":
+                    _, kind, index, payload = message
+                    self.give(str(kind), int(index), dict(payload))
+                    conn.send(self._wait_offer(str(kind), deadline))
+                    return
                 digest, index, features = message
                 with self._changed:
                     answers = self._table.setdefault(str(digest), {})
@@ -105,6 +117,26 @@ class Rendezvous:
             self._offers.setdefault(kind, payload)
             self._changed.notify_all()
 
+    def give(self, kind: str, index: int, payload: dict[str, Any]) -> None:
+        """Board ``index``'s part of ``kind`` (its first counts); once every board of the
+        pool gave its part, ``kind`` is offered: ``{"answers": [part, ...]}`` in pool
+        order, or the first part (in pool order) that is ``{"error": ...}``."""
+        with self._changed:
+            parts = self._gathered.setdefault(kind, {})
+            parts.setdefault(index, payload)
+            if len(parts) < self.boards or kind in self._offers:
+                return
+            answers = [parts[i] for i in sorted(parts)]
+            failed = next((a for a in answers if "error" in a), None)
+            self._offers[kind] = failed if failed is not None else {"answers": answers}
+            self._changed.notify_all()
+
+    def wait(self, kind: str, timeout: float | None = None) -> dict[str, Any]:
+        """The controller's side of :func:`gather`: ``kind`` once offered (or an error
+        after ``timeout`` seconds, default the rendezvous's)."""
+        left = self.timeout if timeout is None else timeout
+        return self._wait_offer(kind, time.monotonic() + left)
+
     def _wait_offer(self, kind: str, deadline: float) -> dict[str, Any]:
         with self._changed:
             while kind not in self._offers and not self._closed:
@@ -114,6 +146,12 @@ class Rendezvous:
                 self._changed.wait(left)
             if kind in self._offers:
                 return self._offers[kind]
+        if kind in self._gathered:
+            missing = self.boards - len(self._gathered[kind])
+            return {
+                "error": f"{missing} board(s) of the pool were not identified in time (their "
+                "pytest-xdist workers did not start or could not reach the controller)"
+            }
         return {"error": "the pytest-xdist controller did not find the pool's boards in time"}
 
     def close(self) -> None:
@@ -160,3 +198,9 @@ def fetch_pool(meet: dict[str, Any], kind: str) -> dict[str, Any]:
     """A worker's side, while the controller still takes the pool (labgrid places): block
     until the controller offers ``kind`` (see :meth:`Rendezvous.offer`)."""
     return dict(_ask(meet, (kind,), "pool from the controller"))
+
+
+def gather(meet: dict[str, Any], kind: str, index: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """A worker's side: give board ``index``'s part of ``kind`` (``{"error": ...}`` when it
+    has none) and block until every board's is in (see :meth:`Rendezvous.give`)."""
+    return dict(_ask(meet, ("gather", kind, index, payload), f"{kind} from the other boards"))

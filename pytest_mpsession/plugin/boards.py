@@ -484,7 +484,13 @@ def prepare_boards(config: pytest.Config, progress: Progress | None = None) -> N
         # A worker that raises here crashes and is restarted under another id; instead its
         # device tests fail with this one line.
         board.error = str(exc)
-        return
+    if given:
+        from pytest_mpsession.farm.hooks import share_board
+
+        try:
+            share_board(config, board)  # labgrid places: the pool, from every worker
+        except pytest.UsageError as exc:
+            board.error = board.error or str(exc)
 
 
 @pytest.hookimpl(tryfirst=True)
