@@ -179,3 +179,14 @@ def test_ctrl_c_as_code_is_sent_ahead_leaves_nothing_running(
     with serial.serial_for_url(unix_port, timeout=5) as port:
         port.write(b"\x01")
         assert b"raw REPL" in port.read_until(b"raw REPL")
+
+
+def test_a_wrapper_removed_by_code_is_sent_again(comm: Communicator) -> None:
+    """Code that deletes the checked-exchange wrapper from the board's ``__main__`` (its RAM
+    intact): the next call finds it gone, provably ran nothing, and is sent again after the
+    wrapper; every call after it works (not a reset error each)."""
+    comm.exec("import __main__\ndel __main__._mpsx")
+    before = comm.reset_count
+    assert comm.eval("6 * 7") == 42
+    assert comm.exec("print('after')") == "after\n"
+    assert comm.reset_count == before  # its RAM was not lost
