@@ -216,10 +216,10 @@ def test_a_test_sent_ahead_that_never_ends(pytester: pytest.Pytester, limit: str
     (folder / "b.py").write_text("x = 1\nwhile x:\n    pass\n")
     (folder / "b.py.exp").write_text("")
     pytester.makeconftest(COUNT_AHEAD)
-    args = ["--mp-timeout", "1"] if limit == "--mp-timeout" else ["--timeout", "2"]
+    args = ["--mp-timeout", "1"] if limit == "--mp-timeout" else ["--timeout", "3"]
     ahead, got = both_ways(pytester, "--mp-mock", *args)
     assert of(got, *"abcd") == ["PASSED", "FAILED", "PASSED", "PASSED"]
-    word = "DeviceTimeout" if limit == "--mp-timeout" else "Timeout (>2.0s) from pytest-timeout"
+    word = "DeviceTimeout" if limit == "--mp-timeout" else "Timeout (>3.0s) from pytest-timeout"
     assert word in ahead.stdout.str()
 
 
