@@ -251,6 +251,23 @@ class _Ahead:
     #: what makes it still the board's current exchange: the exchange count and resets
     exchanges: int
     reset_count: int
+    #: when run_ahead() returned (the host's own time starts)
+    left: float = 0.0
+
+    def resume(self, limit: float) -> None:
+        """Take the exchange up again after the host was away: the time it was away is not
+        the board's (its reply, or its code's acknowledgement, waits unread meanwhile, and a
+        board printing much waits on the host too), so the protocol's waits are pushed back
+        by it and the code gets at least ``limit`` from now, as a call sent now would."""
+        now = time.monotonic()
+        away = max(0.0, now - self.left)
+        ex = self.exchange
+        ex.deadline = max(ex.deadline, now + limit)
+        ex.ack_by += away
+        if ex.stream_by:
+            ex.stream_by += away
+        if ex.quiet_until:
+            ex.quiet_until += away
 
 
 _FRAME_LINE = re.compile(rb'^  File "[^"]*", line \d+, in (\S+)', re.M)
@@ -346,6 +363,9 @@ class Communicator(Recovery):
         self._algo = "c"  # the board's checksum: crc32 ("c") or the pure-Python sum ("a")
         self._numbers = itertools.count(random.randrange(1, 1 << 20))
         self._ahead: _Ahead | None = None
+        # a call was waiting on running code when something not the board's (Ctrl-C,
+        # pytest-timeout) took the host away: close() stops it (see _pump)
+        self._abandoned = False
 
     @classmethod
     def open(
@@ -817,7 +837,25 @@ class Communicator(Recovery):
         follow: bool = True,
     ) -> _Raw:
         """Read an exchange's reply until it ended (or, not ``follow``, until the board
-        runs the code, its stream sent), sending what the protocol asks for on the way."""
+        runs the code, its stream sent), sending what the protocol asks for on the way.
+
+        Left by an exception not the board's (KeyboardInterrupt, pytest-timeout's), the
+        code a call waited on is marked abandoned: :meth:`close` stops it, as nobody will
+        read its reply (code sent not to be followed is left running once it runs, as
+        asked; code sent ahead is stopped by close() unless claimed)."""
+        self._abandoned = True
+        raw = self._read_reply(ex, on_stdout, follow=follow)
+        self._abandoned = False
+        return raw
+
+    def _read_reply(
+        self,
+        ex: _Exchange,
+        on_stdout: Callable[[bytes], None] | None,
+        *,
+        follow: bool,
+    ) -> _Raw:
+        """:meth:`_pump`'s reading."""
         eng = self._engine
         raw = ex.raw
         deadline = ex.deadline
@@ -948,9 +986,11 @@ class Communicator(Recovery):
         with self.lock:
             ahead = self._take_ahead()
             if ahead is not None and ahead.code == code and not key and not op:
-                # sent by run_ahead(): its reply is this call's (its deadline ran from then)
+                # sent by run_ahead(): its reply is this call's (with at least this call's
+                # time limit from now: the host's time away is not the board's)
+                ahead.resume(limit)
                 end = ahead.exchange.deadline
-                return self._checked(code, 0, 0, end, ahead.limit, on_stdout, ahead=ahead)
+                return self._checked(code, 0, 0, end, limit, on_stdout, ahead=ahead)
             deadline = self._begin(limit)  # an ahead exchange not claimed is stopped here
             size = max(int(self.piece_size), 256)
             if op & OP_EVAL or len(code) <= size:
@@ -989,7 +1029,8 @@ class Communicator(Recovery):
         it, so that the board works while the host does something else: the next
         :meth:`run` (or :meth:`exec_raw`) of the same code in ``__main__`` reads its reply
         instead of sending it again, with the checks, resends and errors of any call (its
-        timeout counted from now). Any other call first stops it (Ctrl-C, as after
+        timeout counted from now, and at least the claiming call's own from the claim: the
+        time the host is away is not the board's). Any other call first stops it (Ctrl-C, as after
         :meth:`exec_no_follow`), and a later :meth:`run` of the code runs it again.
 
         Returns whether it was sent. Nothing is sent for code that would go in pieces, or
@@ -1021,7 +1062,9 @@ class Communicator(Recovery):
                 return False
             if exchange.raw.finished is not None or exchange.raw.rejected:
                 return False  # not running (a damaged line): the claiming run() sends it
-            self._ahead = _Ahead(code, n, exchange, limit, self.exchanges, self.reset_count)
+            self._ahead = _Ahead(
+                code, n, exchange, limit, self.exchanges, self.reset_count, time.monotonic()
+            )
             return True
 
     def _take_ahead(self) -> _Ahead | None:
@@ -1125,6 +1168,14 @@ class Communicator(Recovery):
                 # the wrapper is gone: the board's RAM was lost (it rebooted unseen)
                 gone = Fault("reset", "the board's RAM was lost (its wrapper is gone)")
                 report = self._recover_now(gone.kind)
+                if report.recovered and not report.ram_lost:
+                    # the same RAM (its marker is there): code removed the wrapper. It is
+                    # sent again; a call whose own line met its absence (nothing printed,
+                    # the call's name missing) did not run, and goes again too
+                    self._armed = False
+                    if not raw.out.total and b"'_mpsx'" in raw.err and sends < MAX_SENDS:
+                        continue
+                    gone = Fault("noise", "code removed the checked-exchange wrapper")
                 raise self._fault_error(gone, report, limit)
             if fin.status is None:
                 # The wrapper never framed a reply: the line did not compile or run (a damaged
@@ -1500,11 +1551,13 @@ class Communicator(Recovery):
 
     def close(self) -> None:
         """Close the port (and its board lock), leaving the board as it is (nothing
-        interrupted, no reset; only code sent ahead that no call read is stopped)."""
+        interrupted, no reset; only code that no call will read is stopped: sent ahead
+        and not claimed, or a call's left when Ctrl-C took the host away from it)."""
         with self.lock:
             if not self._closed:
-                if self._take_ahead() is not None:
-                    # code sent ahead that nobody will claim: stopped, not left running
+                abandoned = self._abandoned and self._engine.state in RUNNING
+                if self._take_ahead() is not None or abandoned:
+                    # code nobody will read the reply of: stopped, not left running
                     try:
                         self._stop_running(time.monotonic() + INTERRUPT_RETRY)
                     except (DeviceConnectionError, Rebooted):

@@ -751,7 +751,7 @@ from pytest_mpsession.boardtests.runner import BoardRunner
 _original = BoardRunner.run_output_ahead
 
 
-def broken(self, source, timeout):
+def broken(self, source, timeout, **kwargs):
     raise RuntimeError("the board would not take it")
 
 

@@ -4,6 +4,7 @@ other call stops the code first, and nothing sent ahead outlives the communicato
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -108,3 +109,84 @@ def test_code_for_pieces_is_not_sent_ahead(comm: Communicator) -> None:
     assert comm.exchanges == before
     with pytest.raises(TypeError, match="code must be a str"):
         comm.run_ahead(b"print(1)")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_time_the_host_is_away_is_not_the_boards(comm: Communicator, streamed: bool) -> None:
+    """The host claims the reply later than the code's timeout (a slow plugin between two
+    board tests): the code, done long before, is not timed out, nor its stream taken for
+    lost (its reply and acknowledgement wait unread, not delivered at the claim's start)."""
+    code = "import time\ntime.sleep(0.2)\nprint('late')\n"
+    if streamed:
+        code = "#" + "p" * STREAM_MIN + "\n" + code
+        assert comm._streams(code, 0)
+    assert comm.run_ahead(code, timeout=0.5)
+    time.sleep(1.0)  # the host away (not a synchronisation: the reply is read below)
+    before = comm.exchanges
+    assert comm.exec_raw(code, timeout=0.5) == (b"late\n", b"")
+    assert comm.exchanges == before  # claimed, not sent again
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_close_stops_code_a_ctrl_c_took_the_host_away_from(unix_port: str, ahead: bool) -> None:
+    """Ctrl-C (or pytest-timeout) while a call waits on code that never ends, the call's own
+    or one sent ahead and claimed: nobody will read its reply, and close() stops it."""
+    spin = "print('go')\nwhile True:\n pass\n"
+    comm = Communicator.open(unix_port)
+    if ahead:
+        assert comm.run_ahead(spin)
+
+    def interrupt(_data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        comm.run(spin, on_stdout=interrupt)
+    comm.close()
+    with serial.serial_for_url(unix_port, timeout=5) as port:
+        port.write(b"\x01")  # answered at the raw-REPL prompt: the loop was stopped
+        assert b"raw REPL" in port.read_until(b"raw REPL")
+
+
+def test_close_leaves_code_sent_not_to_be_followed_running(unix_port: str) -> None:
+    """Code sent to run on (exec_no_follow) is left running by close(), as asked."""
+    with Communicator.open(unix_port) as comm:
+        comm.exec_no_follow("while True:\n pass\n")
+    with serial.serial_for_url(unix_port, timeout=0.5) as port:
+        port.write(b"\x01")
+        assert b"raw REPL" not in port.read_until(b"raw REPL")  # still looping
+        port.write(b"\x03\x03")  # (stopped here: the fixture's board is shared)
+    with Communicator.open(unix_port, timeout=10) as comm:
+        assert comm.eval("1 + 1") == 2
+
+
+def test_ctrl_c_as_code_is_sent_ahead_leaves_nothing_running(
+    unix_port: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just as the board starts code sent ahead, before run_ahead() returned: no call
+    will claim it, and close() stops it."""
+    comm = Communicator.open(unix_port)
+    read_reply = Communicator._read_reply
+
+    def interrupted(self: Communicator, *args: object, **kwargs: object) -> object:
+        read_reply(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Communicator, "_read_reply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        comm.run_ahead("while True:\n pass\n")
+    monkeypatch.undo()
+    comm.close()
+    with serial.serial_for_url(unix_port, timeout=5) as port:
+        port.write(b"\x01")
+        assert b"raw REPL" in port.read_until(b"raw REPL")
+
+
+def test_a_wrapper_removed_by_code_is_sent_again(comm: Communicator) -> None:
+    """Code that deletes the checked-exchange wrapper from the board's ``__main__`` (its RAM
+    intact): the next call finds it gone, provably ran nothing, and is sent again after the
+    wrapper; every call after it works (not a reset error each)."""
+    comm.exec("import __main__\ndel __main__._mpsx")
+    before = comm.reset_count
+    assert comm.eval("6 * 7") == 42
+    assert comm.exec("print('after')") == "after\n"
+    assert comm.reset_count == before  # its RAM was not lost

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -178,8 +179,9 @@ class BoardTestItem(pytest.Item):
         self.session_: DeviceSession | None = None
         self.manager_: DeviceSessionManager | None = None
         self._exchange_done = False
-        #: the test pytest runs after this one (set as this one starts)
+        #: the test pytest runs after this one, and when this one started (set as it starts)
         self.next_item: pytest.Item | None = None
+        self.started = 0.0
         self._plan: _OutputPlan | None = None
 
     @property
@@ -294,7 +296,12 @@ class BoardTestItem(pytest.Item):
             return
         try:
             nxt._prepare_output(runner, timeout)
-            runner.run_output_ahead(nxt.file.info.source, timeout)
+            # pytest-timeout's limit counts this test's time: sending the next one's code
+            # must take a small part of what is left of it (on a slow link, a long test's
+            # code could otherwise fail this test by a timeout that is not its own)
+            limit = _pytest_timeout(self)
+            within = None if limit is None else (limit - (time.monotonic() - self.started)) / 4
+            runner.run_output_ahead(nxt.file.info.source, timeout, within=within)
         except (pytest.skip.Exception, Exception):
             # It does not reach the board (a skip, a bad .exp), or the board would not take
             # it now: the next test meets that itself, never this one.
@@ -455,6 +462,24 @@ def _runs_next_unchanged(item: BoardTestItem, nxt: BoardTestItem) -> bool:
         hook.pytest_mpsession_session_start.get_hookimpls()
         or hook.pytest_mpsession_session_finish.get_hookimpls()
     )
+
+
+def _pytest_timeout(item: pytest.Item) -> float | None:
+    """pytest-timeout's limit for ``item`` in seconds (its marker, else what
+    ``--timeout``, the ini file or ``PYTEST_TIMEOUT`` set), or None without one."""
+    if not item.config.pluginmanager.has_plugin("timeout"):
+        return None
+    mark = item.get_closest_marker("timeout")
+    value: Any
+    if mark is not None:
+        value = mark.args[0] if mark.args else mark.kwargs.get("timeout")
+    else:
+        value = getattr(item.config, "_env_timeout", None)  # pytest-timeout's resolved one
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        return None
+    return limit if limit > 0 else None
 
 
 def _skip(reason: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,5 +180,8 @@ def pytest_collect_file(
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """A board test learns which test pytest runs after it (the next output test may start
     on the board early: see ``BoardTestItem._send_next_ahead``)."""
-    if hasattr(item, "next_item"):
+    from pytest_mpsession.boardtests.items import BoardTestItem
+
+    if isinstance(item, BoardTestItem):
         item.next_item = nextitem
+        item.started = time.monotonic()  # (as pytest-timeout's clock starts)

@@ -40,8 +40,8 @@ __all__ = [
 BOARD_DIR = Path(__file__).parent / "board"
 RESULT = b"\x1e"
 _FRAME = re.compile(r'^(\s*)File "(?P<file>[^"]*)", line (?P<line>\d+)(?P<rest>.*)$')
-_MISSING = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined|KeyError: \d+$")
-_MISSING_OUTPUT = re.compile(r"NameError: name '_mpbt\w*' is.n.t defined")
+_MISSING = re.compile(r"NameError: name '_mpbt\w*' is(?:n't| not) defined|KeyError: \d+$")
+_MISSING_OUTPUT = re.compile(r"NameError: name '_mpbt\w*' is(?:n't| not) defined")
 
 
 def _board_source(name: str) -> str:
@@ -343,14 +343,18 @@ class BoardRunner:
                 self._exec(comm, _DROP_NAMESPACE % OUTPUT_KEY, timeout)
         return OutputRun(bytes(reply.output), bytes(reply.traceback))
 
-    def run_output_ahead(self, source: bytes, timeout: float | None) -> bool:
+    def run_output_ahead(
+        self, source: bytes, timeout: float | None, *, within: float | None = None
+    ) -> bool:
         """Start the output test ``source`` on the board without waiting for its end (see
         :meth:`Communicator.run_ahead`), so that the board runs it while pytest reports the
         test before it: the next :meth:`run_output` of the same source reads its reply.
         Only on a board with the isolation code (the test is then one exchange that
-        restores the board itself) whose runner is in place; whether it was sent."""
+        restores the board itself) whose runner is in place, and (``within``) when its code
+        crosses the link in that many seconds; whether it was sent."""
         if not self.large_board:
             return False
+        code = f"_mpbt_o({_code_literal(source)})"
         with self.manager.board(timeout) as comm:
             run_ahead = getattr(comm, "run_ahead", None)
             state = self._state
@@ -358,7 +362,10 @@ class BoardRunner:
                 return False
             if "_mpbt_out.py" not in state.parts:
                 return False
-            return bool(run_ahead(f"_mpbt_o({_code_literal(source)})", timeout))
+            line_rate = getattr(comm, "_line_rate", None)  # bytes a second the link carries
+            if within is not None and line_rate is not None and len(code) / line_rate() > within:
+                return False
+            return bool(run_ahead(code, timeout))
 
     def _run_output_call(self, source: bytes, timeout: float | None) -> OutputRun:
         code = f"_mpbt_o({_code_literal(source)})"

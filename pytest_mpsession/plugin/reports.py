@@ -41,11 +41,12 @@ def pytest_runtest_makereport(
     excinfo = call.excinfo
     if excinfo is None or not report.failed:
         return report
+    from pytest_mpsession.boardtests.items import BoardTestItem
     from pytest_mpsession.errors import BoardFault, DeviceError
 
     err = excinfo.value
-    if not isinstance(err, (BoardFault, DeviceError)):
-        return report
+    if not isinstance(err, (BoardFault, DeviceError)) or isinstance(item, BoardTestItem):
+        return report  # (a board test says it in its one line: see its repr_failure)
     style = item.config.getoption("tbstyle", "auto")
     if style in ("auto", "long", "short") and not item.config.getoption("fulltrace", False):
         tb = _user_frames(excinfo.traceback, getattr(item, "path", None))
