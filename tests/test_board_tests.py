@@ -148,9 +148,13 @@ def test_output_tests(pytester: pytest.Pytester, board_args: list[str]) -> None:
     (board / "ok.py.exp").write_text("hello 42\n")
     (board / "bad.py.exp").write_text("hello\n3\n")
     (board / "crash.py.exp").write_text("before\n")
-    result = run(pytester, *board_args, "--mp-board-tests", "board", "-rs")
+    result = run(pytester, *board_args, "--mp-board-tests", "board", "-rs", "-v")
     result.assert_outcomes(passed=2, failed=2, skipped=1)
     out = result.stdout.str()
+    # each failure headed by its file, and the verbose lines by the node id as it is
+    result.stdout.fnmatch_lines(["*_ bad.py (output test) _*", "*_ crash.py (output test) _*"])
+    result.stdout.fnmatch_lines(["board/ok.py::ok.py PASSED*"])
+    assert "test session _" not in out and "::py " not in out
     # a unified diff, expected vs printed
     result.stdout.fnmatch_lines(["*--- expected (bad.py.exp)*", "*+++ printed by the board*"])
     assert "-3\n+2" in out.replace("\r", "")

@@ -196,8 +196,10 @@ class BoardTestItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         """Where the test is (its line for a unit test)."""
         if self.test is None:
-            # no domain: pytest would show an output test's "int1.py" as "int1::py"
-            return self.path, 0, ""
+            # The domain heads the test's failure ("int1.py (output test)"; none would be
+            # "test session"). Not the bare name: the terminal rewrites a domain the node id
+            # ends with, dots to "::" ("int1::py").
+            return self.path, 0, f"{self.name} (output test)"
         return self.path, self.test.lineno - 1, self.nodeid.split("::", 1)[-1]
 
     # -- the plugin's board machinery ------------------------------------------------------
