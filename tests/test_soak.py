@@ -26,7 +26,10 @@ from soak import run_soak
 def test_soak_10000_calls_with_faults(
     record_property: pytest.RecordProperty, tmp_path: Path
 ) -> None:
-    result = run_soak(10_000, seed=1)
+    # A recovery budget of 3 s: on the 2-core CI machine a hung emulated board's reset line
+    # (a new confined engine) did not always fit in the 2 s of the script's default, and the
+    # board was then broken for every call after it (twice in four CI-like runs)
+    result = run_soak(10_000, seed=1, recovery_timeout=3.0)
     for name, value in (
         ("soak_calls", result.calls),
         ("soak_elapsed_s", round(result.elapsed, 1)),
