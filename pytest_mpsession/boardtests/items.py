@@ -220,7 +220,7 @@ class BoardTestItem(pytest.Item):
 
     def teardown(self) -> None:
         """The session's cleanup per the reset policy, as ``device_session`` does it."""
-        from pytest_mpsession.plugin.recovery import finish_session
+        from pytest_mpsession.plugin.recovery import finish_session, reset_policy
         from pytest_mpsession.plugin.state import CALL_REPORT, get_state
 
         session, self.session_ = self.session_, None
@@ -229,8 +229,7 @@ class BoardTestItem(pytest.Item):
         if session is None or manager is None or state is None:
             return
         settings = state.settings
-        mark = self.get_closest_marker("mp_reset")
-        policy = str(mark.args[0]) if mark is not None and mark.args else settings.reset
+        policy = reset_policy(self, settings.reset)
         report = self.stash.get(CALL_REPORT, None)
         interrupted = not self._exchange_done and (report is None or not report.passed)
         finish_session(
@@ -440,6 +439,7 @@ def _runs_next_unchanged(item: BoardTestItem, nxt: BoardTestItem) -> bool:
     on whatever ``item``'s verdict (no ``--maxfail``/``-x``/``--stepwise``)."""
     from pytest_mpsession.farm.hooks import get_farm
     from pytest_mpsession.farm.requirements import BOARD_INDEX
+    from pytest_mpsession.plugin.recovery import reset_policy
     from pytest_mpsession.plugin.state import get_state
 
     config = item.config
@@ -450,8 +450,7 @@ def _runs_next_unchanged(item: BoardTestItem, nxt: BoardTestItem) -> bool:
         return False
     if state.fault is not None or state.broken is not None:
         return False
-    mark = item.get_closest_marker("mp_reset")
-    policy = str(mark.args[0]) if mark is not None and mark.args else state.settings.reset
+    policy = reset_policy(item, state.settings.reset)
     if policy not in ("clean", "none") or next(nxt.iter_markers(), None) is not None:
         return False
     if config.getoption("maxfail", 0) or config.getoption("stepwise", False):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_mpsession.plugin.boards import NO_BOARD_REASON, Board, connect_board
-from pytest_mpsession.plugin.recovery import finish_session
+from pytest_mpsession.plugin.recovery import finish_session, reset_policy
 from pytest_mpsession.plugin.state import CALL_REPORT, get_state
 
 if TYPE_CHECKING:
@@ -71,8 +71,7 @@ def device_session(
     the ``mp_reset`` marker, even when the test failed or timed out."""
     config = request.config
     board = board_or_skip(config)
-    mark = request.node.get_closest_marker("mp_reset")
-    policy = str(mark.args[0]) if mark is not None and mark.args else board.settings.reset
+    policy = reset_policy(request.node, board.settings.reset)
     session = device_session_manager.create_session(timeout=board.settings.timeout)
     config.hook.pytest_mpsession_session_start(session=session)
     try:

@@ -22,7 +22,20 @@ if TYPE_CHECKING:
     from pytest_mpsession.session.manager import DeviceSessionManager
     from pytest_mpsession.session.session import DeviceSession
 
-__all__ = ["ESCALATION_PROPERTY", "finish_session", "note_escalation", "note_fault"]
+__all__ = [
+    "ESCALATION_PROPERTY",
+    "finish_session",
+    "note_escalation",
+    "note_fault",
+    "reset_policy",
+]
+
+
+def reset_policy(node: pytest.Item, default: str) -> str:
+    """The cleanup policy after ``node``: its ``mp_reset`` marker's, else ``default``
+    (``--mp-reset``/the ini key)."""
+    mark = node.get_closest_marker("mp_reset")
+    return str(mark.args[0]) if mark is not None and mark.args else default
 
 
 def finish_session(
